@@ -1,0 +1,186 @@
+"""Per-example metrics: small pure functions over stored records, each discontinuous or continuous.
+
+Every discontinuous metric (all-or-nothing per example) has continuous partners that see partial progress, so a
+jump can be checked against a softer rubric (Schaeffer et al. 2023). Metrics read records only: adding one never
+re-runs a model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+Row = Mapping[str, Any]
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-example metric. `kind` is "discontinuous" or "continuous"; `applies` lists task kinds."""
+
+    name: str
+    kind: str
+    applies: frozenset[str]
+    fn: Callable[[Row], float]
+    higher_is_better: bool
+    unit: str
+    doc: str
+
+
+def normalize(text: str) -> str:
+    """Whitespace-trimmed answer text, the form exact match compares."""
+    return text.strip()
+
+
+def parse_number(text: str) -> float | None:
+    """The first number in `text`, or None."""
+    m = _NUMBER.search(text)
+    return float(m.group()) if m else None
+
+
+def exact_match(r: Row) -> float:
+    """1 if the greedy generation equals the target after trimming whitespace, else 0."""
+    return float(normalize(r["generation"]) == normalize(r["target"]))
+
+
+def token_accuracy(r: Row) -> float:
+    """Fraction of target tokens that are the model's argmax under teacher forcing (0..1)."""
+    g = r["target_greedy"]
+    return float(np.mean(g)) if len(g) else math.nan
+
+
+def token_edit_distance(r: Row) -> float:
+    """Levenshtein distance, in tokens, between the generation's tokens and the target's tokens."""
+    return float(Levenshtein.distance(list(r["generation_tokens"]), list(r["target_tokens"])))
+
+
+def expected_exact_match(r: Row) -> float:
+    """exp(Σ log p(target token)): the probability that sampling reproduces the whole target (0..1)."""
+    lp = r["target_logprobs"]
+    return math.exp(sum(lp)) if len(lp) else math.nan
+
+
+def target_logprob(r: Row) -> float:
+    """Mean log-probability of the target tokens, in nats per token (≤ 0)."""
+    lp = r["target_logprobs"]
+    return float(np.mean(lp)) if len(lp) else math.nan
+
+
+def _choice_probs(r: Row) -> np.ndarray:
+    lp = np.asarray(r["choice_logprobs"], dtype=float)
+    p = np.exp(lp - lp.max())
+    return p / p.sum()
+
+
+def _choice_truth(r: Row) -> np.ndarray:
+    if r.get("choice_scores") is not None:
+        return (np.asarray(r["choice_scores"], dtype=float) > 0).astype(float)
+    y = np.zeros(len(r["choice_logprobs"]))
+    y[int(r["correct"])] = 1.0
+    return y
+
+
+def mc_grade(r: Row) -> float:
+    """1 if the highest-log-prob choice is a right one (BIG-bench multiple_choice_grade), else 0."""
+    return float(_choice_truth(r)[int(np.argmax(r["choice_logprobs"]))] > 0)
+
+
+def brier(r: Row) -> float:
+    """Multi-class Brier score Σ_i (p_i − y_i)² over choices, p normalised over the choices (0..2, lower is better)."""
+    return float(np.sum((_choice_probs(r) - _choice_truth(r)) ** 2))
+
+
+def correct_choice_prob(r: Row) -> float:
+    """Probability mass on the right choice(s), normalised over the choices (0..1)."""
+    return float(np.sum(_choice_probs(r) * _choice_truth(r)))
+
+
+def _numbers(r: Row) -> tuple[float | None, float | None]:
+    return parse_number(r["generation"]), parse_number(r["target"])
+
+
+def numeric_exact(r: Row) -> float:
+    """1 if the first number in the generation equals the target number, else 0."""
+    pred, tgt = _numbers(r)
+    return float(pred is not None and tgt is not None and pred == tgt)
+
+
+def abs_distance(r: Row) -> float:
+    """|predicted − target| in the task's own units; NaN when the generation holds no number."""
+    pred, tgt = _numbers(r)
+    return abs(pred - tgt) if pred is not None and tgt is not None else math.nan
+
+
+def rel_distance(r: Row) -> float:
+    """|predicted − target| / max(|target|, 1), unitless; NaN when the generation holds no number."""
+    pred, tgt = _numbers(r)
+    return abs(pred - tgt) / max(abs(tgt), 1.0) if pred is not None and tgt is not None else math.nan
+
+
+_GEN = frozenset({"generative", "numeric"})
+_MC = frozenset({"multiple_choice"})
+_NUM = frozenset({"numeric"})
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("exact_match", "discontinuous", _GEN, exact_match, True, "fraction", exact_match.__doc__ or ""),
+        Metric("token_accuracy", "continuous", _GEN, token_accuracy, True, "fraction",
+               token_accuracy.__doc__ or ""),
+        Metric("token_edit_distance", "continuous", _GEN, token_edit_distance, False, "tokens",
+               token_edit_distance.__doc__ or ""),
+        Metric("expected_exact_match", "continuous", _GEN, expected_exact_match, True, "probability",
+               expected_exact_match.__doc__ or ""),
+        Metric("target_logprob", "continuous", _GEN, target_logprob, True, "nats/token",
+               target_logprob.__doc__ or ""),
+        Metric("mc_grade", "discontinuous", _MC, mc_grade, True, "fraction", mc_grade.__doc__ or ""),
+        Metric("brier", "continuous", _MC, brier, False, "Brier (0..2)", brier.__doc__ or ""),
+        Metric("correct_choice_prob", "continuous", _MC, correct_choice_prob, True, "probability",
+               correct_choice_prob.__doc__ or ""),
+        Metric("numeric_exact", "discontinuous", _NUM, numeric_exact, True, "fraction",
+               numeric_exact.__doc__ or ""),
+        Metric("abs_distance", "continuous", _NUM, abs_distance, False, "task units", abs_distance.__doc__ or ""),
+        Metric("rel_distance", "continuous", _NUM, rel_distance, False, "ratio", rel_distance.__doc__ or ""),
+    )
+}
+
+# Each discontinuous metric and the continuous metrics that see the same ability without the cliff.
+PAIRS: dict[str, tuple[str, ...]] = {
+    "exact_match": ("token_accuracy", "token_edit_distance", "expected_exact_match", "target_logprob"),
+    "mc_grade": ("brier", "correct_choice_prob"),
+    "numeric_exact": ("abs_distance", "rel_distance"),
+}
+
+KEYS = ["study", "model", "task", "example_id", "variant"]
+
+
+def check_names(names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+
+
+def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Long table (study, model, task, example_id, variant, metric, value): every asked metric that applies.
+
+    `records` is a frame as returned by `Store.records()`; `names=None` means every metric.
+    """
+    names = list(names) if names is not None else list(METRICS)
+    check_names(names)
+    rows = records.to_dict("records")
+    out: list[tuple[Any, ...]] = []
+    for r in rows:
+        key = tuple(r[k] for k in KEYS)
+        for n in names:
+            m = METRICS[n]
+            if r["kind"] in m.applies:
+                out.append((*key, n, m.fn(r)))
+    return pd.DataFrame(out, columns=[*KEYS, "metric", "value"])

@@ -1,0 +1,87 @@
+"""The `Backend` protocol every model sits behind, and the scale facts a ladder rung carries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Teacher-forced scores of one continuation, one entry per continuation token.
+
+    `logprobs` are natural-log probabilities (nats) of each target token given everything before it;
+    `greedy[i]` says whether token i was the model's argmax there (per-token accuracy counts these);
+    `tokens` are the tokenizer's strings for the continuation tokens.
+    """
+
+    logprobs: tuple[float, ...]
+    greedy: tuple[bool, ...]
+    tokens: tuple[str, ...]
+
+    @property
+    def total(self) -> float:
+        """Sum of log-probs in nats: log p(continuation | prompt)."""
+        return float(sum(self.logprobs))
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A greedy continuation, cut at the first stop string; `tokens` are its tokenizer strings."""
+
+    text: str
+    tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScaleFacts:
+    """Where a model sits on each scale axis. Any may be unknown (None).
+
+    params / non_embedding_params: parameter counts; tokens: training tokens seen; flops: training FLOPs
+    (6·N·D when not given); loss: validation or pre-training loss in nats per token; step: optimizer steps.
+    """
+
+    params: float | None = None
+    non_embedding_params: float | None = None
+    tokens: float | None = None
+    flops: float | None = None
+    loss: float | None = None
+    step: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, override: dict[str, Any]) -> ScaleFacts:
+        """These facts with the non-None values of `override` on top (e.g. from a study file)."""
+        base = {k: v for k, v in asdict(self).items() if k != "extra"}
+        known = {k: v for k, v in override.items() if k in base and v is not None}
+        facts = ScaleFacts(**{**base, **known}, extra={**self.extra})
+        if facts.flops is None and facts.params is not None and facts.tokens is not None:
+            facts = ScaleFacts(**{**asdict(facts), "flops": 6.0 * facts.params * facts.tokens})
+        return facts
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A language model seen as two calls. Implementations: tiny (ours), hf, openai."""
+
+    name: str
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenScores]:
+        """Per-token log-probs (nats) of each continuation given its prompt, teacher-forced."""
+        ...
+
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()
+    ) -> list[Generation]:
+        """Greedy continuation of each prompt, at most `max_new_tokens` tokens, cut before any stop string."""
+        ...
+
+    def facts(self) -> ScaleFacts:
+        """What the backend knows of its own scale (parameter count, training tokens, loss, step)."""
+        ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` up to the first stop string, and whether one was found."""
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

@@ -1,0 +1,292 @@
+"""A nanoGPT-size decoder, its character tokenizer, and the `tiny` backend that scores and generates with it.
+
+The model can be attention-only and LayerNorm-free (for induction-head and grokking experiments), and exposes
+TransformerLens-style names: `run_with_cache` returns `blocks.{i}.attn.pattern` (batch, head, query, key).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop
+
+PAD = 0  # NUL never appears in task text, so it doubles as padding and beginning-of-sequence
+
+
+class CharTokenizer:
+    """One token per ASCII character (ids 0..127); anything else becomes '?'."""
+
+    vocab_size = 128
+
+    def encode(self, text: str) -> list[int]:
+        return [o if (o := ord(c)) < 128 else 63 for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 128
+    block_size: int = 256
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    d_mlp: int = 0  # 0 means 4 * n_embd
+    attn_only: bool = False
+    layernorm: bool = True
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.d_mlp == 0:
+            self.d_mlp = 4 * self.n_embd
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def _norm(cfg: GPTConfig) -> nn.Module:
+    return nn.LayerNorm(cfg.n_embd, bias=False) if cfg.layernorm else nn.Identity()
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict[str, torch.Tensor] | None,
+                name: str) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        else:  # explicit softmax so the pattern can be kept
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
+            allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            att = att.masked_fill(~allowed, float("-inf")).softmax(-1)
+            cache[f"{name}.pattern"] = att.detach()
+            y = att @ v
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1, self.attn = _norm(cfg), Attention(cfg)
+        self.mlp: nn.Module | None = None
+        if not cfg.attn_only:
+            self.ln_2 = _norm(cfg)
+            self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, cfg.d_mlp, bias=False), nn.GELU(),
+                                     nn.Linear(cfg.d_mlp, cfg.n_embd, bias=False))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict[str, torch.Tensor] | None,
+                name: str) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask, cache, f"{name}.attn")
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln_2(x))
+        if cache is not None:
+            cache[f"{name}.hook_resid_post"] = x.detach()
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = _norm(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init)
+        for n, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if n.endswith("proj.weight") or n.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count; non-embedding excludes token and position embeddings (Kaplan et al. 2020)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel() + self.wpe.weight.numel()
+        return n
+
+    def hidden(self, idx: torch.Tensor, pad_mask: torch.Tensor | None = None,
+               cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Final residual stream (after ln_f). `pad_mask` (B, T) marks real tokens of left-padded rows."""
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
+        if pad_mask is None:
+            pos = torch.arange(T, device=idx.device).expand(B, T)
+            mask = None
+        else:
+            pos = (pad_mask.long().cumsum(1) - 1).clamp(min=0)
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            # a pad query attends to itself only, so no row of the softmax is empty
+            mask = (causal & pad_mask[:, None, :]) | torch.eye(T, dtype=torch.bool, device=idx.device)
+            mask = mask[:, None]
+        x = self.wte(idx) + self.wpe(pos)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cache, f"blocks.{i}")
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab) for an unpadded batch."""
+        return self.lm_head(self.hidden(idx))
+
+    def run_with_cache(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits plus activations named like TransformerLens: `blocks.0.attn.pattern`, `blocks.0.hook_resid_post`."""
+        cache: dict[str, torch.Tensor] = {}
+        return self.lm_head(self.hidden(idx, cache=cache)), cache
+
+
+def save_checkpoint(model: GPT, path: Path, meta: dict[str, Any]) -> None:
+    """Weights as safetensors, config and training facts as JSON, written so a crash leaves no half file."""
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"
+             or not model.cfg.tie_weights}
+    save_file(state, str(path / "model.safetensors.tmp"))
+    (path / "model.safetensors.tmp").replace(path / "model.safetensors")
+    (path / "config.json.tmp").write_text(json.dumps({"model": asdict(model.cfg), **meta}, indent=2))
+    (path / "config.json.tmp").replace(path / "config.json")
+
+
+def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
+    """Model and its metadata from a folder written by `save_checkpoint`."""
+    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{path}: not a tiny checkpoint (needs config.json and model.safetensors)")
+    meta = json.loads(cfg_file.read_text())
+    model = GPT(GPTConfig.from_dict(meta.pop("model")))
+    state = load_file(str(weights))
+    if model.cfg.tie_weights:
+        state["lm_head.weight"] = state["wte.weight"]
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+class TinyBackend:
+    """Scores and generates with a `GPT`; batches are left-padded, log-probs computed in fp32."""
+
+    def __init__(self, model: GPT, name: str = "tiny", meta: dict[str, Any] | None = None,
+                 batch_tokens: int = 16384) -> None:
+        self.model, self.name, self.meta = model.eval(), name, meta or {}
+        self.tok = CharTokenizer()
+        self.batch_tokens = batch_tokens
+
+    @classmethod
+    def from_path(cls, path: str | Path, name: str | None = None) -> TinyBackend:
+        model, meta = load_checkpoint(Path(path))
+        return cls(model, name or Path(path).name, meta)
+
+    def facts(self) -> ScaleFacts:
+        m = self.meta
+        return ScaleFacts(
+            params=float(self.model.num_params()),
+            non_embedding_params=float(self.model.num_params(non_embedding=True)),
+            tokens=m.get("tokens"), flops=m.get("flops"), loss=m.get("val_loss"), step=m.get("step"),
+        )
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices grouped by similar length so padding is small; each batch under `batch_tokens`."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        out: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            if cur and (len(cur) + 1) * lengths[i] > self.batch_tokens:
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        return out + [cur] if cur else out
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        T = max(len(s) for s in seqs)
+        idx = torch.full((len(seqs), T), PAD, dtype=torch.long)
+        real = torch.zeros((len(seqs), T), dtype=torch.bool)
+        for r, s in enumerate(seqs):
+            idx[r, T - len(s):] = torch.tensor(s)
+            real[r, T - len(s):] = True
+        return idx, real
+
+    def _fit(self, ids: list[int], keep: int) -> list[int]:
+        """Drop the oldest prompt tokens so prompt + `keep` tokens fit the context window."""
+        room = self.model.cfg.block_size - keep
+        return [PAD, *ids][-room:] if room > 0 else ids[-self.model.cfg.block_size:]
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenScores]:
+        if len(prompts) != len(continuations):
+            raise ValueError("prompts and continuations differ in length")
+        conts = [self.tok.encode(c) for c in continuations]
+        seqs = [self._fit(self.tok.encode(p), len(c)) + c for p, c in zip(prompts, conts, strict=True)]
+        out: list[TokenScores | None] = [None] * len(seqs)
+        for batch in self._batches([len(s) for s in seqs]):
+            idx, real = self._pad([seqs[i] for i in batch])
+            h = self.model.hidden(idx, real)
+            T = idx.shape[1]
+            for r, i in enumerate(batch):
+                n = len(conts[i])
+                if n == 0:
+                    out[i] = TokenScores((), (), ())
+                    continue
+                # logits only where a continuation token is predicted: positions T-n-1 .. T-2
+                logits = self.model.lm_head(h[r, T - n - 1 : T - 1]).float()
+                logp = logits.log_softmax(-1)
+                tgt = torch.tensor(conts[i])
+                lp = logp.gather(1, tgt[:, None]).squeeze(1)
+                out[i] = TokenScores(tuple(lp.tolist()), tuple((logits.argmax(-1) == tgt).tolist()),
+                                     tuple(continuations[i]))
+        return [o for o in out if o is not None]
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int,
+                 stop: Sequence[str] = ()) -> list[Generation]:
+        seqs = [self._fit(self.tok.encode(p), max_new_tokens) for p in prompts]
+        texts = [""] * len(prompts)
+        for batch in self._batches([len(s) + max_new_tokens for s in seqs]):
+            idx, real = self._pad([seqs[i] for i in batch])
+            new = torch.empty((len(batch), 0), dtype=torch.long)
+            done = torch.zeros(len(batch), dtype=torch.bool)
+            for _ in range(max_new_tokens):
+                h = self.model.hidden(idx, real)
+                nxt = self.model.lm_head(h[:, -1]).argmax(-1)
+                new = torch.cat([new, nxt[:, None]], 1)
+                idx = torch.cat([idx, nxt[:, None]], 1)
+                real = torch.cat([real, torch.ones_like(nxt[:, None], dtype=torch.bool)], 1)
+                if stop:
+                    for r in range(len(batch)):
+                        done[r] = done[r] or cut_at_stop(self.tok.decode(new[r].tolist()), stop)[1]
+                    if bool(done.all()):
+                        break
+            for r, i in enumerate(batch):
+                texts[i] = cut_at_stop(self.tok.decode(new[r].tolist()), stop)[0]
+        return [Generation(t, tuple(t)) for t in texts]

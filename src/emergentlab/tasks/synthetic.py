@@ -1,0 +1,205 @@
+"""Seeded generators of synthetic tasks with disjoint train / test splits.
+
+Every item has a key (e.g. the operand pair). A keyed hash, independent of any seed, puts each key in the test
+split or the train split for good, so a ladder trained on `train_examples(...)` never sees an item that
+`make_task(...)` later tests on, whatever seeds and sizes either call uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from emergentlab.tasks.base import Example, Task
+
+TEST_FRACTION = 0.2
+
+_WORDS = (
+    "about above across action actor admit adult after again agent agree ahead album alarm alive allow alone "
+    "along among anger angle angry apple apply arena argue arise armed array arrow aside asset audio avoid "
+    "award aware badly baker basic basis beach begin being below bench birth black blade blame blank blind "
+    "block blood board boost booth bound brain brand bread break breed brief bring broad brown build built "
+    "buyer cable candy carry catch cause chain chair chart chase cheap check chest chief child china chose "
+    "civil claim class clean clear click clock close coach coast could count court cover craft crash cream "
+    "crime cross crowd crown curve cycle daily dance dated dealt death delay depth doubt dozen draft drama "
+    "drawn dream dress drink drive eager early earth eight elite empty enemy enjoy enter entry equal error "
+    "event every exact exist extra faith false fault fiber field fifth fifty fight final first flash fleet "
+    "floor fluid focus force forth forty forum found frame fresh front fruit fully funny giant given glass "
+    "globe going grace grade grand grant grass great green gross group grown guard guess guest guide happy "
+    "heart heavy hence horse hotel house human ideal image index inner input issue joint judge known label "
+    "large laser later laugh layer learn lease least leave legal level light limit local logic loose lucky "
+    "lunch major maker march match maybe mayor meant media metal might minor minus mixed model money month "
+    "moral motor mount mouse mouth movie music needs never newly night noise north noted novel nurse ocean "
+    "offer often order other owner paint panel paper party peace phase phone photo piece pilot pitch place "
+    "plain plane plant plate point pound power press price pride prime print prior prize proof proud prove "
+    "queen quick quiet quite radio raise range rapid ratio reach ready refer relax reply right river rough "
+    "round route royal rural scale scene scope score sense serve seven shall shape share sharp sheet shelf "
+    "shell shift shirt shock shoot short sight since skill sleep slide small smart smile smoke solid solve "
+    "sound south space spare speak speed spend spent split sport staff stage stake stand start state steam "
+    "steel stick still stock stone stood store storm story strip stuck study stuff style sugar suite super "
+    "sweet table taken taste teach thank theme there thick thing think third those three threw throw tight "
+    "title today topic total touch tough tower track trade train treat trend trial tried truck truly trust "
+    "truth twice under union unity until upper upset urban usage usual valid value video virus visit vital "
+    "voice waste watch water wheel where which while white whole whose woman world worry worth would wound "
+    "write wrong wrote yield young youth"
+).split()
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def split_of(family: str, key: str) -> str:
+    """'test' or 'train' for an item key, fixed forever by a hash (not by a seed)."""
+    h = int.from_bytes(hashlib.blake2b(f"{family}:{key}".encode(), digest_size=8).digest(), "big")
+    return "test" if (h % 10_000) < TEST_FRACTION * 10_000 else "train"
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    input: str
+    target: str
+    metadata: dict[str, Any]
+
+
+def _arith(rng: random.Random, op: str = "+", digits: int = 2) -> Item:
+    if not 1 <= digits <= 5:
+        raise ValueError(f"digits must be in 1..5, got {digits}")
+    lo = 0 if digits == 1 else 10 ** (digits - 1)
+    a, b = rng.randint(lo, 10**digits - 1), rng.randint(lo, 10**digits - 1)
+    value = {"+": a + b, "*": a * b, "-": a - b}[op]
+    return Item(f"{a}{op}{b}", f"{a}{op}{b}", str(value), {"digits": digits, "op": op, "a": a, "b": b})
+
+
+def _modular(rng: random.Random, op: str = "+", p: int = 97) -> Item:
+    a, b = rng.randrange(p), rng.randrange(p)
+    if op == "/":
+        b = rng.randrange(1, p)
+        value = a * pow(b, -1, p) % p
+    else:
+        value = {"+": a + b, "-": a - b, "*": a * b}[op] % p
+    return Item(f"{a}{op}{b}%{p}", f"{a}{op}{b}%{p}", str(value), {"op": op, "p": p, "a": a, "b": b})
+
+
+def _unscramble(rng: random.Random) -> Item:
+    word = rng.choice(_WORDS)
+    middle = list(word[1:-1])
+    for _ in range(10):  # a shuffle that happens to give the word back is no puzzle
+        rng.shuffle(middle)
+        scrambled = word[0] + "".join(middle) + word[-1]
+        if scrambled != word:
+            break
+    return Item(f"{word}:{scrambled}", f"unscramble {scrambled}", word, {"length": len(word)})
+
+
+def _sequence(rng: random.Random, mode: str = "copy", length: int = 5) -> Item:
+    s = "".join(rng.choice(_LETTERS) for _ in range(length))
+    target = s if mode == "copy" else s[::-1]
+    return Item(f"{mode}:{s}", f"{mode} {s}", target, {"length": length, "mode": mode})
+
+
+def _compose(rng: random.Random, steps: int = 3) -> Item:
+    """x0 followed by `steps` operations mod 10; the answer is right only if every step is."""
+    x = rng.randrange(10)
+    text = str(x)
+    for _ in range(steps):
+        op, d = rng.choice("+-*"), rng.randrange(10)
+        x = {"+": x + d, "-": x - d, "*": x * d}[op] % 10
+        text += f"{op}{d}"
+    return Item(text, text, str(x), {"steps": steps})
+
+
+_FAMILIES: dict[str, tuple[Callable[..., Item], str]] = {
+    "arithmetic": (_arith, "numeric"),
+    "modular": (_modular, "numeric"),
+    "unscramble": (_unscramble, "generative"),
+    "sequence": (_sequence, "generative"),
+    "compose": (_compose, "numeric"),
+}
+
+# Named tasks a study file can ask for, each a family with default parameters.
+TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    **{f"add{k}": ("arithmetic", {"op": "+", "digits": k}) for k in range(1, 6)},
+    **{f"mul{k}": ("arithmetic", {"op": "*", "digits": k}) for k in range(1, 6)},
+    "mod97_add": ("modular", {"op": "+", "p": 97}),
+    "mod97_sub": ("modular", {"op": "-", "p": 97}),
+    "mod97_mul": ("modular", {"op": "*", "p": 97}),
+    "mod97_div": ("modular", {"op": "/", "p": 97}),
+    "unscramble": ("unscramble", {}),
+    "copy": ("sequence", {"mode": "copy", "length": 5}),
+    "reverse": ("sequence", {"mode": "reverse", "length": 5}),
+    **{f"compose{k}": ("compose", {"steps": k}) for k in range(1, 6)},
+}
+
+
+def _task_family(name: str) -> tuple[Callable[..., Item], str, dict[str, Any]]:
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
+    family, params = TASKS[name]
+    fn, kind = _FAMILIES[family]
+    return fn, kind, params
+
+
+def _draw(name: str, split: str, n: int, seed: int, unique: bool, **overrides: Any) -> list[Item]:
+    fn, _, params = _task_family(name)
+    params = {**params, **overrides}
+    rng = random.Random(f"{name}:{split}:{seed}")
+    out: list[Item] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(out) < n and attempts < 200 * n + 1000:
+        attempts += 1
+        item = fn(rng, **params)
+        if split_of(name, item.key) != split or (unique and item.key in seen):
+            continue
+        seen.add(item.key)
+        out.append(item)
+    return out
+
+
+def make_task(
+    name: str, n: int = 200, seed: int = 0, shots_pool: int = 64, choices: int = 0, **overrides: Any
+) -> Task:
+    """A test set of up to `n` distinct items from the test split, and a pool of demonstrations from train.
+
+    `choices > 1` turns the task into multiple choice: the target plus `choices - 1` distinct distractors drawn
+    from other items' targets of the same task, shuffled with the seed.
+    """
+    _, kind, _ = _task_family(name)
+    test = _draw(name, "test", n, seed, unique=True, **overrides)
+    if not test:
+        raise ValueError(f"task {name!r}: the test split is empty")
+    pool = _draw(name, "train", shots_pool, seed, unique=True, **overrides)
+    rng = random.Random(f"{name}:choices:{seed}")
+    answers = sorted({it.target for it in test + pool})
+
+    def to_example(it: Item, i: int, split: str) -> Example:
+        meta = {**it.metadata, "split": split}
+        if choices <= 1:
+            return Example(f"{split}-{i:05d}", it.input, it.target, metadata=meta)
+        others = [a for a in answers if a != it.target]
+        opts = [it.target, *rng.sample(others, min(choices - 1, len(others)))]
+        rng.shuffle(opts)
+        return Example(
+            f"{split}-{i:05d}", it.input, it.target, tuple(opts), opts.index(it.target), metadata=meta
+        )
+
+    return Task(
+        name=name,
+        examples=tuple(to_example(it, i, "test") for i, it in enumerate(test)),
+        shots_pool=tuple(to_example(it, i, "train") for i, it in enumerate(pool)),
+        kind="multiple_choice" if choices > 1 else kind,
+        output_prefix="=",
+        max_new_tokens=max(len(it.target) for it in test) + 2,
+        metadata={"generator": name, "seed": seed, **overrides},
+    )
+
+
+def train_lines(names: list[str], n: int, seed: int) -> list[str]:
+    """`n` training lines ("input=target"), drawn from the train split of the named tasks in turn."""
+    per = -(-n // len(names))
+    lines = [f"{it.input}={it.target}" for name in names for it in _draw(name, "train", per, seed, unique=False)]
+    random.Random(seed).shuffle(lines)
+    return lines[:n]
