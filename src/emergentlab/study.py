@@ -1,0 +1,236 @@
+"""The study file (TOML) → a validated, typed `Study`. Every error names the file and the field.
+
+    name = "addition"              # optional, defaults to the file's stem
+    seed = 0
+    out = "runs/addition"          # relative to the study file
+    shots = [0, 3]                 # prompt variants for every task (n-shot), default [0]
+    metrics = ["exact_match", "token_accuracy"]   # optional; default: every metric that applies
+
+    [[ladder]]                     # one entry per model, smallest first or not: the analysis sorts by scale
+    name = "tiny-s"
+    model = "tiny:checkpoints/s"   # backend spec (see emergentlab.models.load_backend)
+    params = 1.2e6                 # optional scale facts overriding what the backend reports:
+                                   # params, non_embedding_params, tokens, flops, loss, step
+
+    [[tasks]]
+    generator = "add3"             # or: bigbench = "path/to/task.json", jsonl = "path/to/items.jsonl"
+    n = 200                        # examples (generators; loaders take the first n)
+    choices = 0                    # generators only: > 1 makes it multiple choice
+    shots = [0, 3]                 # optional per-task override
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from emergentlab.errors import UserError
+from emergentlab.metrics import METRICS
+from emergentlab.tasks import TASKS, Task, make_task
+
+FACT_FIELDS = ("params", "non_embedding_params", "tokens", "flops", "loss", "step")
+_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
+_RUNG_KEYS = {"name", "model", *FACT_FIELDS}
+_TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
+_SOURCES = ("generator", "bigbench", "jsonl")
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    spec: str
+    facts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a task comes from: `source` is generator / bigbench / jsonl, `ref` the generator name or file."""
+
+    source: str
+    ref: str
+    name: str
+    n: int
+    shots: tuple[int, ...]
+    choices: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    seed: int
+    out: Path
+    ladder: tuple[Rung, ...]
+    tasks: tuple[TaskSpec, ...]
+    metrics: tuple[str, ...] | None = None
+    batch_size: int = 64
+    source: str = "<study>"
+
+    @property
+    def store_path(self) -> Path:
+        return self.out / "records.sqlite"
+
+
+def _int(v: Any, src: str, fld: str, lo: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise UserError(f"must be an integer >= {lo}, got {v!r}", source=src, field=fld)
+    return v
+
+
+def _shots(v: Any, src: str, fld: str) -> tuple[int, ...]:
+    if not isinstance(v, list) or not v:
+        raise UserError(f"must be a non-empty list of integers, got {v!r}", source=src, field=fld)
+    return tuple(_int(s, src, f"{fld}[{i}]") for i, s in enumerate(v))
+
+
+def _unknown(d: dict[str, Any], allowed: set[str], src: str, where: str) -> None:
+    extra = sorted(set(d) - allowed)
+    if extra:
+        raise UserError(f"unknown field(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}",
+                        source=src, field=where or extra[0])
+
+
+def _check_spec(spec: str, base: Path, src: str, fld: str) -> str:
+    """Resolve relative paths of file-backed specs against the study's folder and check they exist."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise UserError(f"model spec {spec!r} must look like KIND:REF (e.g. tiny:PATH, hf:ORG/NAME)",
+                        source=src, field=fld)
+    if kind in ("tiny", "gguf") or (kind == "hf" and rest.startswith((".", "/"))):
+        path = Path(rest) if Path(rest).is_absolute() else base / rest
+        if not path.exists():
+            raise UserError(f"checkpoint {path} does not exist", source=src, field=fld)
+        return f"{kind}:{path}"
+    return spec
+
+
+def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
+    """Validate a study given as a dict (as read from TOML); relative paths resolve against `base`."""
+    _unknown(data, _STUDY_KEYS, src, "")
+    seed = _int(data.get("seed", 0), src, "seed")
+    shots = _shots(data.get("shots", [0]), src, "shots")
+    metrics = data.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+            raise UserError("must be a list of metric names", source=src, field="metrics")
+        bad = [m for m in metrics if m not in METRICS]
+        if bad:
+            raise UserError(f"unknown metric {bad[0]!r}; known: {', '.join(METRICS)}", source=src, field="metrics")
+
+    ladder_raw = data.get("ladder")
+    if not isinstance(ladder_raw, list) or not ladder_raw:
+        raise UserError("needs at least one [[ladder]] entry", source=src, field="ladder")
+    ladder: list[Rung] = []
+    for i, r in enumerate(ladder_raw):
+        where = f"ladder[{i}]"
+        if not isinstance(r, dict):
+            raise UserError("must be a table", source=src, field=where)
+        _unknown(r, _RUNG_KEYS, src, where)
+        if not isinstance(r.get("model"), str):
+            raise UserError("needs a model spec string", source=src, field=f"{where}.model")
+        spec = _check_spec(r["model"], base, src, f"{where}.model")
+        facts: dict[str, float] = {}
+        for f in FACT_FIELDS:
+            if f in r:
+                if isinstance(r[f], bool) or not isinstance(r[f], int | float) or r[f] < 0:
+                    raise UserError(f"must be a non-negative number, got {r[f]!r}", source=src, field=f"{where}.{f}")
+                facts[f] = float(r[f])
+        name = str(r.get("name") or r["model"].rsplit("/", 1)[-1])
+        if any(x.name == name for x in ladder):
+            raise UserError(f"duplicate rung name {name!r}", source=src, field=f"{where}.name")
+        ladder.append(Rung(name, spec, facts))
+
+    tasks_raw = data.get("tasks")
+    if not isinstance(tasks_raw, list) or not tasks_raw:
+        raise UserError("needs at least one [[tasks]] entry", source=src, field="tasks")
+    tasks: list[TaskSpec] = []
+    for i, t in enumerate(tasks_raw):
+        where = f"tasks[{i}]"
+        if not isinstance(t, dict):
+            raise UserError("must be a table", source=src, field=where)
+        _unknown(t, _TASK_KEYS, src, where)
+        given = [s for s in _SOURCES if s in t]
+        if len(given) != 1:
+            raise UserError(f"needs exactly one of {', '.join(_SOURCES)}", source=src, field=where)
+        source = given[0]
+        ref = t[source]
+        if not isinstance(ref, str):
+            raise UserError("must be a string", source=src, field=f"{where}.{source}")
+        if source == "generator" and ref not in TASKS:
+            raise UserError(f"unknown task {ref!r}; known: {', '.join(sorted(TASKS))}", source=src,
+                            field=f"{where}.generator")
+        if source != "generator":
+            path = Path(ref) if Path(ref).is_absolute() else base / ref
+            if not path.exists():
+                raise UserError(f"{path} does not exist", source=src, field=f"{where}.{source}")
+            ref = str(path)
+        params = t.get("params", {})
+        if not isinstance(params, dict):
+            raise UserError("must be a table", source=src, field=f"{where}.params")
+        name = str(t.get("name") or (ref if source == "generator" else Path(ref).stem))
+        if any(x.name == name for x in tasks):
+            raise UserError(f"duplicate task name {name!r}", source=src, field=f"{where}.name")
+        tasks.append(TaskSpec(
+            source=source, ref=ref, name=name, n=_int(t.get("n", 200), src, f"{where}.n", lo=1),
+            shots=_shots(t["shots"], src, f"{where}.shots") if "shots" in t else shots,
+            choices=_int(t.get("choices", 0), src, f"{where}.choices"), params=params,
+        ))
+
+    out = Path(str(data.get("out", "runs/study")))
+    return Study(
+        name=str(data.get("name") or Path(src).stem), seed=seed, out=out if out.is_absolute() else base / out,
+        ladder=tuple(ladder), tasks=tuple(tasks), metrics=tuple(metrics) if metrics is not None else None,
+        batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src,
+    )
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file. Raises UserError naming the file and the field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError("file not found", source=str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"malformed TOML: {e}", source=str(path)) from None
+    return parse_study(data, str(path), path.parent)
+
+
+def check_writable(study: Study) -> None:
+    """Fail before any model runs if the output folder cannot be written."""
+    try:
+        study.out.mkdir(parents=True, exist_ok=True)
+        probe = study.out / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output folder is not writable ({e.strerror})", source=study.source, field="out") from None
+    if not os.access(study.out, os.W_OK):
+        raise UserError("output folder is not writable", source=study.source, field="out")
+
+
+def build_tasks(spec: TaskSpec, seed: int, src: str = "<study>") -> list[Task]:
+    """The tasks a spec names: one generated with the study's seed, or those loaded from BIG-bench (a task
+    folder with subtasks gives one task each, named `name/subtask`) or JSONL, each cut to the first `n` examples."""
+    try:
+        if spec.source == "generator":
+            return [replace(make_task(spec.ref, n=spec.n, seed=seed, choices=spec.choices, **spec.params),
+                            name=spec.name)]
+        if spec.source == "bigbench":
+            from emergentlab.tasks.bigbench import load_bigbench
+
+            loaded = load_bigbench(Path(spec.ref))
+        else:
+            from emergentlab.tasks.jsonl import load_jsonl
+
+            loaded = [load_jsonl(Path(spec.ref), spec.name)]
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(str(e).strip("'\""), source=src, field=spec.name) from None
+    if len(loaded) == 1:
+        return [replace(loaded[0], name=spec.name, examples=loaded[0].examples[: spec.n])]
+    return [replace(t, name=f"{spec.name}/{t.name.rsplit(':', 1)[-1]}", examples=t.examples[: spec.n])
+            for t in loaded]
