@@ -110,3 +110,7 @@ def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tas
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -81,8 +81,9 @@ def _choice_probs(r: Row) -> np.ndarray:
 
 
 def _choice_truth(r: Row) -> np.ndarray:
-    if r.get("choice_scores") is not None:
-        return (np.asarray(r["choice_scores"], dtype=float) > 0).astype(float)
+    scores = r.get("choice_scores")
+    if isinstance(scores, list | tuple):  # BIG-bench target_scores: every positively scored choice is right
+        return (np.asarray(scores, dtype=float) > 0).astype(float)
     y = np.zeros(len(r["choice_logprobs"]))
     y[int(r["correct"])] = 1.0
     return y

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emergentlab.errors import UserError
 from emergentlab.models.base import Backend, Generation, ScaleFacts, TokenScores
 
 __all__ = ["Backend", "Generation", "ScaleFacts", "TokenScores", "load_backend"]
@@ -12,11 +13,14 @@ __all__ = ["Backend", "Generation", "ScaleFacts", "TokenScores", "load_backend"]
 def load_backend(spec: str, name: str | None = None) -> Backend:
     """A backend from a spec: `tiny:PATH` (a checkpoint folder written by `emergentlab train`).
 
-    Raises FileNotFoundError / ValueError with a message fit to show the user.
+    Raises UserError naming the checkpoint when it is missing or its config is impossible.
     """
     kind, _, rest = spec.partition(":")
     if kind == "tiny":
         from emergentlab.models.tiny import TinyBackend
 
-        return TinyBackend.from_path(Path(rest), name)
-    raise ValueError(f"unknown backend {kind!r} in model spec {spec!r} (known: tiny)")
+        try:
+            return TinyBackend.from_path(Path(rest), name)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            raise UserError(str(e).strip("'\""), source=f"{rest}/config.json", field="model") from None
+    raise UserError(f"unknown backend {kind!r} (known: tiny)", source=spec)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from emergentlab.models.tiny import GPT, GPTConfig, save_checkpoint
+
+
+def make_tiny_checkpoint(path: Path, seed: int = 0, **cfg: int) -> Path:
+    """An untrained tiny GPT saved as a checkpoint: enough to exercise every code path that runs a model."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**{"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, **cfg}))
+    save_checkpoint(model, path, {"tokens": 1e5, "flops": 6.0 * model.num_params() * 1e5, "val_loss": 4.0,
+                                  "step": 100})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-a")
+
+
+@pytest.fixture(scope="session")
+def tiny_ladder(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("ladder")
+    return [make_tiny_checkpoint(root / f"r{i}", seed=i, n_embd=16 * (i + 1)) for i in range(2)]

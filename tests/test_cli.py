@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from emergentlab.cli import app
+from emergentlab.store import Store
+
+runner = CliRunner()
+
+
+def study(tmp_path: Path, ckpt: Path, extra: str = "", out: str = "run") -> Path:
+    p = tmp_path / "s.toml"
+    p.write_text(f'out = "{out}"\n{extra}\n[[ladder]]\nname = "a"\nmodel = "tiny:{ckpt}"\n'
+                 '[[tasks]]\ngenerator = "add2"\nn = 6\n')
+    return p
+
+
+def test_run_prints_curves_and_writes_the_store(tmp_path: Path, tiny_ckpt: Path) -> None:
+    res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt))])
+    assert res.exit_code == 0, res.output
+    assert "exact_match" in res.output and "token_accuracy" in res.output
+    with Store(tmp_path / "run/records.sqlite") as s:
+        assert s.count() == 6
+    assert (tmp_path / "run/study.json").is_file()
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ("metrics = ['nope']", "metrics"),
+    ("seed = 'x'", "seed"),
+    ("[broken", "malformed TOML"),
+])
+def test_bad_study_exits_2_with_one_line_and_touches_nothing(tmp_path: Path, tiny_ckpt: Path, extra: str,
+                                                            needle: str) -> None:
+    p = study(tmp_path, tiny_ckpt, extra)
+    proc = subprocess.run([sys.executable, "-m", "emergentlab.cli", "run", str(p)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(p) in lines[0] and needle in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_checkpoint_and_impossible_model(tmp_path: Path, tiny_ckpt: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('[[ladder]]\nmodel = "tiny:gone"\n[[tasks]]\ngenerator = "add2"\n')
+    res = runner.invoke(app, ["run", str(p)])
+    assert res.exit_code == 2 and "ladder[0].model" in res.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(tmp_path: Path, tiny_ckpt: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt, out=str(ro / "x")))])
+    assert res.exit_code == 2 and "out" in res.output
+
+
+def test_output_path_that_is_a_file_is_a_user_error(tmp_path: Path, tiny_ckpt: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt, out="afile/sub"))])
+    assert res.exit_code == 2
+    assert "out" in res.output and "not writable" in res.output
+
+
+def test_impossible_model_config_exits_2(tmp_path: Path, tiny_ckpt: Path) -> None:
+    import json
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_ckpt, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model"]["n_head"] = 3
+    (bad / "config.json").write_text(json.dumps(cfg))
+    res = runner.invoke(app, ["run", str(study(tmp_path, bad))])
+    assert res.exit_code == 2
+    assert "config.json" in res.output and "divisible by n_head" in res.output

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from emergentlab import metrics as M
+
+GEN = {"kind": "numeric", "generation": "123", "target": "124", "generation_tokens": ["1", "2", "3"],
+       "target_tokens": ["1", "2", "4"], "target_logprobs": [-0.1, -0.2, -2.0], "target_greedy": [True, True, False]}
+MC = {"kind": "multiple_choice", "choice_logprobs": [math.log(0.2), math.log(0.5), math.log(0.3)], "correct": 2,
+      "choice_scores": None}
+
+
+def test_generative_metrics_by_hand() -> None:
+    assert M.exact_match(GEN) == 0.0
+    assert M.exact_match({**GEN, "generation": " 124 "}) == 1.0
+    assert M.token_accuracy(GEN) == pytest.approx(2 / 3)
+    assert M.token_edit_distance(GEN) == 1.0
+    assert M.token_edit_distance({**GEN, "generation_tokens": ["1", "2", "4", "5"]}) == 1.0
+    assert M.expected_exact_match(GEN) == pytest.approx(math.exp(-2.3))
+    assert M.target_logprob(GEN) == pytest.approx(-2.3 / 3)
+
+
+def test_numeric_metrics_by_hand() -> None:
+    assert M.numeric_exact(GEN) == 0.0
+    assert M.numeric_exact({**GEN, "generation": "124 apples"}) == 1.0
+    assert M.abs_distance(GEN) == 1.0
+    assert M.rel_distance(GEN) == pytest.approx(1 / 124)
+    assert math.isnan(M.abs_distance({**GEN, "generation": "no idea"}))
+    assert M.rel_distance({**GEN, "generation": "-3", "target": "0"}) == 3.0
+
+
+def test_multiple_choice_metrics_by_hand() -> None:
+    assert M.mc_grade(MC) == 0.0
+    assert M.mc_grade({**MC, "correct": 1}) == 1.0
+    assert M.correct_choice_prob(MC) == pytest.approx(0.3)
+    assert M.brier(MC) == pytest.approx(0.2**2 + 0.5**2 + 0.7**2)
+    # BIG-bench target_scores: any positively scored choice counts as right
+    assert M.mc_grade({**MC, "choice_scores": [0, 1, 1]}) == 1.0
+    assert M.correct_choice_prob({**MC, "choice_scores": [0, 1, 1]}) == pytest.approx(0.8)
+
+
+def test_every_discontinuous_metric_has_continuous_partners() -> None:
+    disc = {n for n, m in M.METRICS.items() if m.kind == "discontinuous"}
+    assert disc == set(M.PAIRS)
+    for d, partners in M.PAIRS.items():
+        assert all(M.METRICS[p].kind == "continuous" and M.METRICS[p].applies >= M.METRICS[d].applies
+                   for p in partners)
+
+
+def test_compute_applies_metrics_by_task_kind() -> None:
+    key = {"study": "s", "model": "m", "task": "t", "variant": "0shot"}
+    df = pd.DataFrame([{**key, "example_id": "a", **GEN}, {**key, "example_id": "b", **MC, "task": "mc"}])
+    out = M.compute(df)
+    assert set(out[out.task == "mc"].metric) == {"mc_grade", "brier", "correct_choice_prob"}
+    assert "numeric_exact" in set(out[out.task == "t"].metric)
+    with pytest.raises(KeyError, match="unknown metric"):
+        M.compute(df, ["bogus"])

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from emergentlab import metrics
+from emergentlab.store import Store
+from emergentlab.study import load_study
+from emergentlab.runner import run_study
+
+
+def study_file(tmp_path: Path, ckpts: list[Path], out: str, n: int = 20, batch: int = 8) -> Path:
+    rungs = "".join(f'[[ladder]]\nname = "r{i}"\nmodel = "tiny:{c}"\n' for i, c in enumerate(ckpts))
+    p = tmp_path / f"{out}.toml"
+    p.write_text(f'seed = 7\nout = "{out}"\nshots = [0, 2]\nbatch_size = {batch}\n{rungs}'
+                 f'[[tasks]]\ngenerator = "add2"\nn = {n}\n[[tasks]]\nname = "add2mc"\ngenerator = "add2"\nn = {n}\nchoices = 4\n')
+    return p
+
+
+def records(path: Path) -> pd.DataFrame:
+    with Store(path) as s:
+        return s.records()
+
+
+def test_run_writes_every_record_once_and_resume_is_a_no_op(tmp_path: Path, tiny_ladder: list[Path]) -> None:
+    study = load_study(study_file(tmp_path, tiny_ladder, "a"))
+    with Store(study.store_path) as store:
+        first = run_study(study, store)
+        again = run_study(study, store)
+        assert first.written == first.total == 2 * 2 * 2 * 20
+        assert again.written == 0 and again.skipped == first.total
+        df = store.records()
+        assert len(store.rungs()) == 2
+    assert not df.duplicated(["model", "task", "example_id", "variant"]).any()
+    mc = df[df.task == "add2mc"]
+    assert all(len(c) == 4 for c in mc.choice_logprobs)
+    gen = df[df.task == "add2"]
+    assert all(len(lp) == len(t) for lp, t in zip(gen.target_logprobs, gen.target, strict=True))
+
+
+def test_same_seed_same_records(tmp_path: Path, tiny_ladder: list[Path]) -> None:
+    for out in ("x", "y"):
+        s = load_study(study_file(tmp_path, tiny_ladder[:1], out, n=10))
+        with Store(s.store_path) as store:
+            run_study(s, store)
+    a, b = records(tmp_path / "x/records.sqlite"), records(tmp_path / "y/records.sqlite")
+    pd.testing.assert_frame_equal(a.drop(columns="study"), b.drop(columns="study"))
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path, tiny_ladder: list[Path]) -> None:
+    """A run killed with SIGKILL mid-evaluation, then resumed, gives the same table as one that never stopped."""
+    n = 150
+    killed = study_file(tmp_path, tiny_ladder, "killed", n=n, batch=4)
+    store_path = tmp_path / "killed/records.sqlite"
+    env = {**os.environ, "CI": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "emergentlab.cli", "run", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total = 2 * 2 * 2 * n
+    deadline = time.time() + 120
+    count = 0
+    while time.time() < deadline and proc.poll() is None:
+        if store_path.exists():
+            with Store(store_path) as s:
+                count = s.count()
+            if count >= total // 4:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Store(store_path) as s:
+        partial = s.count()
+    assert 0 < partial < total
+
+    s = load_study(killed)
+    with Store(s.store_path) as store:
+        resumed = run_study(s, store)
+    assert resumed.written == total - partial
+
+    clean = load_study(study_file(tmp_path, tiny_ladder, "clean", n=n, batch=4))
+    with Store(clean.store_path) as store:
+        run_study(clean, store)
+    a = records(store_path).drop(columns="study")
+    b = records(clean.store_path).drop(columns="study")
+    assert len(a) == total
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(metrics.compute(records(store_path)).drop(columns="study"),
+                                  metrics.compute(records(clean.store_path)).drop(columns="study"))
