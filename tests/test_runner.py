@@ -10,16 +10,17 @@ from pathlib import Path
 import pandas as pd
 
 from emergentlab import metrics
+from emergentlab.runner import run_study
 from emergentlab.store import Store
 from emergentlab.study import load_study
-from emergentlab.runner import run_study
 
 
 def study_file(tmp_path: Path, ckpts: list[Path], out: str, n: int = 20, batch: int = 8) -> Path:
     rungs = "".join(f'[[ladder]]\nname = "r{i}"\nmodel = "tiny:{c}"\n' for i, c in enumerate(ckpts))
     p = tmp_path / f"{out}.toml"
     p.write_text(f'seed = 7\nout = "{out}"\nshots = [0, 2]\nbatch_size = {batch}\n{rungs}'
-                 f'[[tasks]]\ngenerator = "add2"\nn = {n}\n[[tasks]]\nname = "add2mc"\ngenerator = "add2"\nn = {n}\nchoices = 4\n')
+                 f'[[tasks]]\ngenerator = "add2"\nn = {n}\n'
+                 f'[[tasks]]\nname = "add2mc"\ngenerator = "add2"\nn = {n}\nchoices = 4\n')
     return p
 
 

@@ -31,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _guard(fn: F) -> F:
-    """User errors → one line on stderr and exit 2; anything else → one line and exit 1 (EMERGENTLAB_DEBUG=1 re-raises)."""
+    """User errors → one line on stderr, exit 2; anything else → one line, exit 1 (EMERGENTLAB_DEBUG=1 re-raises)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -100,7 +100,7 @@ def print_curves(scores: pd.DataFrame, rungs: pd.DataFrame) -> None:
 
 @app.command()
 @_guard
-def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, seed, out")]) -> None:
+def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, out")]) -> None:
     """Run a study: every model × task × example × variant → records → metrics → curves."""
     study = load_study(study_file)
     scores = execute(study)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from emergentlab.models import Backend, load_backend
 from emergentlab.records import Record
@@ -31,9 +32,12 @@ def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: i
     """Records for `examples` under `shots`-shot prompts: greedy generation and target log-probs, or per-choice
     log-probs for multiple-choice tasks (the correct choice's tokens then fill the `target_*` fields)."""
     prompts = [build_prompt(task, ex, shots, seed) for ex in examples]
-    base = [dict(study=study, model=model, task=task.name, example_id=ex.id, variant=variant_name(shots),
-                 kind=task.kind, prompt=p, target=ex.target, metadata={**ex.metadata, "shots": shots})
-            for ex, p in zip(examples, prompts, strict=True)]
+    variant = variant_name(shots)
+    base: list[dict[str, Any]] = [
+        dict(study=study, model=model, task=task.name, example_id=ex.id, variant=variant, kind=task.kind, prompt=p,
+             target=ex.target, metadata={**ex.metadata, "shots": shots})
+        for ex, p in zip(examples, prompts, strict=True)
+    ]
     if task.kind == "multiple_choice":
         flat_p = [p for p, ex in zip(prompts, examples, strict=True) for _ in ex.choices or ()]
         flat_c = [c for ex in examples for c in ex.choices or ()]

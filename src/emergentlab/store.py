@@ -84,9 +84,9 @@ class Store:
 
     def rungs(self, study: str | None = None) -> pd.DataFrame:
         """One row per model: spec and scale facts (params, non_embedding_params, tokens, flops, loss, step)."""
-        q, args = "SELECT * FROM rungs", ()
+        q, args = "SELECT * FROM rungs", []
         if study is not None:
-            q, args = q + " WHERE study = ?", (study,)
+            q, args = q + " WHERE study = ?", [study]
         return pd.read_sql_query(q, self.db, params=args)
 
     # --- records ---------------------------------------------------------------------------------------
@@ -111,9 +111,9 @@ class Store:
         return {r[0] for r in cur}
 
     def count(self, study: str | None = None) -> int:
-        q, args = "SELECT COUNT(*) FROM records", ()
+        q, args = "SELECT COUNT(*) FROM records", []
         if study is not None:
-            q, args = q + " WHERE study = ?", (study,)
+            q, args = q + " WHERE study = ?", [study]
         return int(self.db.execute(q, args).fetchone()[0])
 
     def records(self, study: str | None = None, tasks: Sequence[str] | None = None) -> pd.DataFrame:
