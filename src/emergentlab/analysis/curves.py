@@ -1,0 +1,231 @@
+"""Curves: a metric's mean per rung of a ladder, with bootstrap confidence intervals over examples.
+
+A `CurveSet` is the one currency of analysis/: C curves (task, metric, variant) × R rungs, the rung means,
+and B bootstrap replicates of those means. Records give replicates by resampling examples (paired across
+rungs: the same resampled example ids at every rung, since every rung answers the same examples); a table
+of published scores gives them by a binomial draw from n. Every later statistic is a function of these
+arrays, computed for all curves and all replicates at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from emergentlab import metrics
+
+SCALE_AXES = ("params", "non_embedding_params", "flops", "tokens", "step", "loss")
+"""Scale axes a ladder may carry, in the order a primary axis is chosen. Loss falls as capability grows."""
+
+CURVE_KEYS = ["task", "metric", "variant"]
+
+_CHUNK_ELEMS = 2**25  # float32 replicate entries materialised per bootstrap chunk (~128 MB)
+
+
+def axis_position(axis: str, values: np.ndarray) -> np.ndarray:
+    """Where rungs sit on `axis` as one increasing coordinate: log10 for counts, −loss (nats) for loss."""
+    v = np.asarray(values, dtype=float)
+    return -v if axis == "loss" else np.log10(v)
+
+
+def usable_axes(rungs: pd.DataFrame) -> list[str]:
+    """Axes that every rung has, positive (counts) and not all equal."""
+    out = []
+    for a in SCALE_AXES:
+        if a not in rungs:
+            continue
+        v = pd.to_numeric(rungs[a], errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(v).all() and (a == "loss" or (v > 0).all()) and np.unique(v).size > 1:
+            out.append(a)
+    return out
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means over examples and their bootstrap replicates, for many curves at once.
+
+    `values` is (C, R, N): C curves × R rungs × N example slots, NaN where a slot is empty (ragged example
+    counts). One multinomial resample of the N slots is drawn per replicate and shared by every curve and
+    rung (a paired bootstrap), so each replicate is a matrix product: counts (B × N) @ values (N × C·R).
+    Returns (mean (C, R), n (C, R), replicates (B, C, R) float32).
+    """
+    c, r, n = values.shape
+    mask = np.isfinite(values)
+    filled = np.where(mask, values, 0.0).astype(np.float32).reshape(c * r, n).T  # (N, C·R)
+    present = mask.astype(np.float32).reshape(c * r, n).T
+    count = present.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (filled.sum(axis=0, dtype=np.float64) / count).reshape(c, r)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float32)  # (B, N)
+    reps = np.empty((n_boot, c * r), dtype=np.float32)
+    step = max(1, _CHUNK_ELEMS // max(n_boot, 1))
+    ragged = not mask.all()
+    for lo in range(0, c * r, step):
+        hi = min(lo + step, c * r)
+        s = counts @ filled[:, lo:hi]
+        if ragged:  # each replicate's mean is over the slots it drew that hold a value
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s /= counts @ present[:, lo:hi]
+        else:
+            s /= n
+        reps[:, lo:hi] = s
+    return mean, count.reshape(c, r), reps.reshape(n_boot, c, r)
+
+
+def binomial_replicates(p: np.ndarray, n: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Parametric bootstrap of published accuracies: Binomial(n, p) / n per replicate, shape (B, *p.shape)."""
+    rng = np.random.default_rng(seed)
+    pc = np.clip(np.nan_to_num(p), 0.0, 1.0)
+    nn = np.maximum(np.nan_to_num(n).astype(np.int64), 1)
+    return (rng.binomial(nn, pc, size=(n_boot, *p.shape)) / nn).astype(np.float32)
+
+
+@dataclass
+class CurveSet:
+    """C curves × R rungs, rungs sorted along `axis`.
+
+    `keys`: one row per curve (task, metric, variant, kind, unit, higher_is_better, partner-able);
+    `rungs`: one row per rung (model and every scale axis); `mean`/`n`: (C, R) in the metric's own unit and
+    example counts; `boot`: (B, C, R) replicates of `mean`, or None when no uncertainty is known;
+    `chance`: (C,) the score of a model that knows nothing (NaN when unknown); `k_tokens`: (C,) mean target
+    length in tokens (NaN when unknown).
+    """
+
+    keys: pd.DataFrame
+    rungs: pd.DataFrame
+    axis: str
+    mean: np.ndarray
+    n: np.ndarray
+    boot: np.ndarray | None
+    chance: np.ndarray
+    k_tokens: np.ndarray
+
+    @property
+    def t(self) -> np.ndarray:
+        """Rung positions on the primary axis (log10 of the count, or −loss)."""
+        return axis_position(self.axis, self.rungs[self.axis].to_numpy())
+
+    @property
+    def sign(self) -> np.ndarray:
+        """+1 where higher is better, −1 where lower is: multiply to orient every curve upward."""
+        return np.where(self.keys["higher_is_better"].to_numpy(dtype=bool), 1.0, -1.0)
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile bootstrap interval of each rung mean, (C, R) each; the mean itself when no replicates."""
+        if self.boot is None:
+            return self.mean.copy(), self.mean.copy()
+        a = (1 - level) / 2
+        lo, hi = np.nanquantile(self.boot, [a, 1 - a], axis=0)
+        return lo, hi
+
+    def frame(self, level: float = 0.95) -> pd.DataFrame:
+        """Long frame: one row per (curve, rung) with every scale axis, mean, lo, hi, n."""
+        lo, hi = self.interval(level)
+        c, r = self.mean.shape
+        out = self.keys.loc[np.repeat(np.arange(c), r), CURVE_KEYS].reset_index(drop=True)
+        rung_cols = self.rungs.loc[np.tile(np.arange(r), c)].reset_index(drop=True)
+        out = pd.concat([out, rung_cols], axis=1)
+        out["mean"], out["lo"], out["hi"], out["n"] = self.mean.ravel(), lo.ravel(), hi.ravel(), self.n.ravel()
+        return out
+
+
+def metric_info(name: str) -> tuple[str, str, bool]:
+    """(kind, unit, higher_is_better) of a metric; names outside `metrics.METRICS` are treated as accuracies."""
+    m = metrics.METRICS.get(name)
+    if m is not None:
+        return m.kind, m.unit, m.higher_is_better
+    return ("discontinuous", "fraction", True)
+
+
+def _choice_chance(records: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(task, variant) → expected mc_grade of a uniform guess (mean of right-choices / choices)."""
+    if "choice_logprobs" not in records or records.empty:
+        return {}
+    out: dict[tuple[str, str], float] = {}
+    mc = records[records["kind"] == "multiple_choice"]
+    for (task, variant), g in mc.groupby(["task", "variant"]):
+        vals = []
+        for lps, sc in zip(g["choice_logprobs"], g["choice_scores"], strict=True):
+            k = len(lps) if lps else 0
+            if k:
+                right = sum(1 for s in sc if s > 0) if isinstance(sc, list) and sc else 1
+                vals.append(right / k)
+        if vals:
+            out[(str(task), str(variant))] = float(np.mean(vals))
+    return out
+
+
+def _target_lengths(records: pd.DataFrame) -> dict[str, float]:
+    if "target_tokens" not in records or records.empty:
+        return {}
+    lens = records["target_tokens"].map(lambda t: len(t) if isinstance(t, list) else np.nan)
+    return {str(k): float(v) for k, v in lens.groupby(records["task"]).mean().items()}
+
+
+def primary_axis(rungs: pd.DataFrame, prefer: str | None = None) -> str:
+    """`prefer` when usable, else the first usable axis in `SCALE_AXES` order; ValueError when none is."""
+    axes = usable_axes(rungs)
+    if prefer is not None and prefer in axes:
+        return prefer
+    if not axes:
+        raise ValueError("no scale axis is known for every rung (params, tokens, flops, loss or step)")
+    return axes[0]
+
+
+def curves_from_scores(scores: pd.DataFrame, rungs: pd.DataFrame, *, axis: str | None = None,
+                       n_boot: int = 1000, seed: int = 0, records: pd.DataFrame | None = None) -> CurveSet:
+    """Per-example scores (`metrics.compute` output) + rungs (`Store.rungs`) → a `CurveSet` along `axis`.
+
+    Models missing from `rungs`, or without a value on the axis, are left out. `records`, when given, supplies
+    chance levels for multiple choice and target lengths in tokens (for the mirage test).
+    """
+    ax = primary_axis(rungs, axis)
+    rg = rungs[rungs[ax].notna()].copy()
+    rg = rg.iloc[np.argsort(axis_position(ax, rg[ax].to_numpy()), kind="stable")].reset_index(drop=True)
+    models = [str(m) for m in rg["model"]]
+    sc = scores[scores["model"].astype(str).isin(models)]
+    keys = sc[CURVE_KEYS].drop_duplicates().sort_values(CURVE_KEYS).reset_index(drop=True)
+    # one example slot per (task, variant, example_id), shared by the curve's metrics
+    slot = sc.groupby(["task", "variant"])["example_id"].transform(lambda s: pd.factorize(s, sort=True)[0])
+    n_slots = int(slot.max()) + 1 if len(sc) else 0
+    cidx = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_frame(sc[CURVE_KEYS]))
+    ridx = pd.Index(models).get_indexer(sc["model"].astype(str))
+    values = np.full((len(keys), len(models), max(n_slots, 1)), np.nan)
+    values[cidx, ridx, slot.to_numpy()] = sc["value"].to_numpy(dtype=float)
+    mean, n, boot = bootstrap_means(values, n_boot, seed)
+    chance_mc = _choice_chance(records) if records is not None else {}
+    lengths = _target_lengths(records) if records is not None else {}
+    info = [metric_info(m) for m in keys["metric"]]
+    keys["kind"] = [i[0] for i in info]
+    keys["unit"] = [i[1] for i in info]
+    keys["higher_is_better"] = [i[2] for i in info]
+    chance = np.array([
+        chance_mc.get((t, v), np.nan) if m == "mc_grade" else (0.0 if m in ("exact_match", "numeric_exact") else np.nan)
+        for t, m, v in keys[CURVE_KEYS].itertuples(index=False)
+    ])
+    k_tokens = np.array([lengths.get(str(t), np.nan) for t in keys["task"]])
+    return CurveSet(keys, rg, ax, mean, n, boot, chance, k_tokens)
+
+
+class Curves:
+    """sklearn-like: `Curves(n_boot, seed).fit(scores, rungs)`; `curves_` holds every curve on every axis.
+
+    `curves_`: long frame (task, metric, variant, axis, model, x, mean, lo, hi, n) — x in the axis' own unit
+    (parameters, tokens, FLOPs, steps, nats). `sets_`: the `CurveSet` per axis.
+    """
+
+    def __init__(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> None:
+        self.n_boot, self.seed, self.level = n_boot, seed, level
+
+    def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Curves:
+        self.sets_: dict[str, CurveSet] = {}
+        frames = []
+        for ax in usable_axes(rungs):
+            cs = curves_from_scores(scores, rungs, axis=ax, n_boot=self.n_boot, seed=self.seed, records=records)
+            self.sets_[ax] = cs
+            f = cs.frame(self.level)
+            frames.append(f.assign(axis=ax, x=f[ax])[[*CURVE_KEYS, "axis", "model", "x", "mean", "lo", "hi", "n"]])
+        self.curves_ = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self
