@@ -1,0 +1,225 @@
+"""Train one tiny GPT on "input=target" lines: AdamW, warmup + cosine decay, bf16 autocast where the CPU has it.
+
+Framing matches what `TinyBackend` scores: every training row starts with token 0 (PAD/BOS) at position 0,
+followed by whole lines joined by "\\n" (the last one cut at the block edge). So a zero-shot prompt
+`PAD input=` is the first line of a row, and a few-shot prompt `PAD demo\\ndemo\\ninput=` is a later one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from emergentlab.models.tiny import GPT, PAD, CharTokenizer, GPTConfig, save_checkpoint
+
+# Called after every optimizer step with (step, total_steps, info); info holds "loss" (nats/token, the
+# training batch) and "tokens" (seen so far), plus "val_loss" on steps where it was measured.
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def cpu_has_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels here (AVX-512 BF16 or AMX): only then does autocast pay."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Token counts are input positions (batch_size · block_size per step)."""
+
+    tokens: int = 1_000_000  # training budget in tokens
+    batch_size: int = 32  # sequences per step
+    block_size: int = 64  # tokens per sequence (≤ the model's block_size)
+    lr: float = 2e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # cosine decays to lr · min_lr_ratio
+    warmup_steps: int = 50
+    beta1: float = 0.9
+    beta2: float = 0.99
+    weight_decay: float = 0.1  # on matrices only, not embeddings' norms/gains
+    grad_clip: float = 1.0
+    seed: int = 0
+    bf16: bool | None = None  # None: on when the CPU has native bf16
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    val_fraction: float = 0.02  # share of the lines held out for validation loss
+    eval_interval: int = 0  # steps between validation losses reported to `progress`; 0: only at the end
+    checkpoints: int = 0  # extra log-spaced checkpoints out/step-XXXXXX/ (a "model × step" ladder)
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "batch_size", "block_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.tokens // (self.batch_size * self.block_size))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr · min_lr_ratio at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def log_steps(total: int, n: int) -> list[int]:
+    """`n` distinct steps spaced evenly in log between 1 and `total` (the last one is `total`)."""
+    if n <= 0:
+        return []
+    return sorted({max(1, round(total ** (i / max(1, n - 1)))) for i in range(n)} | {total})[-n:]
+
+
+def pack_rows(lines: list[list[int]], block: int) -> torch.Tensor:
+    """Rows of block + 1 tokens: PAD, then whole lines each ended by "\\n", the last one cut; PAD-padded.
+
+    A short final row is padded with PAD, which is masked out of the loss (target -1 after shifting).
+    """
+    nl = ord("\n")
+    rows: list[list[int]] = []
+    cur = [PAD]
+    for ids in lines:
+        if len(cur) >= block + 1:
+            rows.append(cur[: block + 1])
+            cur = [PAD]
+        cur += [*ids, nl]
+    if len(cur) > 1:
+        rows.append(cur[: block + 1])
+    out = torch.full((len(rows), block + 1), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        out[r, : len(row)] = torch.tensor(row)
+    return out
+
+
+def _batches(lines: list[list[int]], cfg: TrainConfig, rng: random.Random) -> Iterator[torch.Tensor]:
+    """Endless (batch_size, block_size + 1) batches; lines reshuffled every epoch, rows always start with PAD."""
+    buf: list[torch.Tensor] = []
+    while True:
+        order = lines[:]
+        rng.shuffle(order)
+        rows = pack_rows(order, cfg.block_size)
+        buf.extend(rows.unbind(0))
+        while len(buf) >= cfg.batch_size:
+            yield torch.stack(buf[: cfg.batch_size])
+            del buf[: cfg.batch_size]
+
+
+def _loss(model: GPT, rows: torch.Tensor) -> torch.Tensor:
+    x, y = rows[:, :-1].clamp(min=0), rows[:, 1:]
+    logits = model(x)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-1)
+
+
+@torch.no_grad()
+def val_loss(model: GPT, rows: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean cross-entropy in nats per token over packed validation rows, in fp32 (as `TinyBackend` scores)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        b = rows[i : i + batch_size]
+        n = int((b[:, 1:] >= 0).sum())
+        total += float(_loss(model, b)) * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+
+
+def train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path,
+          progress: Progress | None = None, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a fresh `GPT(model_cfg)` on `lines` and save it to `out` (safetensors + config.json).
+
+    Returns the checkpoint's facts: params, non_embedding_params, tokens (seen), flops (6·N·D with N all
+    parameters), val_loss (nats/token on held-out lines), wall_s, step, seed, and the train config.
+    """
+    if cfg.block_size > model_cfg.block_size:
+        raise ValueError(f"train block_size {cfg.block_size} exceeds the model's block_size {model_cfg.block_size}")
+    if len(lines) < 2:
+        raise ValueError("need at least 2 training lines (some are held out for validation)")
+    t0 = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(model_cfg, cfg, lines, out, progress, extra_meta or {}, t0)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, progress: Progress | None,
+           extra_meta: dict[str, Any], t0: float) -> dict[str, Any]:
+    tok = CharTokenizer()
+    rng = random.Random(cfg.seed)
+    shuffled = lines[:]
+    rng.shuffle(shuffled)
+    n_val = max(1, int(len(shuffled) * cfg.val_fraction))
+    train_set = set(shuffled[n_val:])
+    # a line repeated in both halves would leak the answer into "held-out" loss
+    val_lines = [tok.encode(s) for s in shuffled[:n_val] if s not in train_set]
+    train_ids = [tok.encode(s) for s in shuffled[n_val:]]
+    val_rows = pack_rows(val_lines or train_ids[:1], cfg.block_size)
+
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_cfg).train()
+    opt = _optimizer(model, cfg)
+    use_bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+    autocast: Callable[[], AbstractContextManager[Any]] = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if use_bf16 else nullcontext)
+    n_params = model.num_params()
+    facts = {"params": n_params, "non_embedding_params": model.num_params(non_embedding=True),
+             "seed": cfg.seed, "train": {**asdict(cfg), "bf16": use_bf16}, "command": shlex.join(sys.argv),
+             **extra_meta}
+    ckpt_steps = set(log_steps(cfg.steps, cfg.checkpoints)) if cfg.checkpoints else set()
+    tokens_per_step = cfg.batch_size * cfg.block_size
+
+    def snapshot(step: int, path: Path) -> dict[str, Any]:
+        tokens = step * tokens_per_step
+        meta = {**facts, "step": step, "tokens": tokens, "flops": 6.0 * n_params * tokens,
+                "val_loss": val_loss(model, val_rows), "wall_s": round(time.perf_counter() - t0, 3)}
+        save_checkpoint(model, path, meta)
+        return meta
+
+    batches = _batches(train_ids, cfg, random.Random(f"{cfg.seed}:batches"))
+    meta: dict[str, Any] = {}
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with autocast():
+            loss = _loss(model, next(batches))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        done = step + 1
+        info = {"loss": loss.item(), "tokens": float(done * tokens_per_step)}
+        if done in ckpt_steps and done != cfg.steps:
+            info["val_loss"] = snapshot(done, out / f"step-{done:06d}")["val_loss"]
+        elif cfg.eval_interval and done % cfg.eval_interval == 0 and done != cfg.steps:
+            info["val_loss"] = val_loss(model, val_rows)
+        if done == cfg.steps:
+            meta = snapshot(done, out)
+            info["val_loss"] = meta["val_loss"]
+        if progress is not None:
+            progress(done, cfg.steps, info)
+    return meta
