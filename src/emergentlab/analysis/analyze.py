@@ -1,0 +1,106 @@
+"""`Analysis`: everything the report shows, fitted from per-example scores or from curves of published scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_from_scores, primary_axis, usable_axes
+from emergentlab.analysis.forecast import Forecaster, pass_until
+from emergentlab.analysis.verdict import Verdicts, curve_shapes
+
+FORECAST_AXES = ("params", "flops", "loss")
+"""Axes on which a threshold crossing is forecast when the ladder has them (parameters, FLOPs, loss in nats)."""
+
+
+class Analysis:
+    """sklearn-like: `Analysis(n_boot, seed, threshold).fit(scores, rungs)` or `.fit_sets({axis: CurveSet})`.
+
+    Results (all DataFrames unless said): `curves_` every curve on every axis; `verdicts_` (a `Verdicts`) on the
+    primary axis; `table_` the verdict table with threshold forecasts and backtest numbers; `forecasts_`
+    {axis: `Forecaster`}; `passuntil_`; `loss_view_` (Du et al. 2024: per curve, the loss in nats below which the
+    flat-then-rise fit starts rising, with its ΔAIC over a straight line); `sets_` {axis: `CurveSet`}.
+    """
+
+    def __init__(self, n_boot: int = 1000, seed: int = 0, threshold: float = 0.5, axis: str | None = None,
+                 forecast_boot: int = 100) -> None:
+        self.n_boot, self.seed, self.threshold, self.axis, self.forecast_boot = n_boot, seed, threshold, axis, forecast_boot
+
+    def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Analysis:
+        sets = {ax: curves_from_scores(scores, rungs, axis=ax, n_boot=self.n_boot, seed=self.seed, records=records)
+                for ax in usable_axes(rungs)}
+        return self.fit_sets(sets)
+
+    def fit_sets(self, sets: dict[str, CurveSet]) -> Analysis:
+        if not sets:
+            raise ValueError("no scale axis is known for every rung")
+        self.sets_ = sets
+        first = next(iter(sets.values()))
+        self.axis_ = primary_axis(first.rungs, self.axis)
+        frames = []
+        for ax, cs in sets.items():
+            f = cs.frame()
+            frames.append(f.assign(axis=ax, x=f[ax])[[*CURVE_KEYS, "axis", "model", "x", "mean", "lo", "hi", "n"]])
+        self.curves_ = pd.concat(frames, ignore_index=True)
+        cs = sets[self.axis_]
+        self.verdicts_ = Verdicts().fit(cs)
+        self.forecasts_ = {ax: Forecaster(self.threshold, self.forecast_boot, self.seed).fit(sets[ax])
+                           for ax in FORECAST_AXES if ax in sets}
+        self.passuntil_ = pass_until(cs)
+        if "loss" in sets:
+            st, _ = curve_shapes(sets["loss"])
+            self.loss_view_ = st[[*CURVE_KEYS, "shape", "changepoint", "hinge_delta_aic"]].rename(
+                columns={"shape": "shape_vs_loss", "changepoint": "loss_threshold"})
+        else:
+            self.loss_view_ = pd.DataFrame(columns=[*CURVE_KEYS, "shape_vs_loss", "loss_threshold", "hinge_delta_aic"])
+        tab = self.verdicts_.table_.copy()
+        for ax, fc in self.forecasts_.items():
+            s = fc.summary_
+            if s.empty:
+                continue
+            cols = {"crossing": f"cross_{ax}", "crossing_lo": f"cross_{ax}_lo", "crossing_hi": f"cross_{ax}_hi"}
+            if ax == self.axis_:
+                cols.update(backtest_mae="backtest_mae", backtest_coverage="backtest_coverage")
+            tab = tab.merge(s[[*CURVE_KEYS, *cols]].rename(columns=cols), on=CURVE_KEYS, how="left")
+        if not tab.empty and not self.loss_view_.empty:
+            lv = self.loss_view_[[*CURVE_KEYS, "loss_threshold", "shape_vs_loss"]]
+            tab = tab.merge(lv, on=CURVE_KEYS, how="left")
+        self.table_ = tab
+        return self
+
+
+def _fmt(v: float, lo: float, hi: float) -> str:
+    if not np.isfinite(v):
+        return "–"
+    return f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3g}"
+
+
+def verdict_table(analysis: Analysis) -> pd.DataFrame:
+    """The verdict table as printable strings, one row per (task, metric pair, variant), best first.
+
+    Columns: task, variant, pair, verdict, confidence, score (extrapolation excess e with its 95 % interval, in the
+    metric's unit), B (BIG-bench breakthroughness), Wei (Wei et al. definition met), forecast (the axis value at
+    which the discontinuous metric crosses the threshold, with its 90 % interval), note.
+    """
+    t = analysis.table_
+    if t.empty:
+        return pd.DataFrame(columns=["task", "variant", "pair", "verdict", "confidence", "score", "B", "Wei",
+                                     "forecast", "note"])
+    ax = analysis.axis_
+    unit = {"params": "params", "flops": "FLOPs", "loss": "nats", "tokens": "tokens", "step": "steps",
+            "non_embedding_params": "params"}.get(ax, ax)
+    out = pd.DataFrame({
+        "task": t["task"], "variant": t["variant"],
+        "pair": [f"{m} / {p}" if isinstance(p, str) else f"{m} / –" for m, p in zip(t["metric"], t["partner"],
+                                                                                     strict=True)],
+        "verdict": t["verdict"],
+        "confidence": [f"{c:.0%}" if np.isfinite(c) else "–" for c in t["confidence"]],
+        "score": [_fmt(*r) for r in t[["excess", "excess_lo", "excess_hi"]].to_numpy(dtype=float)],
+        "B": [f"{b:.3g}" for b in t["breakthroughness"]],
+        "Wei": ["yes" if w is True else "no" for w in t["wei_emergent"]],
+        "forecast": ([f"{unit} {_fmt(*r)}" if np.isfinite(r[0]) else "–"
+                      for r in t[[f"cross_{ax}", f"cross_{ax}_lo", f"cross_{ax}_hi"]].to_numpy(dtype=float)]
+                     if f"cross_{ax}" in t else "–"),
+        "note": t["note"].fillna(""),
+    })
+    return out.reset_index(drop=True)

@@ -1,0 +1,189 @@
+"""Forecasts with backtests: where will a metric be at the next rung, and at what scale does it cross a threshold?
+
+The trend model is a sigmoid in log scale for bounded metrics (fractions and probabilities in [0, 1]):
+y = lo + (hi − lo) / (1 + exp(−(t − t0) / s)), t = log10(scale) (or −loss), and a straight line in t for the
+rest. Intervals come from refitting on bootstrap replicates of the rung means (parameter uncertainty), widened in
+quadrature by the noise of the rung being predicted. A rolling-origin backtest fits on the smallest k rungs and
+predicts every larger one, for each k ≥ `min_train`: its absolute error and interval coverage say how far to
+trust the forecast. PassUntil (Hu et al. 2023): with PU the probability that the greedy target is produced
+(mean over examples of exp Σ log p), log(−log PU) is fitted linearly in log10 N.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.stats import norm
+
+from emergentlab.analysis.curves import CURVE_KEYS, CurveSet
+
+_BOUNDED_UNITS = {"fraction", "probability"}
+
+
+def _sigmoid(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    lo, hi, t0, s = p
+    return lo + (hi - lo) / (1.0 + np.exp(-np.clip((t - t0) / s, -60, 60)))
+
+
+def fit_trend(t: np.ndarray, y: np.ndarray, bounded: bool) -> np.ndarray:
+    """Trend parameters through (t, y) for one curve y (R,) or many (B, R): (…, 4) sigmoid (lo, hi, t0, s) when
+    bounded, else (…, 2) line (a, b).
+
+    The sigmoid is linear in (lo, hi) once (t0, s) is fixed, so every replicate is fitted at once by solving the
+    2-parameter least squares on a grid of (t0, s) and keeping each replicate's best; a single curve is then
+    polished with `least_squares` from its best grid point.
+    """
+    y2 = np.atleast_2d(np.asarray(y, dtype=float))
+    ok = np.isfinite(y2).all(axis=0)
+    t_, y_ = t[ok], y2[:, ok]
+    if not bounded:
+        x = np.column_stack([np.ones(len(t_)), t_])
+        coef = np.linalg.lstsq(x, y_.T, rcond=None)[0].T
+        return coef[0] if np.ndim(y) == 1 else coef
+    span = max(float(np.ptp(t_)), 1e-6)
+    t0s = np.linspace(t_.min() - span, t_.max() + 2 * span, 90)
+    ss = np.geomspace(span / 100, 2 * span, 30)
+    g_t0, g_s = np.repeat(t0s, len(ss)), np.tile(ss, len(t0s))
+    sig = 1.0 / (1.0 + np.exp(-np.clip((t_[None] - g_t0[:, None]) / g_s[:, None], -60, 60)))  # (G, R)
+    x = np.stack([1.0 - sig, sig], axis=-1)  # (G, R, 2)
+    coef = np.clip(np.linalg.pinv(x) @ y_.T, 0.0, 1.0)  # (G, 2, B)
+    pred = x @ coef  # (G, R, B)
+    sse = np.sum((pred - y_.T[None]) ** 2, axis=1)  # (G, B)
+    best = np.argmin(sse, axis=0)
+    b = np.arange(y_.shape[0])
+    params = np.column_stack([coef[best, 0, b], coef[best, 1, b], g_t0[best], g_s[best]])
+    if np.ndim(y) > 1:
+        return params
+    lb = [0.0, 0.0, t_.min() - 2 * span, span / 200]
+    ub = [1.0, 1.0, t_.max() + 4 * span, 4 * span]
+    x0 = np.clip(params[0], np.array(lb) + 1e-9, np.array(ub) - 1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = least_squares(lambda p: _sigmoid(p, t_) - y_[0], x0, bounds=(lb, ub), method="trf")
+    return np.asarray(res.x if res.cost <= 0.5 * sse[best[0], 0] + 1e-12 else params[0])
+
+
+def predict_trend(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Trend values at t for parameters p (P,) → (len(t),), or (B, P) → (B, len(t))."""
+    if p.ndim == 2:
+        return np.stack([predict_trend(q, t) for q in p]) if len(p) else np.empty((0, len(t)))
+    return _sigmoid(p, t) if len(p) == 4 else p[0] + p[1] * t
+
+
+def crossing(p: np.ndarray, threshold: float) -> float:
+    """t at which the trend reaches `threshold` (NaN if it never does)."""
+    if len(p) == 2:
+        return (threshold - p[0]) / p[1] if p[1] != 0 else float("nan")
+    lo, hi, t0, s = p
+    lo_, hi_ = min(lo, hi), max(lo, hi)
+    if not lo_ < threshold < hi_:
+        return float("nan")
+    return float(t0 - s * np.log((hi - lo) / (threshold - lo) - 1.0))
+
+
+def _to_axis(axis: str, t: float) -> float:
+    return -t if axis == "loss" else float(10.0**t)
+
+
+class Forecaster:
+    """sklearn-like: `Forecaster(threshold, n_boot, seed).fit(curveset)`.
+
+    Fitted on the discontinuous curves (the headline metrics) of one `CurveSet` (one scale axis).
+    `backtest_`: one row per (curve, origin k, predicted rung): observed, predicted, lo, hi, covered.
+    `summary_`: per curve: mean absolute error and coverage over the backtest, and the threshold crossing on the
+    axis (x in the axis' unit: parameters, FLOPs, tokens, steps, or loss in nats) with its interval.
+    `fits_`: per curve the full-ladder trend parameters and the fitted curve on a fine grid (for plots).
+    """
+
+    def __init__(self, threshold: float = 0.5, n_boot: int = 100, seed: int = 0, level: float = 0.9,
+                 min_train: int = 4, metrics: tuple[str, ...] | None = None) -> None:
+        self.threshold, self.n_boot, self.seed, self.level = threshold, n_boot, seed, level
+        self.min_train, self.metrics = min_train, metrics
+
+    def _replicates(self, cs: CurveSet, i: int) -> np.ndarray:
+        if cs.boot is None:
+            return cs.mean[i][None]
+        rng = np.random.default_rng(self.seed + i)
+        pick = rng.choice(cs.boot.shape[0], size=min(self.n_boot, cs.boot.shape[0]), replace=False)
+        return cs.boot[pick, i].astype(float)
+
+    def fit(self, cs: CurveSet) -> Forecaster:
+        t = cs.t
+        r = len(t)
+        a = (1 - self.level) / 2
+        z = float(norm.ppf(1 - a))
+        rung_se = np.nanstd(cs.boot, axis=0) if cs.boot is not None else np.zeros_like(cs.mean)
+        bt_rows, sum_rows, fits = [], [], {}
+        chosen = [i for i in range(len(cs.keys)) if (cs.keys["kind"].iat[i] == "discontinuous"
+                  if self.metrics is None else cs.keys["metric"].iat[i] in self.metrics)]
+        grid = np.linspace(t.min(), t.max() + 0.25 * np.ptp(t), 80)
+        for i in chosen:
+            key = {k: cs.keys[k].iat[i] for k in CURVE_KEYS}
+            bounded = cs.keys["unit"].iat[i] in _BOUNDED_UNITS
+            y = cs.mean[i]
+            reps = self._replicates(cs, i)
+            for k in range(min(self.min_train, r - 1), r):
+                p = fit_trend(t[:k], y[:k], bounded)
+                pred = predict_trend(p, t[k:])
+                rp = predict_trend(fit_trend(t[:k], reps[:, :k], bounded), t[k:])
+                half = (np.quantile(rp, 1 - a, axis=0) - np.quantile(rp, a, axis=0)) / 2
+                width = np.sqrt(half**2 + (z * rung_se[i, k:]) ** 2)
+                for j, (obs, pr, w) in enumerate(zip(y[k:], pred, width, strict=True)):
+                    bt_rows.append({**key, "origin": k, "rung": k + j, "model": cs.rungs["model"].iat[k + j],
+                                    "observed": obs, "predicted": pr, "lo": pr - w, "hi": pr + w,
+                                    "covered": bool(pr - w <= obs <= pr + w)})
+            p_full = fit_trend(t, y, bounded)
+            cross = [crossing(q, self.threshold) for q in fit_trend(t, reps, bounded)]
+            cross_arr = np.array(cross, dtype=float)
+            found = np.isfinite(cross_arr)
+            c_pt = crossing(p_full, self.threshold)
+            c_lo, c_hi = ((np.quantile(cross_arr[found], [a, 1 - a])) if found.mean() >= 0.5 else (np.nan, np.nan))
+            x_pt, x_lo, x_hi = (_to_axis(cs.axis, v) if np.isfinite(v) else np.nan for v in (c_pt, c_lo, c_hi))
+            if cs.axis == "loss":
+                x_lo, x_hi = x_hi, x_lo
+            fits[tuple(key.values())] = {"params": p_full, "t": grid, "y": predict_trend(p_full, grid)}
+            sum_rows.append({**key, "axis": cs.axis, "threshold": self.threshold, "crossing": x_pt,
+                             "crossing_lo": x_lo, "crossing_hi": x_hi, "crossing_found_share": float(found.mean()),
+                             "model": "sigmoid" if bounded else "line"})
+        self.backtest_ = pd.DataFrame(bt_rows)
+        summ = pd.DataFrame(sum_rows)
+        if not self.backtest_.empty:
+            bt = self.backtest_.assign(abs_error=(self.backtest_["observed"] - self.backtest_["predicted"]).abs())
+            agg = bt.groupby(CURVE_KEYS).agg(backtest_mae=("abs_error", "mean"), backtest_coverage=("covered", "mean"),
+                                             backtest_n=("covered", "size")).reset_index()
+            summ = summ.merge(agg, on=CURVE_KEYS, how="left")
+        self.summary_ = summ
+        self.fits_ = fits
+        return self
+
+
+def pass_until(cs: CurveSet, metric: str = "expected_exact_match") -> pd.DataFrame:
+    """PassUntil task scaling law, PU(N) = exp(−c · N^−α): fit log(−log PU) = log c − α · ln N on rungs with 0 < PU < 1.
+
+    Needs a count axis (parameters, FLOPs, tokens). Returns per (task, variant): α, c, R² of the linear fit,
+    `accelerated` (the quadratic term in log N is negative: faster than the law, Hu et al.'s accelerated
+    emergence) and the PU the law predicts at 10× the largest rung.
+    """
+    if cs.axis == "loss":
+        return pd.DataFrame()
+    rows = []
+    ln_n = cs.t * np.log(10.0)
+    for i in np.flatnonzero(cs.keys["metric"].to_numpy() == metric):
+        pu = cs.mean[i]
+        ok = (pu > 0) & (pu < 1)
+        if ok.sum() < 3:
+            continue
+        z = np.log(-np.log(pu[ok]))
+        slope, icpt = np.polyfit(ln_n[ok], z, 1)
+        pred = icpt + slope * ln_n[ok]
+        ss = float(np.sum((z - z.mean()) ** 2))
+        r2 = 1 - float(np.sum((z - pred) ** 2)) / ss if ss > 0 else float("nan")
+        quad = np.polyfit(ln_n[ok], z, 2)[0] if ok.sum() >= 4 else float("nan")
+        nxt = ln_n.max() + np.log(10.0)
+        rows.append({"task": cs.keys["task"].iat[i], "variant": cs.keys["variant"].iat[i], "alpha": -slope,
+                     "c": float(np.exp(icpt)), "r2": r2, "accelerated": bool(np.isfinite(quad) and quad < 0),
+                     "pu_at_10x": float(np.exp(-np.exp(icpt + slope * nxt))), "rungs_used": int(ok.sum())})
+    return pd.DataFrame(rows)
