@@ -108,6 +108,43 @@ def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tas
         print_curves(scores, store.rungs(study.name))
 
 
+def train_with_progress(spec: Any, out: Path) -> list[dict[str, Any]]:
+    """Train a ladder with one progress bar per rung; rungs already trained are skipped."""
+    from emergentlab.train import train_ladder
+
+    with _progress() as bar:
+        jobs: dict[str, Any] = {}
+
+        def update(rung: str, step: int, total: int, info: dict[str, float]) -> None:
+            if rung not in jobs:
+                jobs[rung] = bar.add_task(rung, total=total)
+            loss = info.get("loss")
+            bar.update(jobs[rung], completed=step, description=f"{rung} loss {loss:.3f}" if loss else rung)
+
+        return train_ladder(spec, out, update)
+
+
+@app.command()
+@_guard
+def train(
+    ladder_file: Annotated[Path, typer.Argument(help="ladder TOML: sizes × token budgets, training tasks, seed")],
+    out: Annotated[Path, typer.Option(help="folder for the checkpoints, one per rung")] = Path("checkpoints"),
+) -> None:
+    """Train a ladder of tiny GPTs (sizes × token budgets) on the train split of the synthetic tasks."""
+    from emergentlab.train import load_ladder_spec
+
+    spec = load_ladder_spec(ladder_file)
+    rungs = train_with_progress(spec, out)
+    table = Table(title=f"ladder → {out}", title_justify="left")
+    for col in ("rung", "params", "non-emb params", "tokens", "FLOPs", "val loss (nats/tok)", "wall (s)", ""):
+        table.add_column(col, justify="left" if col in ("rung", "") else "right")
+    for r in rungs:
+        table.add_row(r["name"], f"{r['params']:.3g}", f"{r['non_embedding_params']:.3g}", f"{r['tokens']:.3g}",
+                      f"{r['flops']:.3g}", f"{r['val_loss']:.3f}", f"{r['wall_s']:.0f}",
+                      "skipped (exists)" if r["skipped"] else "trained")
+    console.print(table)
+
+
 def main() -> None:
     app()
 
