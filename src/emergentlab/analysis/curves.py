@@ -150,7 +150,7 @@ def _choice_chance(records: pd.DataFrame) -> dict[tuple[str, str], float]:
         for lps, sc in zip(g["choice_logprobs"], g["choice_scores"], strict=True):
             k = len(lps) if lps else 0
             if k:
-                right = sum(1 for s in sc if s > 0) if isinstance(sc, list) and sc else 1
+                right = sum(1 for s in sc if s > 0) if isinstance(sc, list | tuple) and sc else 1
                 vals.append(right / k)
         if vals:
             out[(str(task), str(variant))] = float(np.mean(vals))
@@ -160,7 +160,7 @@ def _choice_chance(records: pd.DataFrame) -> dict[tuple[str, str], float]:
 def _target_lengths(records: pd.DataFrame) -> dict[str, float]:
     if "target_tokens" not in records or records.empty:
         return {}
-    lens = records["target_tokens"].map(lambda t: len(t) if isinstance(t, list) else np.nan)
+    lens = records["target_tokens"].map(lambda t: len(t) if isinstance(t, list | tuple) else np.nan)
     return {str(k): float(v) for k, v in lens.groupby(records["task"]).mean().items()}
 
 

@@ -155,7 +155,7 @@ def _resolution(n: float, change: float, se: float, delta: float) -> float:
     if not np.isfinite(se) or se <= 0 or margin <= 0 or not np.isfinite(n) or n <= 0:
         return float("nan")
     need = n * (1.96 * se / margin) ** 2
-    return float(max(0.0, np.ceil(need - n)))
+    return float(max(0.0, np.ceil(need - n)))  # 0: the normal approximation already decides: borderline
 
 
 def pairs(keys: pd.DataFrame) -> list[tuple[int, int | None]]:
@@ -260,6 +260,12 @@ class Verdicts:
                 note = "no continuous partner: a mirage is not ruled out"
             elif v == _INC and shape[i] == JUMP:
                 note = f"jump under {di['metric']} while {dj['metric'] if dj is not None else '-'} is {SHAPES[s_c]}"
+            if v == _INC and np.isfinite(extra):
+                now = (f"now n = {undecided['n']:.0f}, change {undecided['change']:.3g} ± "
+                       f"{1.96 * undecided['change_se']:.2g})")
+                note = (note + "; " if note else "") + (
+                    f"~{extra:.0f} more examples per rung would decide {undecided['metric']} ({now}" if extra >= 1
+                    else f"{undecided['metric']} sits on the decision edge ({now}")
             rows.append({
                 "task": di["task"], "variant": di["variant"], "metric": di["metric"],
                 "partner": dj["metric"] if dj is not None else None, "verdict": VERDICTS[v], "confidence": conf,

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emergentlab.analysis import synthetic as syn
+from emergentlab.analysis.curves import curves_from_scores
+from emergentlab.analysis.forecast import Forecaster, crossing, fit_trend, pass_until
+
+
+def _sigmoid_scores(p: np.ndarray, n: int, seed: int, metric: str = "exact_match") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    hits = rng.random((len(p), n)) < p[:, None]
+    return pd.DataFrame([("s", f"m{r}", "sig", f"e{e}", "plain", metric, float(hits[r, e]))
+                         for r in range(len(p)) for e in range(n)],
+                        columns=["study", "model", "task", "example_id", "variant", "metric", "value"])
+
+
+def test_backtest_on_known_sigmoid_recovers_its_crossing() -> None:
+    t = np.log10(syn.sizes())
+    true_t0 = 8.3  # the sigmoid crosses 0.5 (midpoint of 0.02..0.98) at 10^8.3 parameters
+    p = 0.02 + 0.96 / (1 + np.exp(-(t - true_t0) / 0.5))
+    cs = curves_from_scores(_sigmoid_scores(p, 300, seed=2), syn.rungs_frame(), n_boot=400, seed=0)
+    f = Forecaster(threshold=0.5, n_boot=200, seed=0).fit(cs)
+    s = f.summary_.iloc[0]
+    assert s["crossing_lo"] <= 10**true_t0 <= s["crossing_hi"]
+    assert s["crossing_hi"] / s["crossing_lo"] < 10  # an interval that says something
+    bt = f.backtest_
+    assert set(bt["origin"]) == {4, 5, 6, 7} and len(bt) == 4 + 3 + 2 + 1
+    assert 0.5 <= s["backtest_coverage"] <= 1.0
+    assert (bt["lo"] <= bt["predicted"]).all() and (bt["predicted"] <= bt["hi"]).all()
+
+
+def test_trend_fit_many_agrees_with_single() -> None:
+    t = np.linspace(6, 10, 8)
+    y = 0.1 + 0.8 / (1 + np.exp(-(t - 8) / 0.4))
+    one = fit_trend(t, y, bounded=True)
+    many = fit_trend(t, np.stack([y, y]), bounded=True)
+    assert abs(crossing(one, 0.5) - 8) < 1e-3 and abs(crossing(many[0], 0.5) - 8) < 0.1
+    line = fit_trend(t, 2 + 0.5 * t, bounded=False)
+    assert np.allclose(line, [2, 0.5]) and np.isclose(crossing(line, 6.0), 8.0)
+
+
+def test_pass_until_recovers_the_task_scaling_law() -> None:
+    n = syn.sizes()
+    alpha, c = 0.3, 40.0
+    pu = np.exp(-c * n**-alpha)
+    scores = _sigmoid_scores(np.zeros(8), 1, 0, "expected_exact_match")
+    scores["value"] = pu
+    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=10, seed=0)
+    row = pass_until(cs).iloc[0]
+    assert np.isclose(row["alpha"], alpha, rtol=1e-6) and np.isclose(row["c"], c, rtol=1e-6)
+    assert row["r2"] > 0.999 and row["rungs_used"] == 8

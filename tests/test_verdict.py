@@ -1,0 +1,80 @@
+"""Known-answer ladders (analysis.synthetic) → the verdict rule's answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emergentlab import metrics
+from emergentlab.analysis import synthetic as syn
+from emergentlab.analysis.curves import curves_from_scores
+from emergentlab.analysis.verdict import Verdicts
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Verdicts:
+    recs = pd.DataFrame([r.__dict__ for r in syn.records(syn.SHAPES, n_examples=200, seed=1)])
+    scores = metrics.compute(recs, ["exact_match", "token_accuracy", "target_logprob"])
+    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=500, seed=0, records=recs)
+    return Verdicts().fit(cs)
+
+
+def _verdict(v: Verdicts, task: str, partner: str = "token_accuracy") -> pd.Series:
+    t = v.table_
+    return t[(t["task"] == task) & (t["partner"] == partner)].iloc[0]
+
+
+def test_schaeffer_construction_is_a_mirage(fitted: Verdicts) -> None:
+    row = _verdict(fitted, "schaeffer")
+    assert row["verdict"] == "mirage"
+    assert row["shape"] == "jump" and row["partner_shape"] == "rise"
+    assert row["confidence"] > 0.8
+    m = fitted.mirage_.set_index("task").loc["schaeffer"]
+    assert m["k_tokens"] == 5 and m["explains"] and m["r2"] > 0.95
+
+
+def test_genuine_step_in_both_is_emergent(fitted: Verdicts) -> None:
+    row = _verdict(fitted, "step")
+    assert row["verdict"] == "emergent"
+    assert _verdict(fitted, "step", "target_logprob")["verdict"] == "emergent"
+    wei = fitted.wei_.set_index("task").loc["step"]
+    assert bool(wei["wei_emergent"]) and wei["absent_small"] and wei["present_large"]
+
+
+def test_monotone_decline_is_inverse(fitted: Verdicts) -> None:
+    row = _verdict(fitted, "inverse")
+    assert row["verdict"] == "inverse" and row["change_hi"] < 0
+
+
+def test_dip_then_rise_is_u_shaped(fitted: Verdicts) -> None:
+    assert _verdict(fitted, "u_shaped")["verdict"] == "U-shaped"
+
+
+def test_noise_around_chance_is_flat_or_inconclusive(fitted: Verdicts) -> None:
+    for partner in ("token_accuracy", "target_logprob"):
+        row = _verdict(fitted, "noise", partner)
+        assert row["verdict"] in ("flat", "inconclusive")
+        assert not bool(fitted.wei_.set_index("task").loc["noise", "wei_emergent"])
+
+
+def test_too_few_examples_is_inconclusive_with_a_resolution() -> None:
+    recs = pd.DataFrame([r.__dict__ for r in syn.records({"s": syn.schaeffer}, n_examples=6, seed=3)])
+    scores = metrics.compute(recs, ["exact_match", "token_accuracy"])
+    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=300, seed=0, records=recs)
+    t = Verdicts().fit(cs).table_
+    row = t.iloc[0]
+    if row["verdict"] == "inconclusive":
+        assert np.isfinite(row["extra_examples"]) and "examples per rung" in row["note"]
+    else:  # 6 examples can still decide a large effect; then the CI must be wide
+        assert row["excess_hi"] - row["excess_lo"] > 0.1
+
+
+def test_verdicts_are_seeded() -> None:
+    recs = pd.DataFrame([r.__dict__ for r in syn.records({"s": syn.schaeffer}, n_examples=40, seed=3)])
+    scores = metrics.compute(recs, ["exact_match", "token_accuracy"])
+    a = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=5)).table_
+    b = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=5)).table_
+    c = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=6)).table_
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["excess_lo"], c["excess_lo"])
