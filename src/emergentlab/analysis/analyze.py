@@ -24,7 +24,8 @@ class Analysis:
 
     def __init__(self, n_boot: int = 1000, seed: int = 0, threshold: float = 0.5, axis: str | None = None,
                  forecast_boot: int = 100) -> None:
-        self.n_boot, self.seed, self.threshold, self.axis, self.forecast_boot = n_boot, seed, threshold, axis, forecast_boot
+        self.n_boot, self.seed, self.threshold = n_boot, seed, threshold
+        self.axis, self.forecast_boot = axis, forecast_boot
 
     def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Analysis:
         sets = {ax: curves_from_scores(scores, rungs, axis=ax, n_boot=self.n_boot, seed=self.seed, records=records)

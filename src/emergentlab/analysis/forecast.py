@@ -11,11 +11,8 @@ trust the forecast. PassUntil (Hu et al. 2023): with PU the probability that the
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 from scipy.stats import norm
 
 from emergentlab.analysis.curves import CURVE_KEYS, CurveSet
@@ -33,8 +30,9 @@ def fit_trend(t: np.ndarray, y: np.ndarray, bounded: bool) -> np.ndarray:
     bounded, else (…, 2) line (a, b).
 
     The sigmoid is linear in (lo, hi) once (t0, s) is fixed, so every replicate is fitted at once by solving the
-    2-parameter least squares on a grid of (t0, s) and keeping each replicate's best; a single curve is then
-    polished with `least_squares` from its best grid point.
+    2-parameter least squares on a grid of (t0, s) and keeping each replicate's best. A single curve goes through
+    the same grid (no local polish), so a point estimate and its bootstrap replicates come from one estimator and
+    the point cannot fall outside its own interval by a change of method.
     """
     y2 = np.atleast_2d(np.asarray(y, dtype=float))
     ok = np.isfinite(y2).all(axis=0)
@@ -44,26 +42,26 @@ def fit_trend(t: np.ndarray, y: np.ndarray, bounded: bool) -> np.ndarray:
         coef = np.linalg.lstsq(x, y_.T, rcond=None)[0].T
         return coef[0] if np.ndim(y) == 1 else coef
     span = max(float(np.ptp(t_)), 1e-6)
-    t0s = np.linspace(t_.min() - span, t_.max() + 2 * span, 90)
-    ss = np.geomspace(span / 100, 2 * span, 30)
+    t0s = np.linspace(t_.min() - span, t_.max() + 2 * span, 241)  # 1/60 of the ladder's span per step
+    ss = np.geomspace(span / 100, 2 * span, 20)
     g_t0, g_s = np.repeat(t0s, len(ss)), np.tile(ss, len(t0s))
     sig = 1.0 / (1.0 + np.exp(-np.clip((t_[None] - g_t0[:, None]) / g_s[:, None], -60, 60)))  # (G, R)
     x = np.stack([1.0 - sig, sig], axis=-1)  # (G, R, 2)
-    coef = np.clip(np.linalg.pinv(x) @ y_.T, 0.0, 1.0)  # (G, 2, B)
-    pred = x @ coef  # (G, R, B)
-    sse = np.sum((pred - y_.T[None]) ** 2, axis=1)  # (G, B)
+    # normal equations per grid point; SSE as a quadratic form, so no (G, R, B) prediction is materialised
+    xtx = np.einsum("gri,grj->gij", x, x)
+    xty = (x.transpose(0, 2, 1).reshape(-1, len(t_)) @ y_.T).reshape(len(g_t0), 2, -1)  # (G, 2, B)
+    a_, b_, d_ = xtx[:, 0, 0, None], xtx[:, 0, 1, None], xtx[:, 1, 1, None]
+    # a grid point whose sigmoid is constant over the rungs is singular: its (clipped) guess just loses on SSE
+    det = np.maximum(a_ * d_ - b_ * b_, 1e-12)
+    c0 = np.clip((d_ * xty[:, 0] - b_ * xty[:, 1]) / det, 0.0, 1.0)  # (G, B)
+    c1 = np.clip((a_ * xty[:, 1] - b_ * xty[:, 0]) / det, 0.0, 1.0)
+    sse = (np.sum(y_ * y_, axis=1)[None] - 2 * (c0 * xty[:, 0] + c1 * xty[:, 1])
+           + a_ * c0 * c0 + 2 * b_ * c0 * c1 + d_ * c1 * c1)  # (G, B)
+    coef = np.stack([c0, c1], axis=1)
     best = np.argmin(sse, axis=0)
     b = np.arange(y_.shape[0])
     params = np.column_stack([coef[best, 0, b], coef[best, 1, b], g_t0[best], g_s[best]])
-    if np.ndim(y) > 1:
-        return params
-    lb = [0.0, 0.0, t_.min() - 2 * span, span / 200]
-    ub = [1.0, 1.0, t_.max() + 4 * span, 4 * span]
-    x0 = np.clip(params[0], np.array(lb) + 1e-9, np.array(ub) - 1e-9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = least_squares(lambda p: _sigmoid(p, t_) - y_[0], x0, bounds=(lb, ub), method="trf")
-    return np.asarray(res.x if res.cost <= 0.5 * sse[best[0], 0] + 1e-12 else params[0])
+    return params if np.ndim(y) > 1 else params[0]
 
 
 def predict_trend(p: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -139,8 +137,10 @@ class Forecaster:
             cross = [crossing(q, self.threshold) for q in fit_trend(t, reps, bounded)]
             cross_arr = np.array(cross, dtype=float)
             found = np.isfinite(cross_arr)
-            c_pt = crossing(p_full, self.threshold)
-            c_lo, c_hi = ((np.quantile(cross_arr[found], [a, 1 - a])) if found.mean() >= 0.5 else (np.nan, np.nan))
+            # a crossing most replicates do not find (noise around a level far from the threshold) is not reported
+            reliable = found.mean() >= 0.5
+            c_pt = crossing(p_full, self.threshold) if reliable else float("nan")
+            c_lo, c_hi = np.quantile(cross_arr[found], [a, 1 - a]) if reliable else (np.nan, np.nan)
             x_pt, x_lo, x_hi = (_to_axis(cs.axis, v) if np.isfinite(v) else np.nan for v in (c_pt, c_lo, c_hi))
             if cs.axis == "loss":
                 x_lo, x_hi = x_hi, x_lo

@@ -79,7 +79,8 @@ def read_scores_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, source: str = "<scores>") -> dict[str, CurveSet]:
+def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+                   source: str = "<scores>") -> dict[str, CurveSet]:
     """One `CurveSet` per usable scale axis from a checked published-scores table."""
     axes_cols = [a for a in SCALE_AXES if a in df.columns]
     rungs = df.groupby("model", sort=False)[axes_cols].first().reset_index()

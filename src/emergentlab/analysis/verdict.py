@@ -30,9 +30,14 @@ The VERDICT for a discontinuous metric (shape s_D) and one continuous partner (s
   s_D rise:    s_C decline → inconclusive; else → smooth
   s_D flat:    s_C flat or no partner → flat; s_C rise → smooth (the continuous metric sees sub-threshold
                progress); s_C decline → inverse; s_C U → U-shaped; else → inconclusive
+A discontinuous metric with several partners gets one HEADLINE verdict (the verdict table's row): `mirage` when
+any pair says mirage (one continuous metric rising smoothly is enough to show the jump is the metric's doing),
+else the verdict with its first partner in `metrics.PAIRS` order (the primary partner); the other pairs are listed
+in the note when they disagree.
 CONFIDENCE is the share of bootstrap replicates in which the same verdict comes out when the shapes are read off
-the replicate's point values (no intervals). RESOLUTION (for inconclusive): examples per rung that would make the
-undecided curve's D interval decide, n' = n · (1.96 · se(D) / margin)², margin = |D| (to clear 0) when |D| ≥ δ,
+the replicate's point values (no intervals); an inconclusive verdict has none (its note gives the replicates'
+split instead). RESOLUTION (for inconclusive): examples per rung that would make the undecided curve's D interval
+decide, n' = n · (1.96 · se(D) / margin)², margin = |D| (to clear 0) when |D| ≥ δ,
 else δ − |D| (to fit inside ±δ); with n = 0 hits the 0 % score only bounds the rate below ~3/n.
 """
 
@@ -225,12 +230,27 @@ def wei_check(cs: CurveSet, stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-class Verdicts:
-    """sklearn-like: `Verdicts(level).fit(curveset)`; results in `table_`, `curve_stats_`, `mirage_`, `wei_`.
+def _split(codes: np.ndarray) -> str:
+    """'flat 55 %, smooth 45 %': how bootstrap replicates' verdicts are shared out."""
+    vals, counts = np.unique(codes, return_counts=True)
+    order = np.argsort(-counts)
+    return ", ".join(f"{VERDICTS[vals[o]]} {counts[o] / len(codes):.0%}" for o in order)
 
-    `table_`: one row per (task, metric pair, variant) — verdict, confidence (share of bootstrap replicates),
+
+def _headline(v: np.ndarray) -> np.ndarray:
+    """HEADLINE over a group's pairs, v (..., P) in `metrics.PAIRS` order → (...): any mirage, else the first."""
+    return np.where((v == _MIRAGE).any(axis=-1), _MIRAGE, v[..., 0])
+
+
+class Verdicts:
+    """sklearn-like: `Verdicts(level).fit(curveset)`; results in `table_`, `pairs_`, `curve_stats_`, `mirage_`,
+    `wei_`.
+
+    `pairs_`: one row per (task, metric pair, variant) — verdict, confidence (share of bootstrap replicates),
     the deciding numbers (change D and excess e with intervals, in the metric's unit; breakthroughness B),
     mirage and Wei results for the discontinuous metric, and `extra_examples` (per rung) when inconclusive.
+    `table_`: the HEADLINE row per (task, discontinuous metric, variant), same columns, `partner` being the pair
+    that decided it.
     """
 
     def __init__(self, level: float = 0.95) -> None:
@@ -242,51 +262,78 @@ class Verdicts:
         self.wei_ = wei_check(cs, self.curve_stats_)
         st = self.curve_stats_
         shape = st["shape_code"].to_numpy()
-        rows = []
+        groups: dict[int, list[tuple[int | None, int, np.ndarray | None]]] = {}
         for i, j in pairs(cs.keys):
-            s_c = shape[j] if j is not None else NONE
-            v = int(_TABLE[shape[i], s_c])
+            v = int(_TABLE[shape[i], shape[j] if j is not None else NONE])
+            reps = None
             if rep_shapes is not None:
                 rc = rep_shapes[:, j] if j is not None else np.full(len(rep_shapes), NONE)
-                conf = float(np.mean(_TABLE[rep_shapes[:, i], rc] == v))
-            else:
-                conf = float("nan")
-            di, dj = st.iloc[i], (st.iloc[j] if j is not None else None)
-            undecided = di if shape[i] == UNCLEAR or dj is None or shape[j] != UNCLEAR else dj
-            extra = (_resolution(undecided["n"], undecided["change"], undecided["change_se"], undecided["delta"])
-                     if v == _INC else float("nan"))
-            note = ""
-            if j is None and v == _EMERGENT:
-                note = "no continuous partner: a mirage is not ruled out"
-            elif v == _INC and shape[i] == JUMP:
-                note = f"jump under {di['metric']} while {dj['metric'] if dj is not None else '-'} is {SHAPES[s_c]}"
-            if v == _INC and np.isfinite(extra):
-                now = (f"now n = {undecided['n']:.0f}, change {undecided['change']:.3g} ± "
-                       f"{1.96 * undecided['change_se']:.2g})")
-                note = (note + "; " if note else "") + (
-                    f"~{extra:.0f} more examples per rung would decide {undecided['metric']} ({now}" if extra >= 1
-                    else f"{undecided['metric']} sits on the decision edge ({now}")
-            rows.append({
-                "task": di["task"], "variant": di["variant"], "metric": di["metric"],
-                "partner": dj["metric"] if dj is not None else None, "verdict": VERDICTS[v], "confidence": conf,
-                "shape": di["shape"], "partner_shape": dj["shape"] if dj is not None else None,
-                "excess": di["excess"], "excess_lo": di["excess_lo"], "excess_hi": di["excess_hi"],
-                "change": di["change"], "change_lo": di["change_lo"], "change_hi": di["change_hi"],
-                "breakthroughness": di["breakthroughness"], "breakthroughness_lo": di["breakthroughness_lo"],
-                "breakthroughness_hi": di["breakthroughness_hi"], "linearity": di["linearity"],
-                "partner_change": dj["change"] if dj is not None else np.nan,
-                "partner_excess": dj["excess"] if dj is not None else np.nan,
-                "n": di["n"], "extra_examples": extra, "note": note,
-            })
-        tab = pd.DataFrame(rows)
-        if not tab.empty:
-            w = self.wei_[[*CURVE_KEYS, "wei_emergent"]]
-            tab = tab.merge(w, on=CURVE_KEYS, how="left")
-            m = self.mirage_[["task", "variant", "r2", "explains"]].rename(
-                columns={"r2": "mirage_r2", "explains": "mirage_explains"})
-            tab = tab.merge(m, on=["task", "variant"], how="left")
-            em = tab["metric"] == "exact_match"
-            tab["mirage_r2"] = tab["mirage_r2"].where(em)
-            tab["mirage_explains"] = tab["mirage_explains"].astype(object).where(em)
-        self.table_ = tab
+                reps = _TABLE[rep_shapes[:, i], rc]
+            groups.setdefault(i, []).append((j, v, reps))
+        rows, heads = [], []
+        for i, members in groups.items():
+            vs = np.array([v for _, v, _ in members])
+            head_v = int(_headline(vs))
+            rep_list = [r for _, _, r in members if r is not None]
+            head_reps = _headline(np.stack(rep_list, axis=-1)) if rep_list else None
+            decider = next(k for k, (_, v, _) in enumerate(members) if v == head_v)
+            others = [f"{st['metric'].iat[j]}: {VERDICTS[v]}" for j, v, _ in members
+                      if j is not None and v != head_v]
+            for k, (j, v, reps) in enumerate(members):
+                row = self._row(st, shape, i, j, v, reps)
+                rows.append(row)
+                if k == decider:
+                    head = dict(row)
+                    head["confidence"] = (float(np.mean(head_reps == head_v))
+                                          if head_reps is not None and head_v != _INC else float("nan"))
+                    notes = [str(row["note"])] if row["note"] else []
+                    if head_v == _INC and head_reps is not None:
+                        notes = [n for n in notes if not n.startswith("replicates")] + [
+                            f"replicates: {_split(head_reps)}"]
+                    if others:
+                        notes.append("other partners: " + "; ".join(others))
+                    head["note"] = " | ".join(notes)
+                    heads.append(head)
+        self.pairs_ = self._merge(cs, pd.DataFrame(rows))
+        self.table_ = self._merge(cs, pd.DataFrame(heads))
         return self
+
+    @staticmethod
+    def _row(st: pd.DataFrame, shape: np.ndarray, i: int, j: int | None, v: int,
+             reps: np.ndarray | None) -> dict[str, object]:
+        di, dj = st.iloc[i], (st.iloc[j] if j is not None else None)
+        conf = float(np.mean(reps == v)) if reps is not None and v != _INC else float("nan")
+        undecided = di if shape[i] == UNCLEAR or dj is None or shape[j] != UNCLEAR else dj
+        extra = (_resolution(undecided["n"], undecided["change"], undecided["change_se"], undecided["delta"])
+                 if v == _INC else float("nan"))
+        note = ""
+        if j is None and v == _EMERGENT:
+            note = "no continuous partner: a mirage is not ruled out"
+        elif v == _INC and reps is not None:
+            note = f"replicates: {_split(reps)}"
+        return {
+            "task": di["task"], "variant": di["variant"], "metric": di["metric"],
+            "partner": dj["metric"] if dj is not None else None, "verdict": VERDICTS[v], "confidence": conf,
+            "shape": di["shape"], "partner_shape": dj["shape"] if dj is not None else None,
+            "excess": di["excess"], "excess_lo": di["excess_lo"], "excess_hi": di["excess_hi"],
+            "change": di["change"], "change_lo": di["change_lo"], "change_hi": di["change_hi"],
+            "breakthroughness": di["breakthroughness"], "breakthroughness_lo": di["breakthroughness_lo"],
+            "breakthroughness_hi": di["breakthroughness_hi"], "linearity": di["linearity"],
+            "partner_change": dj["change"] if dj is not None else np.nan,
+            "partner_excess": dj["excess"] if dj is not None else np.nan,
+            "n": di["n"], "extra_examples": extra, "note": note,
+        }
+
+    def _merge(self, cs: CurveSet, tab: pd.DataFrame) -> pd.DataFrame:
+        """Add the Wei check and (exact match only) the mirage test's R² to a verdict frame."""
+        if tab.empty:
+            return tab
+        w = self.wei_[[*CURVE_KEYS, "wei_emergent"]]
+        tab = tab.merge(w, on=CURVE_KEYS, how="left")
+        m = self.mirage_[["task", "variant", "r2", "explains"]].rename(
+            columns={"r2": "mirage_r2", "explains": "mirage_explains"})
+        tab = tab.merge(m, on=["task", "variant"], how="left")
+        em = tab["metric"] == "exact_match"
+        tab["mirage_r2"] = tab["mirage_r2"].where(em)
+        tab["mirage_explains"] = tab["mirage_explains"].astype(object).where(em)
+        return tab

@@ -44,7 +44,8 @@ def _cell(v: Any) -> str:
 
 
 def _table(df: pd.DataFrame) -> dict[str, Any]:
-    return {"columns": [str(c) for c in df.columns], "rows": [[_cell(v) for v in r] for r in df.itertuples(index=False)]}
+    rows = [[_cell(v) for v in r] for r in df.itertuples(index=False)]
+    return {"columns": [str(c) for c in df.columns], "rows": rows}
 
 
 def _image(path: Path) -> dict[str, str]:

@@ -109,7 +109,7 @@ def loss_figure(a: Analysis, task: str, variant: str, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(rows), figsize=(3.0 * len(rows), 2.6), squeeze=False)
     lv = a.loss_view_
     for ax, i in zip(axes[0], rows, strict=True):
-        _panel(ax, cs, i, "#16a085")
+        _panel(ax, cs, int(i), "#16a085")
         m = lv[(lv["task"] == task) & (lv["metric"] == cs.keys["metric"].iat[i]) & (lv["variant"] == variant)]
         if not m.empty and m["hinge_delta_aic"].iat[0] > 2:
             ax.axvline(m["loss_threshold"].iat[0], color="#c0392b", ls="--", lw=1)
