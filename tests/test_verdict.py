@@ -21,7 +21,7 @@ def fitted() -> Verdicts:
 
 
 def _verdict(v: Verdicts, task: str, partner: str = "token_accuracy") -> pd.Series:
-    t = v.table_
+    t = v.pairs_
     return t[(t["task"] == task) & (t["partner"] == partner)].iloc[0]
 
 
@@ -58,11 +58,16 @@ def test_noise_around_chance_is_flat_or_inconclusive(fitted: Verdicts) -> None:
         assert not bool(fitted.wei_.set_index("task").loc["noise", "wei_emergent"])
 
 
+def test_headline_row_per_discontinuous_metric(fitted: Verdicts) -> None:
+    t = fitted.table_.set_index("task")
+    assert len(t) == 5 and t.loc["schaeffer", "verdict"] == "mirage" and t.loc["step", "verdict"] == "emergent"
+
+
 def test_too_few_examples_is_inconclusive_with_a_resolution() -> None:
     recs = pd.DataFrame([r.__dict__ for r in syn.records({"s": syn.schaeffer}, n_examples=6, seed=3)])
     scores = metrics.compute(recs, ["exact_match", "token_accuracy"])
     cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=300, seed=0, records=recs)
-    t = Verdicts().fit(cs).table_
+    t = Verdicts().fit(cs).pairs_
     row = t.iloc[0]
     if row["verdict"] == "inconclusive":
         assert np.isfinite(row["extra_examples"]) and "examples per rung" in row["note"]

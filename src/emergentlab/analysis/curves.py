@@ -51,15 +51,18 @@ def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndar
     Returns (mean (C, R), n (C, R), replicates (B, C, R) float32).
     """
     c, r, n = values.shape
-    mask = np.isfinite(values)
-    filled = np.where(mask, values, 0.0).astype(np.float32).reshape(c * r, n).T  # (N, C·R)
-    present = mask.astype(np.float32).reshape(c * r, n).T
+    # rung-major columns (r·C + c): each rung's replicates are then one contiguous (B, C) slab, which is what
+    # the per-rung statistics downstream read; the (B, C, R) result is a transposed view of that layout
+    vals = np.ascontiguousarray(values.transpose(1, 0, 2)).reshape(r * c, n)
+    mask = np.isfinite(vals)
+    filled = np.where(mask, vals, 0.0).astype(np.float32).T  # (N, R·C)
+    present = mask.astype(np.float32).T
     count = present.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (filled.sum(axis=0, dtype=np.float64) / count).reshape(c, r)
+        mean = (filled.sum(axis=0, dtype=np.float64) / count).reshape(r, c).T
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float32)  # (B, N)
-    reps = np.empty((n_boot, c * r), dtype=np.float32)
+    reps = np.empty((n_boot, r * c), dtype=np.float32)
     step = max(1, _CHUNK_ELEMS // max(n_boot, 1))
     ragged = not mask.all()
     for lo in range(0, c * r, step):
@@ -71,7 +74,7 @@ def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndar
         else:
             s /= n
         reps[:, lo:hi] = s
-    return mean, count.reshape(c, r), reps.reshape(n_boot, c, r)
+    return mean, count.reshape(r, c).T, reps.reshape(n_boot, r, c).transpose(0, 2, 1)
 
 
 def binomial_replicates(p: np.ndarray, n: np.ndarray, n_boot: int, seed: int) -> np.ndarray:

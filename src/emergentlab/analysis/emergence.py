@@ -17,24 +17,63 @@ from __future__ import annotations
 import numpy as np
 
 
+def _slabs(y: np.ndarray) -> list[np.ndarray]:
+    """y[..., j] for every rung j. For the bootstrap's (B, C, R) view each slab is contiguous, so everything
+    below is a few elementwise passes over (B, C) arrays instead of reductions along a short strided axis."""
+    return [y[..., j] for j in range(y.shape[-1])]
+
+
+def weighted_sum(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """y @ w over the rung axis, slab by slab (no copy of a transposed y)."""
+    out = np.zeros(y.shape[:-1], dtype=np.result_type(y.dtype, np.float32))
+    for j, sl in enumerate(_slabs(y)):
+        if w[j] != 0:
+            out += np.asarray(w[j], dtype=out.dtype) * sl
+    return out
+
+
 def _total_change(y: np.ndarray) -> np.ndarray:
-    sign = np.where(np.argmax(y, axis=-1) >= np.argmin(y, axis=-1), 1.0, -1.0)
-    return sign * (np.max(y, axis=-1) - np.min(y, axis=-1))
+    sl = _slabs(y)
+    hi, lo = sl[0].copy(), sl[0].copy()
+    arg_hi, arg_lo = np.zeros(hi.shape, np.int8), np.zeros(hi.shape, np.int8)
+    for j, v in enumerate(sl[1:], start=1):
+        up, down = v > hi, v < lo
+        np.copyto(hi, v, where=up)
+        np.copyto(lo, v, where=down)
+        arg_hi[up], arg_lo[down] = j, j
+    return np.where(arg_hi >= arg_lo, 1.0, -1.0) * (hi - lo)
+
+
+def _median(slabs: list[np.ndarray]) -> np.ndarray:
+    """Elementwise median of a few equal-shape arrays (odd-even transposition sort: a sorting network)."""
+    shape = np.shape(slabs[0])
+    v = [np.array(x, copy=True).reshape(-1) for x in slabs]
+    m = len(v)
+    for rnd in range(m):
+        for i in range(rnd % 2, m - 1, 2):
+            lo = np.minimum(v[i], v[i + 1])
+            np.maximum(v[i], v[i + 1], out=v[i + 1])
+            v[i] = lo
+    return (v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2).reshape(shape)
+
+
+def _diff2(y: np.ndarray) -> list[np.ndarray]:
+    sl = _slabs(y)
+    return [(b - a) ** 2 for a, b in zip(sl[:-1], sl[1:], strict=True)]
 
 
 def breakthroughness(y: np.ndarray, cap: float = 1e3) -> np.ndarray:
     """BIG-bench B = I(y) / sqrt(median(Δy²)); clipped to ±cap (a perfect step has a zero median step)."""
-    d2 = np.diff(y, axis=-1) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        b = _total_change(y) / np.sqrt(np.median(d2, axis=-1))
+        b = _total_change(y) / np.sqrt(_median(_diff2(y)))
     return np.clip(np.nan_to_num(b, nan=0.0, posinf=cap, neginf=-cap), -cap, cap)
 
 
 def linearity(y: np.ndarray) -> np.ndarray:
     """BIG-bench L = I(y) / sqrt(mean(Δy²)); 0 for a flat curve."""
-    d2 = np.diff(y, axis=-1) ** 2
+    d2 = _diff2(y)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.nan_to_num(_total_change(y) / np.sqrt(np.mean(d2, axis=-1)), nan=0.0)
+        return np.nan_to_num(_total_change(y) / np.sqrt(sum(d2) / len(d2)), nan=0.0)
 
 
 def split(r: int) -> int:
@@ -68,8 +107,11 @@ def dip(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if y.shape[-1] < 3:
         z = np.zeros(y.shape[:-1])
         return z, z
-    low = np.min(y[..., 1:-1], axis=-1)
-    return y[..., 0] - low, y[..., -1] - low
+    sl = _slabs(y)
+    low = sl[1].copy()
+    for v in sl[2:-1]:
+        np.minimum(low, v, out=low)
+    return sl[0] - low, sl[-1] - low
 
 
 def hinge_vs_line(y: np.ndarray, t: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

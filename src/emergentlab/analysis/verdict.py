@@ -288,8 +288,9 @@ class Verdicts:
                                           if head_reps is not None and head_v != _INC else float("nan"))
                     notes = [str(row["note"])] if row["note"] else []
                     if head_v == _INC and head_reps is not None:
-                        notes = [n for n in notes if not n.startswith("replicates")] + [
-                            f"replicates: {_split(head_reps)}"]
+                        notes = [n.split("; ", 1)[1] if n.startswith("replicates") and "; " in n else n
+                                 for n in notes if not n.startswith("replicates") or "; " in n]
+                        notes.append(f"replicates: {_split(head_reps)}")
                     if others:
                         notes.append("other partners: " + "; ".join(others))
                     head["note"] = " | ".join(notes)
@@ -311,6 +312,11 @@ class Verdicts:
             note = "no continuous partner: a mirage is not ruled out"
         elif v == _INC and reps is not None:
             note = f"replicates: {_split(reps)}"
+        if v == _INC and np.isfinite(extra):
+            now = f"n = {undecided['n']:.0f}, change {undecided['change']:.3g} ± {1.96 * undecided['change_se']:.2g}"
+            note = (note + "; " if note else "") + (
+                f"~{extra:.0f} more examples per rung would decide {undecided['metric']} ({now})" if extra >= 1
+                else f"{undecided['metric']} sits on the decision edge ({now})")
         return {
             "task": di["task"], "variant": di["variant"], "metric": di["metric"],
             "partner": dj["metric"] if dj is not None else None, "verdict": VERDICTS[v], "confidence": conf,
