@@ -40,14 +40,16 @@ def _total_change(y: np.ndarray) -> np.ndarray:
         up, down = v > hi, v < lo
         np.copyto(hi, v, where=up)
         np.copyto(lo, v, where=down)
-        arg_hi[up], arg_lo[down] = j, j
+        np.copyto(arg_hi, j, where=up)
+        np.copyto(arg_lo, j, where=down)
     return np.where(arg_hi >= arg_lo, 1.0, -1.0) * (hi - lo)
 
 
 def _median(slabs: list[np.ndarray]) -> np.ndarray:
-    """Elementwise median of a few equal-shape arrays (odd-even transposition sort: a sorting network)."""
+    """Elementwise median of a few equal-shape arrays (odd-even transposition sort: a sorting network).
+    The arrays are overwritten."""
     shape = np.shape(slabs[0])
-    v = [np.array(x, copy=True).reshape(-1) for x in slabs]
+    v = [np.asarray(x).reshape(-1) for x in slabs]  # callers pass fresh arrays: sorted in place
     m = len(v)
     for rnd in range(m):
         for i in range(rnd % 2, m - 1, 2):

@@ -82,60 +82,85 @@ class _Stat:
 
 
 def _stat(point: np.ndarray, reps: np.ndarray | None, level: float) -> _Stat:
+    """Point value, replicates and percentile interval; replicates are (B, C), sorted per curve on a (C, B) copy."""
     if reps is None:
         return _Stat(point, None, point, point, np.zeros_like(point))
+    b = reps.shape[0]
     a = (1 - level) / 2
-    q = np.nanquantile if np.isnan(reps).any() else np.quantile
-    lo, hi = q(reps, [a, 1 - a], axis=0)
-    return _Stat(point, reps, lo, hi, np.nanstd(reps, axis=0))
+    k_lo, k_hi = int(np.floor(a * (b - 1))), int(np.ceil((1 - a) * (b - 1)))
+    per_curve = np.ascontiguousarray(reps.T)
+    if np.isnan(per_curve).any():
+        lo, hi = np.nanquantile(per_curve, [a, 1 - a], axis=1)
+        se = np.nanstd(per_curve, axis=1)
+    else:
+        part = np.partition(per_curve, [k_lo, k_hi], axis=1)
+        lo, hi = part[:, k_lo], part[:, k_hi]
+        se = per_curve.std(axis=1)
+    return _Stat(point, reps, lo.astype(float), hi.astype(float), se.astype(float))
 
 
-def _shapes_point(d: np.ndarray, e: np.ndarray, dl: np.ndarray, dr: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """Shapes read off point values only (used on every bootstrap replicate)."""
-    u = (dl >= delta) & (dr >= delta)
-    jump = ~u & (d >= delta) & (e >= JUMP_SHARE * d)
-    rise = ~u & ~jump & (d >= delta)
-    decline = ~u & (d <= -delta)
-    flat = ~u & (np.abs(d) < delta)
-    out = np.full(d.shape, UNCLEAR)
-    for mask, code in ((flat, FLAT), (decline, DECLINE), (rise, RISE), (jump, JUMP), (u, U)):
-        out[mask] = code
+def rung_se(cs: CurveSet) -> np.ndarray:
+    """Bootstrap standard error of every rung mean, (C, R) in the metric's unit (0 when no replicates)."""
+    if cs.boot is None:
+        return np.zeros_like(cs.mean)
+    out = np.empty(cs.mean.shape)
+    for j in range(cs.mean.shape[1]):
+        slab = cs.boot[..., j]
+        out[:, j] = np.nanstd(slab, axis=0) if np.isnan(slab).any() else slab.std(axis=0)
     return out
 
 
-def curve_shapes(cs: CurveSet, level: float = 0.95) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Per-curve statistics and shape (frame, one row per curve) and the replicate shapes (B, C) or None."""
+def _shapes_point(d: np.ndarray, e: np.ndarray, dl: np.ndarray, dr: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Shapes read off point values only (used on every bootstrap replicate), int8 codes."""
+    u = (dl >= delta) & (dr >= delta)
+    up = d >= delta
+    jump = ~u & up & (e >= JUMP_SHARE * d)
+    out = np.full(d.shape, UNCLEAR, dtype=np.int8)
+    out[~u & (np.abs(d) < delta)] = FLAT
+    out[~u & (d <= -delta)] = DECLINE
+    out[~u & ~jump & up] = RISE
+    out[jump] = JUMP
+    out[u] = U
+    return out
+
+
+def curve_shapes(cs: CurveSet, level: float = 0.95,
+                 se: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Per-curve statistics and shape (frame, one row per curve) and the replicate shapes (B, C) or None.
+    `se`: rung standard errors (`rung_se`), computed when omitted."""
     sign = cs.sign[:, None]
     y = cs.mean * sign
-    reps = cs.boot * sign[None].astype(np.float32) if cs.boot is not None else None
+    reps = cs.boot
+    if reps is not None and (sign < 0).any():
+        reps = reps * sign[:, 0].astype(np.float32)[None, :, None]
     t = cs.t
     r = len(t)
     w_e = emergence.extrapolation_weights(t)
     w_d = emergence.half_difference_weights(r)
     delta = emergence.min_effect(cs.mean)
-    e = _stat(y @ w_e, reps @ w_e.astype(np.float32) if reps is not None else None, level)
-    d = _stat(y @ w_d, reps @ w_d.astype(np.float32) if reps is not None else None, level)
+    e = _stat(y @ w_e, emergence.weighted_sum(reps, w_e) if reps is not None else None, level)
+    d = _stat(y @ w_d, emergence.weighted_sum(reps, w_d) if reps is not None else None, level)
     dl_p, dr_p = emergence.dip(y)
     dl_r, dr_r = emergence.dip(reps) if reps is not None else (None, None)
     dl, dr = _stat(dl_p, dl_r, level), _stat(dr_p, dr_r, level)
     b = _stat(emergence.breakthroughness(y), emergence.breakthroughness(reps) if reps is not None else None, level)
     lin = emergence.linearity(y)
-    rung_se = np.nanstd(cs.boot, axis=0) if cs.boot is not None else np.zeros_like(cs.mean)
-    sigma = np.maximum(np.nanmean(rung_se, axis=-1), 1e-3 * np.maximum(1.0, np.nanmax(np.abs(y), axis=-1)))
+    se = rung_se(cs) if se is None else se
+    sigma = np.maximum(np.nanmean(se, axis=-1), 1e-3 * np.maximum(1.0, np.nanmax(np.abs(y), axis=-1)))
     d_aic, cp = emergence.hinge_vs_line(np.nan_to_num(y), t, sigma) if r >= 3 else (np.full(len(y), np.nan),) * 2
 
     u = (dl.point >= delta) & (dr.point >= delta) & (dl.lo > 0) & (dr.lo > 0)
     up = (d.point >= delta) & (d.lo > 0)
     jump = ~u & up & (e.point >= JUMP_SHARE * d.point) & (e.lo > 0)
-    rise = ~u & ~jump & up
-    decline = ~u & (d.point <= -delta) & (d.hi < 0)
-    flat = ~u & (d.lo > -delta) & (d.hi < delta)
     shape = np.full(len(y), UNCLEAR)
-    for mask, code in ((flat, FLAT), (decline, DECLINE), (rise, RISE), (jump, JUMP), (u, U)):
-        shape[mask] = code
+    shape[~u & (d.lo > -delta) & (d.hi < delta)] = FLAT
+    shape[~u & (d.point <= -delta) & (d.hi < 0)] = DECLINE
+    shape[~u & ~jump & up] = RISE
+    shape[jump] = JUMP
+    shape[u] = U
 
     frame = cs.keys[CURVE_KEYS + ["kind", "unit"]].copy()
-    frame["shape"] = [SHAPES[s] for s in shape]
+    frame["shape"] = np.array(SHAPES, dtype=object)[shape]
     frame["shape_code"] = shape
     for name, s in (("change", d), ("excess", e), ("breakthroughness", b)):
         frame[name], frame[f"{name}_lo"], frame[f"{name}_hi"] = s.point, s.lo, s.hi
@@ -144,13 +169,12 @@ def curve_shapes(cs: CurveSet, level: float = 0.95) -> tuple[pd.DataFrame, np.nd
     frame["delta"] = delta
     frame["dip_left"], frame["dip_right"] = dl.point, dr.point
     frame["hinge_delta_aic"] = d_aic
-    cp_x = np.power(10.0, cp) if cs.axis != "loss" else -np.asarray(cp)
-    frame["changepoint"] = cp_x
-    frame["n"] = np.nanmin(cs.n, axis=-1)
+    frame["changepoint"] = np.power(10.0, cp) if cs.axis != "loss" else -np.asarray(cp)
+    frame["n"] = np.nanmin(cs.n, axis=-1) if cs.n.size else np.nan
     rep_shapes = None
     if reps is not None:
         assert e.reps is not None and d.reps is not None and dl.reps is not None and dr.reps is not None
-        rep_shapes = _shapes_point(d.reps, e.reps, dl.reps, dr.reps, delta[None])
+        rep_shapes = _shapes_point(d.reps, e.reps, dl.reps, dr.reps, delta[None].astype(np.float32))
     return frame, rep_shapes
 
 
@@ -164,17 +188,23 @@ def _resolution(n: float, change: float, se: float, delta: float) -> float:
 
 
 def pairs(keys: pd.DataFrame) -> list[tuple[int, int | None]]:
-    """(discontinuous curve index, continuous partner index or None) for every pair present in `keys`."""
+    """(discontinuous curve index, continuous partner index or None) for every pair present in `keys`, the
+    partners of one discontinuous curve consecutive and in `metrics.PAIRS` order."""
     out: list[tuple[int, int | None]] = []
-    idx = {tuple(k): i for i, k in enumerate(keys[CURVE_KEYS].itertuples(index=False))}
-    for i, (task, metric, variant) in enumerate(keys[CURVE_KEYS].itertuples(index=False)):
-        if keys["kind"].iat[i] != "discontinuous":
+    rows = list(keys[CURVE_KEYS].itertuples(index=False, name=None))
+    kind = keys["kind"].to_numpy()
+    idx = {k: i for i, k in enumerate(rows)}
+    continuous: dict[tuple[str, str], list[int]] = {}
+    for j, (task, _, variant) in enumerate(rows):
+        if kind[j] == "continuous":
+            continuous.setdefault((task, variant), []).append(j)
+    for i, (task, metric, variant) in enumerate(rows):
+        if kind[i] != "discontinuous":
             continue
         if metric in metrics.PAIRS:
             partners = [idx[(task, p, variant)] for p in metrics.PAIRS[metric] if (task, p, variant) in idx]
         else:  # a published table's own accuracy names: every continuous metric of the same task is a partner
-            partners = [j for j, k in enumerate(keys[CURVE_KEYS].itertuples(index=False))
-                        if k[0] == task and k[2] == variant and keys["kind"].iat[j] == "continuous"]
+            partners = continuous.get((task, variant), [])
         out.extend((i, j) for j in partners) if partners else out.append((i, None))
     return out
 
@@ -186,15 +216,16 @@ def mirage_test(cs: CurveSet) -> pd.DataFrame:
     R² of the prediction, RMSE (fraction), and `explains` = R² ≥ 0.9 (the smooth per-token curve accounts for the
     exact-match curve's shape).
     """
+    cols = ["task", "variant", "k_tokens", "observed", "predicted", "r2", "rmse", "explains"]
+    keys = list(cs.keys[CURVE_KEYS].itertuples(index=False, name=None))
+    idx = {k: i for i, k in enumerate(keys)}
     rows = []
-    keys = cs.keys
-    for (task, variant), g in keys.groupby(["task", "variant"]):
-        em = g.index[g["metric"] == "exact_match"]
-        tok = g.index[g["metric"] == "token_accuracy"]
-        if len(em) == 0 or len(tok) == 0 or not np.isfinite(cs.k_tokens[em[0]]):
+    for i, (task, metric, variant) in enumerate(keys):
+        j = idx.get((task, "token_accuracy", variant))
+        if metric != "exact_match" or j is None or not np.isfinite(cs.k_tokens[i]):
             continue
-        k = float(cs.k_tokens[em[0]])
-        obs, p = cs.mean[em[0]], cs.mean[tok[0]]
+        k = float(cs.k_tokens[i])
+        obs, p = cs.mean[i], cs.mean[j]
         pred = np.clip(p, 0, 1) ** k
         ss_tot = float(np.sum((obs - obs.mean()) ** 2))
         ss_res = float(np.sum((obs - pred) ** 2))
@@ -202,32 +233,32 @@ def mirage_test(cs: CurveSet) -> pd.DataFrame:
         rows.append({"task": task, "variant": variant, "k_tokens": k, "observed": obs.round(4).tolist(),
                      "predicted": pred.round(4).tolist(), "r2": r2, "rmse": float(np.sqrt(ss_res / len(obs))),
                      "explains": bool(np.isfinite(r2) and r2 >= 0.9)})
-    return pd.DataFrame(rows, columns=["task", "variant", "k_tokens", "observed", "predicted", "r2", "rmse",
-                                       "explains"])
+    return pd.DataFrame(rows, columns=cols)
 
 
-def wei_check(cs: CurveSet, stats: pd.DataFrame) -> pd.DataFrame:
+def wei_check(cs: CurveSet, stats: pd.DataFrame, se: np.ndarray | None = None) -> pd.DataFrame:
     """Wei et al. 2022's definition, per discontinuous curve: a yes/no and the numbers that decided it.
 
     absent: smallest rung within max(2·se, 0.02) of chance; present: largest rung ≥ chance + max(3·se, 0.1);
     unpredictable: the larger half exceeds the small-model trend (the rule's e: interval above 0, e ≥ D/2).
     Chance is the uniform-guess score (multiple choice) or 0 (exact match); unknown chance → the smallest rung's
-    own score cannot be judged and `absent` is false.
+    own score cannot be judged and `absent` is false. `se`: rung standard errors (C, R), computed when omitted.
     """
-    se = np.nanstd(cs.boot, axis=0) if cs.boot is not None else np.zeros_like(cs.mean)
-    rows = []
-    for i in np.flatnonzero(cs.keys["kind"].to_numpy() == "discontinuous"):
-        chance = cs.chance[i]
-        small, large = cs.mean[i, 0], cs.mean[i, -1]
-        absent = bool(np.isfinite(chance) and abs(small - chance) <= max(2 * se[i, 0], 0.02))
-        present = bool(np.isfinite(chance) and large - chance >= max(3 * se[i, -1], 0.1))
-        st = stats.iloc[i]
-        unpredictable = bool(st["excess_lo"] > 0 and st["excess"] >= JUMP_SHARE * st["change"] and st["change"] > 0)
-        rows.append({**{k: cs.keys[k].iat[i] for k in CURVE_KEYS}, "wei_emergent": absent and present and unpredictable,
-                     "chance": chance, "smallest": small, "largest": large, "absent_small": absent,
-                     "present_large": present, "excess": st["excess"], "excess_lo": st["excess_lo"],
-                     "unpredictable": unpredictable})
-    return pd.DataFrame(rows)
+    se = rung_se(cs) if se is None else se
+    i = np.flatnonzero(cs.keys["kind"].to_numpy() == "discontinuous")
+    chance, small, large = cs.chance[i], cs.mean[i, 0], cs.mean[i, -1]
+    known = np.isfinite(chance)
+    absent = known & (np.abs(small - chance) <= np.maximum(2 * se[i, 0], 0.02))
+    present = known & (large - chance >= np.maximum(3 * se[i, -1], 0.1))
+    st = stats.iloc[i]
+    ex, ex_lo, ch = (st[c].to_numpy(dtype=float) for c in ("excess", "excess_lo", "change"))
+    unpredictable = (ex_lo > 0) & (ex >= JUMP_SHARE * ch) & (ch > 0)
+    out = cs.keys.iloc[i][CURVE_KEYS].reset_index(drop=True)
+    out["wei_emergent"] = absent & present & unpredictable
+    out["chance"], out["smallest"], out["largest"] = chance, small, large
+    out["absent_small"], out["present_large"] = absent, present
+    out["excess"], out["excess_lo"], out["unpredictable"] = ex, ex_lo, unpredictable
+    return out
 
 
 def _split(codes: np.ndarray) -> str:
@@ -237,9 +268,15 @@ def _split(codes: np.ndarray) -> str:
     return ", ".join(f"{VERDICTS[vals[o]]} {counts[o] / len(codes):.0%}" for o in order)
 
 
-def _headline(v: np.ndarray) -> np.ndarray:
-    """HEADLINE over a group's pairs, v (..., P) in `metrics.PAIRS` order → (...): any mirage, else the first."""
-    return np.where((v == _MIRAGE).any(axis=-1), _MIRAGE, v[..., 0])
+def _headline(v: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """HEADLINE per group of consecutive pairs (groups begin at `starts`, pairs in `metrics.PAIRS` order), over the
+    last axis of v (..., P) → (..., G): any mirage, else the first pair's verdict."""
+    any_mirage = np.logical_or.reduceat(v == _MIRAGE, starts, axis=-1)
+    return np.where(any_mirage, _MIRAGE, v[..., starts])
+
+
+_PAIR_COLS = ("excess", "excess_lo", "excess_hi", "change", "change_lo", "change_hi", "breakthroughness",
+              "breakthroughness_lo", "breakthroughness_hi", "linearity")
 
 
 class Verdicts:
@@ -257,80 +294,94 @@ class Verdicts:
         self.level = level
 
     def fit(self, cs: CurveSet) -> Verdicts:
-        self.curve_stats_, rep_shapes = curve_shapes(cs, self.level)
+        se = rung_se(cs)
+        self.curve_stats_, rep_shapes = curve_shapes(cs, self.level, se)
         self.mirage_ = mirage_test(cs)
-        self.wei_ = wei_check(cs, self.curve_stats_)
+        self.wei_ = wei_check(cs, self.curve_stats_, se)
         st = self.curve_stats_
         shape = st["shape_code"].to_numpy()
-        groups: dict[int, list[tuple[int | None, int, np.ndarray | None]]] = {}
-        for i, j in pairs(cs.keys):
-            v = int(_TABLE[shape[i], shape[j] if j is not None else NONE])
-            reps = None
-            if rep_shapes is not None:
-                rc = rep_shapes[:, j] if j is not None else np.full(len(rep_shapes), NONE)
-                reps = _TABLE[rep_shapes[:, i], rc]
-            groups.setdefault(i, []).append((j, v, reps))
-        rows, heads = [], []
-        for i, members in groups.items():
-            vs = np.array([v for _, v, _ in members])
-            head_v = int(_headline(vs))
-            rep_list = [r for _, _, r in members if r is not None]
-            head_reps = _headline(np.stack(rep_list, axis=-1)) if rep_list else None
-            decider = next(k for k, (_, v, _) in enumerate(members) if v == head_v)
-            others = [f"{st['metric'].iat[j]}: {VERDICTS[v]}" for j, v, _ in members
-                      if j is not None and v != head_v]
-            for k, (j, v, reps) in enumerate(members):
-                row = self._row(st, shape, i, j, v, reps)
-                rows.append(row)
-                if k == decider:
-                    head = dict(row)
-                    head["confidence"] = (float(np.mean(head_reps == head_v))
-                                          if head_reps is not None and head_v != _INC else float("nan"))
-                    notes = [str(row["note"])] if row["note"] else []
-                    if head_v == _INC and head_reps is not None:
-                        notes = [n.split("; ", 1)[1] if n.startswith("replicates") and "; " in n else n
-                                 for n in notes if not n.startswith("replicates") or "; " in n]
-                        notes.append(f"replicates: {_split(head_reps)}")
-                    if others:
-                        notes.append("other partners: " + "; ".join(others))
-                    head["note"] = " | ".join(notes)
-                    heads.append(head)
-        self.pairs_ = self._merge(cs, pd.DataFrame(rows))
-        self.table_ = self._merge(cs, pd.DataFrame(heads))
+        pr = pairs(cs.keys)
+        if not pr:
+            self.pairs_ = self.table_ = pd.DataFrame()
+            return self
+        ii = np.array([i for i, _ in pr])
+        jj = np.array([-1 if j is None else j for _, j in pr])
+        has = jj >= 0
+        v = _TABLE[shape[ii], np.where(has, shape[jj], NONE)]
+        rv = None
+        if rep_shapes is not None:
+            rv = _TABLE[rep_shapes[:, ii], np.where(has[None], rep_shapes[:, jj], NONE)]  # (B, P)
+        conf = np.where(v == _INC, np.nan, (rv == v[None]).mean(axis=0) if rv is not None else np.nan)
+        rows = self._frame(st, shape, ii, jj, v, conf, rv)
+        starts = np.flatnonzero(np.r_[True, ii[1:] != ii[:-1]])
+        head_v = _headline(v, starts)
+        pos = np.arange(len(v))
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(v)]))
+        # the deciding pair: the group's first pair whose verdict is the headline
+        match = np.where(v == head_v[group], pos, len(v))
+        decider = np.minimum.reduceat(match, starts)
+        heads = rows.iloc[decider].reset_index(drop=True)
+        head_rv = _headline(rv, starts) if rv is not None else None  # (B, G)
+        if head_rv is not None:
+            heads["confidence"] = np.where(head_v == _INC, np.nan, (head_rv == head_v[None]).mean(axis=0))
+        metric = st["metric"].to_numpy()
+        notes = heads["note"].tolist()
+        ends = np.r_[starts[1:], len(v)]
+        disagree = np.logical_or.reduceat(v != head_v[group], starts)
+        for g in np.flatnonzero(disagree | (head_v == _INC)):
+            members = range(starts[g], ends[g])
+            others = [f"{metric[jj[k]]}: {VERDICTS[v[k]]}" for k in members if jj[k] >= 0 and v[k] != head_v[g]]
+            parts = [notes[g]] if notes[g] else []
+            if head_v[g] == _INC and head_rv is not None:
+                parts = [p.split("; ", 1)[1] if p.startswith("replicates") and "; " in p else p
+                         for p in parts if not p.startswith("replicates") or "; " in p]
+                parts.append(f"replicates: {_split(head_rv[:, g])}")
+            if others:
+                parts.append("other partners: " + "; ".join(others))
+            notes[g] = " | ".join(parts)
+        heads["note"] = notes
+        self.pairs_ = self._merge(rows)
+        self.table_ = self._merge(heads)
         return self
 
     @staticmethod
-    def _row(st: pd.DataFrame, shape: np.ndarray, i: int, j: int | None, v: int,
-             reps: np.ndarray | None) -> dict[str, object]:
-        di, dj = st.iloc[i], (st.iloc[j] if j is not None else None)
-        conf = float(np.mean(reps == v)) if reps is not None and v != _INC else float("nan")
-        undecided = di if shape[i] == UNCLEAR or dj is None or shape[j] != UNCLEAR else dj
-        extra = (_resolution(undecided["n"], undecided["change"], undecided["change_se"], undecided["delta"])
-                 if v == _INC else float("nan"))
-        note = ""
-        if j is None and v == _EMERGENT:
-            note = "no continuous partner: a mirage is not ruled out"
-        elif v == _INC and reps is not None:
-            note = f"replicates: {_split(reps)}"
-        if v == _INC and np.isfinite(extra):
-            now = f"n = {undecided['n']:.0f}, change {undecided['change']:.3g} ± {1.96 * undecided['change_se']:.2g}"
-            note = (note + "; " if note else "") + (
-                f"~{extra:.0f} more examples per rung would decide {undecided['metric']} ({now})" if extra >= 1
-                else f"{undecided['metric']} sits on the decision edge ({now})")
-        return {
-            "task": di["task"], "variant": di["variant"], "metric": di["metric"],
-            "partner": dj["metric"] if dj is not None else None, "verdict": VERDICTS[v], "confidence": conf,
-            "shape": di["shape"], "partner_shape": dj["shape"] if dj is not None else None,
-            "excess": di["excess"], "excess_lo": di["excess_lo"], "excess_hi": di["excess_hi"],
-            "change": di["change"], "change_lo": di["change_lo"], "change_hi": di["change_hi"],
-            "breakthroughness": di["breakthroughness"], "breakthroughness_lo": di["breakthroughness_lo"],
-            "breakthroughness_hi": di["breakthroughness_hi"], "linearity": di["linearity"],
-            "partner_change": dj["change"] if dj is not None else np.nan,
-            "partner_excess": dj["excess"] if dj is not None else np.nan,
-            "n": di["n"], "extra_examples": extra, "note": note,
-        }
+    def _frame(st: pd.DataFrame, shape: np.ndarray, ii: np.ndarray, jj: np.ndarray, v: np.ndarray,
+               conf: np.ndarray, rv: np.ndarray | None) -> pd.DataFrame:
+        """One row per pair, built column-wise from the per-curve statistics."""
+        has = jj >= 0
+        jj0 = np.where(has, jj, 0)
+        out = pd.DataFrame({"task": st["task"].to_numpy()[ii], "variant": st["variant"].to_numpy()[ii],
+                            "metric": st["metric"].to_numpy()[ii],
+                            "partner": np.where(has, st["metric"].to_numpy()[jj0], None),
+                            "verdict": np.array(VERDICTS, dtype=object)[v], "confidence": conf,
+                            "shape": st["shape"].to_numpy()[ii],
+                            "partner_shape": np.where(has, st["shape"].to_numpy()[jj0], None)})
+        for c in _PAIR_COLS:
+            out[c] = st[c].to_numpy()[ii]
+        out["partner_change"] = np.where(has, st["change"].to_numpy()[jj0], np.nan)
+        out["partner_excess"] = np.where(has, st["excess"].to_numpy()[jj0], np.nan)
+        out["n"] = st["n"].to_numpy()[ii]
+        # the curve whose D left the verdict open: the discontinuous one unless only its partner is unclear
+        und = np.where(has & (shape[ii] != UNCLEAR) & (shape[jj0] == UNCLEAR), jj0, ii)
+        n_u, ch_u, se_u, de_u = (st[c].to_numpy(dtype=float)[und] for c in ("n", "change", "change_se", "delta"))
+        extra = np.full(len(v), np.nan)
+        notes = [""] * len(v)
+        metric = st["metric"].to_numpy()
+        for k in np.flatnonzero((v == _INC) | (~has & (v == _EMERGENT))):
+            if v[k] == _EMERGENT:
+                notes[k] = "no continuous partner: a mirage is not ruled out"
+                continue
+            extra[k] = _resolution(n_u[k], ch_u[k], se_u[k], de_u[k])
+            parts = [f"replicates: {_split(rv[:, k])}"] if rv is not None else []
+            if np.isfinite(extra[k]):
+                now = f"n = {n_u[k]:.0f}, change {ch_u[k]:.3g} ± {1.96 * se_u[k]:.2g}"
+                parts.append(f"~{extra[k]:.0f} more examples per rung would decide {metric[und[k]]} ({now})"
+                             if extra[k] >= 1 else f"{metric[und[k]]} sits on the decision edge ({now})")
+            notes[k] = "; ".join(parts)
+        out["extra_examples"], out["note"] = extra, notes
+        return out
 
-    def _merge(self, cs: CurveSet, tab: pd.DataFrame) -> pd.DataFrame:
+    def _merge(self, tab: pd.DataFrame) -> pd.DataFrame:
         """Add the Wei check and (exact match only) the mirage test's R² to a verdict frame."""
         if tab.empty:
             return tab
