@@ -55,13 +55,20 @@ def _image(path: Path) -> dict[str, str]:
 def _task_sections(a: Analysis, out_dir: Path) -> list[Section]:
     out = []
     tab = a.table_
+    pairs = a.verdicts_.pairs_
     for (task, variant), sub in tab.groupby(["task", "variant"], sort=True):
         paras = []
-        for r in sub.itertuples(index=False):
-            partner = r.partner if isinstance(r.partner, str) else "no continuous partner"
-            paras.append(f"{r.metric} vs {partner}: {r.verdict} (confidence {r.confidence:.0%}; shapes "
-                         f"{r.shape} / {r.partner_shape or '–'}; excess e = {r.excess:.3g} "
-                         f"[{r.excess_lo:.3g}, {r.excess_hi:.3g}]; change D = {r.change:.3g}).")
+        for h in sub.itertuples(index=False):
+            paras.append(f"{h.metric}: {h.verdict}" + (f" (confidence {h.confidence:.0%})" if np.isfinite(
+                h.confidence) else "") + f"; excess e = {h.excess:.3g} [{h.excess_lo:.3g}, {h.excess_hi:.3g}], "
+                f"change D = {h.change:.3g} [{h.change_lo:.3g}, {h.change_hi:.3g}] ({h.shape}).")
+            mine = pairs[(pairs["task"] == task) & (pairs["variant"] == variant) & (pairs["metric"] == h.metric)]
+            for r in mine.itertuples(index=False):
+                partner = r.partner if isinstance(r.partner, str) else "no continuous partner"
+                conf = f", confidence {r.confidence:.0%}" if np.isfinite(r.confidence) else ""
+                detail = (f": {r.partner_shape}, change {r.partner_change:.3g}" if isinstance(r.partner, str)
+                          else "")
+                paras.append(f"  · with {partner}{detail} → {r.verdict}{conf}" + (f" ({r.note})" if r.note else ""))
         wei = a.verdicts_.wei_
         for w in wei[(wei["task"] == task) & (wei["variant"] == variant)].itertuples(index=False):
             paras.append(f"Wei et al. definition for {w.metric}: {'yes' if w.wei_emergent else 'no'} — smallest "
@@ -102,6 +109,7 @@ def render_report(a: Analysis, out_dir: Path, title: str, subtitle: str = "",
     vt = verdict_table(a)
     vt.to_csv(out_dir / VERDICT_TABLE_NAME, index=False)
     a.table_.to_csv(out_dir / "verdicts.csv", index=False)
+    a.verdicts_.pairs_.to_csv(out_dir / "verdict_pairs.csv", index=False)
     a.curves_.to_csv(out_dir / "curves.csv", index=False)
     sections = _task_sections(a, out_dir) + list(extra_sections)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,

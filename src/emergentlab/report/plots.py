@@ -48,10 +48,11 @@ def task_figure(a: Analysis, task: str, variant: str, out: Path) -> Path:
     cs = a.sets_[a.axis_]
     keys = cs.keys
     tab = a.table_[(a.table_["task"] == task) & (a.table_["variant"] == variant)]
+    pairs = a.verdicts_.pairs_
+    pairs = pairs[(pairs["task"] == task) & (pairs["variant"] == variant)]
     heads = list(dict.fromkeys(tab["metric"]))
-    ncol = 1 + max((tab["metric"] == h).sum() if tab[tab["metric"] == h]["partner"].notna().any() else 0
-                   for h in heads)
-    fig, axes = plt.subplots(len(heads), ncol, figsize=(3.2 * ncol, 2.7 * len(heads)), squeeze=False,
+    ncol = 1 + max(int(pairs[pairs["metric"] == h]["partner"].notna().sum()) for h in heads)
+    fig, axes = plt.subplots(len(heads), ncol, figsize=(2.9 * ncol, 2.7 * len(heads)), squeeze=False,
                              sharex=True)
     idx = {(t, m, v): k for k, (t, m, v) in enumerate(keys[["task", "metric", "variant"]].itertuples(index=False))}
     fc = a.forecasts_.get(a.axis_)
@@ -81,11 +82,14 @@ def task_figure(a: Analysis, task: str, variant: str, out: Path) -> Path:
                          label=f"p^k, k={m['k_tokens'].iat[0]:.1f}")
         ax0.legend(fontsize=6, loc="best")
         ax0.set_title(f"{head} — {verdict}", fontsize=9)
-        partners = [p for p in sub["partner"] if isinstance(p, str)]
+        mine = pairs[(pairs["metric"] == head) & pairs["partner"].notna()]
+        partners = list(zip(mine["partner"], mine["verdict"], strict=True))
         for col in range(1, ncol):
             ax = axes[row, col]
             if col - 1 < len(partners):
-                _panel(ax, cs, idx[(task, partners[col - 1], variant)], "#2980b9")
+                name, pair_verdict = partners[col - 1]
+                _panel(ax, cs, idx[(task, name, variant)], "#2980b9")
+                ax.set_title(f"{name} (pair: {pair_verdict})", fontsize=8)
             else:
                 ax.set_visible(False)
         for col in range(ncol):
