@@ -1,0 +1,48 @@
+import math
+
+import numpy as np
+import pytest
+
+from emergentlab.analysis.dynamics import first_step_at, locate_jump
+
+
+def _sigmoid_curve(center: float, width_decades: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.unique(np.round(np.logspace(0, 5, 200)))
+    z = (np.log10(steps) - math.log10(center)) / width_decades
+    noise = np.random.default_rng(seed).normal(0, 0.005, steps.size)
+    return steps, 0.01 + 0.98 / (1 + np.exp(-z)) + noise
+
+
+@pytest.mark.parametrize("center", [300.0, 7000.0, 40000.0])
+def test_locate_jump_finds_planted_step(center: float) -> None:
+    steps, acc = _sigmoid_curve(center, 0.05)
+    jump = locate_jump(steps, acc, min_rise=0.5)
+    assert jump is not None
+    assert jump.step == pytest.approx(center, rel=0.05)
+    assert jump.steepest_step == pytest.approx(center, rel=0.1)
+    assert jump.start < jump.step < jump.end
+    assert jump.width == pytest.approx(jump.end - jump.start)
+
+
+def test_sharpness_separates_sudden_from_gradual() -> None:
+    sudden = locate_jump(*_sigmoid_curve(5000, 0.03), min_rise=0.5)
+    gradual = locate_jump(*_sigmoid_curve(5000, 0.6), min_rise=0.5)
+    assert sudden is not None and gradual is not None
+    assert sudden.sharpness > 5 * gradual.sharpness
+
+
+def test_falling_curve_and_min_rise() -> None:
+    steps, acc = _sigmoid_curve(2000, 0.05)
+    loss = 4.0 - 3.0 * acc
+    down = locate_jump(steps, loss, direction="down")
+    assert down is not None and down.step == pytest.approx(2000, rel=0.05)
+    assert down.high < down.low  # mirrored back into the curve's own unit
+    flat = np.full(steps.size, 0.3) + np.random.default_rng(1).normal(0, 0.01, steps.size)
+    assert locate_jump(steps, flat, min_rise=0.5) is None
+
+
+def test_first_step_at_ignores_non_positive_steps_and_nan() -> None:
+    steps = np.array([0, 1, 10, 100, 1000])
+    vals = np.array([1.0, 0.2, np.nan, 0.995, 1.0])
+    assert first_step_at(steps, vals, 0.99) == 100
+    assert first_step_at(steps, vals, 2.0) is None
