@@ -71,8 +71,13 @@ def task_figure(a: Analysis, task: str, variant: str, out: Path) -> Path:
             if not last.empty:
                 last = last[last["origin"] == last["origin"].min()]
                 bx = _x(cs)[last["rung"].to_numpy()]
-                ax0.fill_between(bx, last["lo"], last["hi"], color="#34495e", alpha=0.15, lw=0,
-                                 label=f"backtest from {int(last['origin'].iat[0])} rungs")
+                label = f"backtest from {int(last['origin'].iat[0])} rungs"
+                if len(last) > 1:
+                    ax0.fill_between(bx, last["lo"], last["hi"], color="#34495e", alpha=0.15, lw=0, label=label)
+                else:  # one held-out rung: a band would have no width to draw
+                    mid = last["predicted"].to_numpy()
+                    ax0.errorbar(bx, mid, yerr=[mid - last["lo"].to_numpy(), last["hi"].to_numpy() - mid],
+                                 fmt="s", ms=3, color="#34495e", alpha=0.6, capsize=3, label=label)
             ax0.axhline(a.threshold, color="#34495e", lw=0.6, ls=":")
         mir = a.verdicts_.mirage_
         if head == "exact_match" and not mir.empty:
