@@ -31,7 +31,7 @@ def main() -> None:
 | measure | value | limit | ratio to limit |
 |---|---|---|---|
 | `emergentlab demo` wall, fresh | {wall:.1f} s | {LIMIT_S:.0f} s | {wall / LIMIT_S:.2f} |
-| `emergentlab demo` wall, second run (records resumed from the store) | {resumed:.1f} s | – | {resumed / wall:.2f} of fresh |
+| `emergentlab demo` wall, second run (records resumed) | {resumed:.1f} s | – | {resumed / wall:.2f} of fresh |
 | peak RSS (largest child) | {rss_mb:.0f} MB | {LIMIT_MB:.0f} MB | {rss_mb / LIMIT_MB:.2f} |
 """
     print(write_result("demo", body))

@@ -145,6 +145,127 @@ def train(
     console.print(table)
 
 
+def print_verdicts(report: Path) -> None:
+    """The verdict table written beside a report, as a rich table."""
+    from emergentlab.report.html import load_verdict_table
+
+    vt = load_verdict_table(report)
+    table = Table(title="verdicts", title_justify="left")
+    for col in vt.columns:
+        table.add_column(col, overflow="fold")
+    for row in vt.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console.print(table)
+
+
+def make_report(run_dir: Path, study: str | None) -> Path:
+    """report.html (+ PNGs, CSVs) in `run_dir`, from its records store alone, with any training-dynamics sections."""
+    from emergentlab.report.dynamics import dynamics_sections
+    from emergentlab.report.html import build_report
+
+    store_path = run_dir / "records.sqlite"
+    if not store_path.is_file():
+        raise UserError("no records.sqlite here: not a run folder", source=str(run_dir))
+    with Store(store_path) as store:
+        extra = dynamics_sections(store, study, run_dir / "plots")
+    return build_report(store_path, study, run_dir, extra_sections=extra)
+
+
+@app.command()
+@_guard
+def report(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")]) -> None:
+    """Rebuild verdicts, forecasts, figures and report.html from the stored records alone (no model runs)."""
+    meta = run_dir / "study.json"
+    study = json.loads(meta.read_text())["name"] if meta.is_file() else None
+    path = make_report(run_dir, study)
+    print_verdicts(path)
+    console.print(f"report: {path}")
+
+
+@app.command()
+@_guard
+def analyze(
+    scores_csv: Annotated[
+        Path, typer.Argument(help="CSV: model, params, [tokens, flops, loss], task, metric, value, [n]")],
+    out: Annotated[Path, typer.Option(help="folder for report.html and figures")] = Path("runs/analyze"),
+    seed: int = 0,
+) -> None:
+    """Verdicts, forecasts and the report from published scores: no models needed."""
+    from emergentlab.report.html import analyze_scores
+
+    path = analyze_scores(scores_csv, out, seed=seed)
+    print_verdicts(path)
+    console.print(f"report: {path}")
+
+
+def demo_study(ladder_dir: Path, out: Path, n: int, seed: int) -> Study:
+    """The demo's study: every rung found in `ladder_dir`, evaluated on the test split of the tasks it was trained on
+    (zero- and two-shot), plus the same task as 4-way multiple choice."""
+    from emergentlab.study import parse_study
+    from emergentlab.train import load_ladder_spec
+
+    spec = load_ladder_spec(ladder_dir / "ladder.toml")
+    rungs = sorted(p for p in ladder_dir.iterdir() if (p / "config.json").is_file())
+    if not rungs:
+        raise UserError("no trained rungs here (run with --retrain)", source=str(ladder_dir))
+    tasks = [{"generator": t, "n": n, "shots": [0, 2]} for t in spec.tasks]
+    tasks += [{"generator": t, "name": f"{t}_mc", "n": n, "choices": 4, "shots": [0]} for t in spec.tasks]
+    data = {"name": "demo", "seed": seed, "out": str(out),
+            "ladder": [{"name": p.name, "model": f"tiny:{p}"} for p in rungs], "tasks": tasks}
+    return parse_study(data, "<demo>", Path.cwd())
+
+
+def jump_lines(scores: pd.DataFrame, rungs: pd.DataFrame) -> list[str]:
+    """Per discontinuous metric: its range across the ladder and the share of that rise taken in the single
+    largest step between neighbouring rungs, beside the same numbers for each continuous partner."""
+    order = list(rungs.sort_values("params").model)
+    means = scores.groupby(["task", "variant", "metric", "model"]).value.mean().unstack("model")[order]
+    lines = []
+    for task, variant, metric in means.index:
+        if metric not in metrics.PAIRS:
+            continue
+        parts = []
+        for m in (metric, *metrics.PAIRS[metric]):
+            if (task, variant, m) not in means.index:
+                continue
+            y = means.loc[(task, variant, m)].to_numpy(dtype=float)
+            span = abs(y[-1] - y[0])
+            step = float(abs(pd.Series(y).diff()).max()) / span if span > 0 else float("nan")
+            parts.append(f"{m} {y[0]:.3g} → {y[-1]:.3g} (largest step {step:.0%} of it)")
+        lines.append(f"{task} · {variant}: " + "; ".join(parts))
+    return lines
+
+
+@app.command()
+@_guard
+def demo(
+    out: Annotated[Path, typer.Option(help="run folder: records, figures, report")] = Path("runs/demo"),
+    retrain: Annotated[bool, typer.Option(help="train the demo ladder from scratch instead of loading it")] = False,
+    n: Annotated[int, typer.Option(min=1, help="test examples per task")] = 200,
+    seed: int = 0,
+) -> None:
+    """Tiny ladder × synthetic tasks → records → paired metrics → curves → verdicts → report.html."""
+    from emergentlab.train import DEMO_LADDER_DIR, demo_ladder_spec
+
+    ladder_dir = DEMO_LADDER_DIR
+    if retrain:
+        ladder_dir = out / "checkpoints"
+        ladder_dir.mkdir(parents=True, exist_ok=True)
+        (ladder_dir / "ladder.toml").write_text((DEMO_LADDER_DIR / "ladder.toml").read_text())
+        train_with_progress(demo_ladder_spec(), ladder_dir)
+    study = demo_study(ladder_dir, out, n, seed)
+    scores = execute(study)
+    with Store(study.store_path) as store:
+        rungs = store.rungs(study.name)
+    print_curves(scores, rungs)
+    console.print("[bold]Across the ladder[/] (smallest → largest rung):")
+    for line in jump_lines(scores, rungs):
+        console.print(f"  {line}", markup=False, highlight=False)
+    path = make_report(out, study.name)
+    print_verdicts(path)
+    console.print(f"records: {study.store_path}\nfigures: {out}\nreport:  {path}")
+
+
 def main() -> None:
     app()
 

@@ -1,4 +1,18 @@
-"""Models behind one `Backend` protocol, loaded from a spec string such as `tiny:PATH` or `hf:ORG/NAME`."""
+"""Models behind one `Backend` protocol, loaded from a spec string.
+
+Spec grammar (the part before the first `:` picks the backend):
+
+    tiny:PATH                      a checkpoint folder written by `emergentlab train`
+    hf:ORG/NAME[@REVISION]         a hub model (safetensors only); Pythia-style `@step143000` sets the step axis
+    hf:/local/dir                  a local transformers folder (also `hf:./dir`, `hf:~/dir`); safetensors only
+    hf:/path/file.gguf             a GGUF file (same as `gguf:/path/file.gguf`)
+    gguf:/path/file.gguf           a GGUF file, dequantized to fp32 once and cached as safetensors
+    openai:MODEL@BASE_URL[#ENV]    an OpenAI-compatible server, e.g. `openai:smol@http://127.0.0.1:8000/v1#MY_KEY`;
+                                   the API key is read from the environment variable ENV (default OPENAI_API_KEY)
+                                   at load time and never stored
+
+`trust_remote_code` is off unless the caller passes True (the study file's explicit flag).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +23,18 @@ from emergentlab.models.base import Backend, Generation, ScaleFacts, TokenScores
 
 __all__ = ["Backend", "Generation", "ScaleFacts", "TokenScores", "load_backend"]
 
+KINDS = ("tiny", "hf", "gguf", "openai")
 
-def load_backend(spec: str, name: str | None = None) -> Backend:
-    """A backend from a spec: `tiny:PATH` (a checkpoint folder written by `emergentlab train`).
 
-    Raises UserError naming the checkpoint when it is missing or its config is impossible.
+def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False) -> Backend:
+    """A backend from a spec (grammar in the module docstring).
+
+    Raises UserError with one line for a missing file or folder, a pickle-only checkpoint, a GGUF that fails to
+    parse, a hub id that cannot be fetched (e.g. offline), a malformed spec, or a server without log-probs.
     """
-    kind, _, rest = spec.partition(":")
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in KINDS:
+        raise UserError(f"unknown backend {kind!r} in spec {spec!r} (known: {', '.join(KINDS)})", field="model")
     if kind == "tiny":
         from emergentlab.models.tiny import TinyBackend
 
@@ -23,4 +42,12 @@ def load_backend(spec: str, name: str | None = None) -> Backend:
             return TinyBackend.from_path(Path(rest), name)
         except (FileNotFoundError, ValueError, KeyError) as e:
             raise UserError(str(e).strip("'\""), source=f"{rest}/config.json", field="model") from None
-    raise UserError(f"unknown backend {kind!r} (known: tiny)", source=spec)
+    if kind in ("hf", "gguf"):
+        from emergentlab.models.hf import HFBackend, parse_hf_spec
+
+        if kind == "gguf" and not rest.endswith(".gguf"):
+            raise UserError(f"{rest!r} does not end in .gguf", source=spec, field="model")
+        return HFBackend.from_spec(parse_hf_spec(rest), name, trust_remote_code=trust_remote_code)
+    from emergentlab.models.openai import OpenAIBackend
+
+    return OpenAIBackend.from_spec(rest, name)

@@ -143,7 +143,7 @@ class GPT(nn.Module):
                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Final residual stream (after ln_f). `pad_mask` (B, T) marks real tokens of left-padded rows."""
         B, T = idx.shape
-        if T > self.cfg.block_size:
+        if idx.shape[1] > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
         if pad_mask is None:
             pos = torch.arange(T, device=idx.device).expand(B, T)

@@ -1,0 +1,122 @@
+"""Verdicts for 10 000 curves × 8 rungs × 200 examples with 1000 bootstrap resamples, against a naive loop.
+
+Vectorised path: `bootstrap_means` (one multinomial count matrix × the value matrix) → `Verdicts().fit`
+(shapes, intervals, pair verdicts, confidence, headline table). Naive baseline: the same statistics curve by
+curve, each replicate drawn with `rng.integers` and reduced with numpy per curve — timed on a subset of curves
+in the same process and scaled linearly (it is a per-curve loop). Result: benchmarks/results/verdicts.md.
+
+    python benchmarks/verdicts_bench.py [--curves 10000] [--naive-curves 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+from _machine import write_result
+
+from emergentlab.analysis import emergence, synthetic
+from emergentlab.analysis.curves import CurveSet, bootstrap_means
+from emergentlab.analysis.verdict import Verdicts
+
+
+def make_values(curves: int, rungs: int, examples: int, seed: int) -> np.ndarray:
+    """Pairs of curves (exact match, token accuracy) with random per-rung rates; 0/1 and fractional values."""
+    rng = np.random.default_rng(seed)
+    p = np.sort(rng.uniform(0.02, 0.98, (curves // 2, rungs)), axis=1)
+    tok = rng.random((curves // 2, rungs, examples), dtype=np.float32) < p[..., None].astype(np.float32)
+    em = rng.random((curves // 2, rungs, examples), dtype=np.float32) < (p**3)[..., None].astype(np.float32)
+    out = np.empty((curves, rungs, examples), dtype=np.float32)
+    out[0::2], out[1::2] = em, tok
+    return out
+
+
+def curve_set(values: np.ndarray, n_boot: int, seed: int) -> CurveSet:
+    c = values.shape[0]
+    mean, n, boot = bootstrap_means(values, n_boot, seed)
+    keys = pd.DataFrame({"task": np.repeat([f"t{i}" for i in range(c // 2)], 2),
+                         "metric": ["exact_match", "token_accuracy"] * (c // 2), "variant": "plain"})
+    keys["kind"] = np.where(keys["metric"] == "exact_match", "discontinuous", "continuous")
+    keys["unit"], keys["higher_is_better"] = "fraction", True
+    rungs = synthetic.rungs_frame(rungs=values.shape[1])
+    return CurveSet(keys, rungs, "params", mean, n, boot, np.zeros(c), np.full(c, np.nan))
+
+
+def naive(values: np.ndarray, n_boot: int, seed: int) -> list[tuple[float, ...]]:
+    """Per curve: 1000 index resamples, then change / excess / breakthroughness intervals, one curve at a time."""
+    rng = np.random.default_rng(seed)
+    r, n = values.shape[1:]
+    t = np.log10(synthetic.sizes(r))
+    w_e, w_d = emergence.extrapolation_weights(t), emergence.half_difference_weights(r)
+    out = []
+    for v in values:
+        reps = np.empty((n_boot, r))
+        for b in range(n_boot):
+            reps[b] = v[:, rng.integers(0, n, n)].mean(axis=1)
+        d, e = reps @ w_d, reps @ w_e
+        bt = np.array([emergence.breakthroughness(x) for x in reps])
+        dl, dr = emergence.dip(reps)
+        q = [0.025, 0.975]
+        out.append((*np.quantile(d, q), *np.quantile(e, q), *np.quantile(bt, q), np.quantile(dl, 0.025),
+                    np.quantile(dr, 0.025)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--curves", type=int, default=10_000)
+    ap.add_argument("--rungs", type=int, default=8)
+    ap.add_argument("--examples", type=int, default=200)
+    ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--naive-curves", type=int, default=40)
+    args = ap.parse_args()
+    values = make_values(args.curves, args.rungs, args.examples, seed=0)
+
+    # wall seconds and process CPU seconds (all threads): on a shared machine the CPU seconds say what the
+    # work costs, the wall seconds what this run got
+    t0, c0 = time.perf_counter(), time.process_time()
+    cs = curve_set(values, args.boot, seed=0)
+    t1, c1 = time.perf_counter(), time.process_time()
+    v = Verdicts().fit(cs)
+    t2, c2 = time.perf_counter(), time.process_time()
+    fast, fast_cpu = t2 - t0, c2 - c0
+
+    sub = values[: args.naive_curves]
+    t3, c3 = time.perf_counter(), time.process_time()
+    naive(sub, args.boot, seed=0)
+    naive_s = (time.perf_counter() - t3) * args.curves / len(sub)
+    naive_cpu = (time.process_time() - c3) * args.curves / len(sub)
+
+    # the same process, again, small: a warm second vectorised run on the naive subset (sanity of scaling)
+    t4 = time.perf_counter()
+    Verdicts().fit(curve_set(sub, args.boot, seed=0))
+    small = time.perf_counter() - t4
+
+    counts = v.table_["verdict"].value_counts().to_dict()
+    body = f"""
+Workload: {args.curves} curves ({args.curves // 2} exact-match / token-accuracy pairs) × {args.rungs} rungs ×
+{args.examples} examples, {args.boot} paired bootstrap resamples; verdict table, intervals, confidence for every pair.
+
+| path | wall s | CPU s |
+|---|---|---|
+| vectorised: bootstrap (multinomial counts @ values) | {t1 - t0:.2f} | {c1 - c0:.2f} |
+| vectorised: `Verdicts().fit` (shapes, intervals, verdicts, confidence, tables) | {t2 - t1:.2f} | {c2 - c1:.2f} |
+| **vectorised total** | **{fast:.2f}** | **{fast_cpu:.2f}** |
+| naive per-curve loop on {len(sub)} curves, ×{args.curves / len(sub):.0f} | {naive_s:.1f} | {naive_cpu:.1f} |
+| vectorised on the same {len(sub)} curves | {small:.2f} | |
+
+**Ratio naive / vectorised: {naive_s / fast:.0f}× wall, {naive_cpu / fast_cpu:.0f}× CPU** (same process, same
+data). Target ≤ 10 s on 2 cores: {"met" if fast <= 10 else "not met on this run"} ({fast:.1f} s wall,
+{fast_cpu:.1f} CPU-s over both cores). The 2 cores are shared with other engineers' jobs, so absolute seconds
+vary run to run; the ratio is the number to compare.
+
+Verdicts on this random workload: {", ".join(f"{k} {n}" for k, n in sorted(counts.items()))}.
+"""
+    path = write_result("verdicts", body)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()

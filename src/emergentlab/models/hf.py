@@ -1,0 +1,363 @@
+"""The `hf` backend: any transformers causal LM (hub id, local folder of safetensors, or a GGUF file).
+
+Scoring follows lm-eval's loglikelihood recipe (context and continuation tokenized so the continuation's tokens are
+those of the whole string after the context's; trailing context whitespace moves into the continuation) so our
+per-item log-likelihoods match it, but runs leaner: rows are right-padded (no row ever attends to padding under the
+causal mask, so each row computes as if alone and results do not depend on batch size), a prefix shared by a whole
+batch (few-shot context, the stem of multiple-choice items) is run once and its key/value cache reused, and the
+vocabulary projection is applied only at the positions that predict a continuation token.
+
+Weights load from safetensors or GGUF only (`use_safetensors=True`); a folder with only pickled weights is refused.
+Log-probs are computed in fp32 whatever the checkpoint's dtype.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_model
+
+from emergentlab.errors import UserError
+from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_STEP = re.compile(r"(?:^|[^a-z])step[-_]?(\d+)", re.IGNORECASE)
+# Pythia trained every model with 1024 sequences of 2048 tokens per optimizer step.
+_PYTHIA_TOKENS_PER_STEP = 2_097_152
+
+
+@dataclass(frozen=True)
+class HFSpec:
+    """Where a transformers model lives: a hub id (+ revision), a local folder, or a local GGUF file."""
+
+    source: str  # hub id "ORG/NAME", or a local folder
+    revision: str | None = None
+    gguf_file: str | None = None  # file name inside `source` (a folder) when the weights are GGUF
+
+    @property
+    def local(self) -> bool:
+        return self.gguf_file is not None or Path(self.source).expanduser().exists() or self.source.startswith(
+            ("/", "./", "../", "~"))
+
+    @property
+    def label(self) -> str:
+        base = f"{self.source}/{self.gguf_file}" if self.gguf_file else self.source
+        return f"{base}@{self.revision}" if self.revision else base
+
+
+def parse_hf_spec(rest: str) -> HFSpec:
+    """`ORG/NAME[@revision]`, a local folder, or a path to a `.gguf` file (the part after `hf:` / `gguf:`)."""
+    if not rest:
+        raise UserError("empty model spec; expected hf:ORG/NAME[@revision], hf:/local/dir or gguf:/path/file.gguf",
+                        field="model")
+    if rest.endswith(".gguf"):
+        p = Path(rest).expanduser()
+        return HFSpec(str(p.parent), gguf_file=p.name)
+    is_path = rest.startswith(("/", "./", "../", "~")) or Path(rest).expanduser().exists()
+    if is_path:
+        return HFSpec(str(Path(rest).expanduser()))
+    repo, _, rev = rest.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise UserError(f"{rest!r} is neither an existing path nor a hub id ORG/NAME[@revision]", field="model")
+    return HFSpec(repo, rev or None)
+
+
+def _check_local(spec: HFSpec) -> None:
+    root = Path(spec.source).expanduser()
+    if spec.gguf_file is not None:
+        f = root / spec.gguf_file
+        if not f.is_file():
+            raise UserError("GGUF file not found", source=str(f), field="model")
+        return
+    if not root.is_dir():
+        raise UserError("model folder not found", source=str(root), field="model")
+    files = [p.name for p in root.iterdir()]
+    if not any(n.endswith(".safetensors") for n in files):
+        pickled = [n for n in files if n.endswith(_PICKLE_SUFFIXES)]
+        if pickled:
+            raise UserError(f"only pickled weights ({', '.join(sorted(pickled))}); emergentlab loads safetensors "
+                            "or GGUF only (convert with safetensors' convert script)", source=str(root), field="model")
+        raise UserError("no *.safetensors weights in the folder", source=str(root), field="model")
+
+
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Where the fp32 dequantization of `gguf` is kept: keyed by the file's path, size and mtime.
+
+    Dequantizing a GGUF in transformers takes about a minute even for a 135M model; the safetensors copy loads in
+    seconds. The root is $EMERGENTLAB_CACHE, else ~/.cache/emergentlab.
+    """
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    root = Path(os.environ.get("EMERGENTLAB_CACHE") or Path.home() / ".cache" / "emergentlab")
+    return root / "gguf" / f"{gguf.stem}-{key}"
+
+
+def _load(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
+    if spec.local:
+        _check_local(spec)
+    if spec.gguf_file:
+        cached = gguf_cache_dir(Path(spec.source).expanduser() / spec.gguf_file)
+        if (cached / "config.json").is_file():
+            return _load(HFSpec(str(cached)), trust_remote_code=False)
+        tok, model = _load_uncached(spec, trust_remote_code)
+        tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
+        # save_pretrained refuses a GGUF-loaded model (it counts as quantized); the dequantized weights are plain
+        # fp32 tensors, so write them and the config directly (save_model drops the tied duplicate)
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        cfg = model.config.to_dict()
+        cfg.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+        tok.save_pretrained(tmp)
+        if cached.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(cached)
+        return tok, model
+    return _load_uncached(spec, trust_remote_code)
+
+
+def _load_uncached(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": trust_remote_code}
+    if spec.gguf_file:
+        kw["gguf_file"] = spec.gguf_file
+    try:
+        tok = AutoTokenizer.from_pretrained(spec.source, **kw)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.source, dtype=torch.float32, use_safetensors=None if spec.gguf_file else True, **kw)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") and not spec.local
+        hint = " (HF_HUB_OFFLINE is set: only models already in the local cache can load)" if offline else ""
+        what = "could not parse GGUF file" if spec.gguf_file else "could not load model"
+        raise UserError(f"{what}: {first}{hint}", source=spec.label, field="model") from None
+    return tok, model.eval()
+
+
+def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        t = first[i]
+        if any(s[i] != t for s in seqs):
+            return i
+    return n
+
+
+class HFBackend:
+    """Scores and generates with a transformers causal LM.
+
+    `batch_size` caps rows per forward pass and `batch_tokens` caps rows × padded length, so memory stays bounded
+    for long prompts; neither changes the log-probs beyond float noise.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, spec: HFSpec | None = None, batch_size: int = 32,
+                 batch_tokens: int = 16384) -> None:
+        self.model, self.tok, self.name, self.spec = model, tokenizer, name, spec
+        self.batch_size, self.batch_tokens = batch_size, batch_tokens
+        cfg = model.config
+        self.max_length = int(getattr(cfg, "max_position_embeddings", None) or 2048)
+        self.base = model.base_model
+        self.head = model.get_output_embeddings()
+        self._exact_head = self._head_matches()
+
+    @classmethod
+    def from_spec(cls, spec: HFSpec, name: str | None = None, trust_remote_code: bool = False,
+                  **kw: Any) -> HFBackend:
+        tok, model = _load(spec, trust_remote_code)
+        return cls(model, tok, name or spec.label, spec, **kw)
+
+    # ---- scale facts ------------------------------------------------------------------------------------------
+    def facts(self) -> ScaleFacts:
+        params = {p.data_ptr(): p.numel() for p in self.model.parameters()}  # tied weights count once
+        n = float(sum(params.values()))
+        emb = self.model.get_input_embeddings().weight
+        non_emb = n - emb.numel()
+        head = self.head.weight if self.head is not None else None
+        if head is not None and head.data_ptr() != emb.data_ptr():
+            non_emb -= head.numel()
+        step = tokens = None
+        if self.spec is not None and (m := _STEP.search(self.spec.revision or "")):
+            step = float(m.group(1))
+            if "pythia" in self.spec.source.lower():
+                tokens = step * _PYTHIA_TOKENS_PER_STEP
+        return ScaleFacts(params=n, non_embedding_params=non_emb, tokens=tokens, step=step,
+                          extra={"architecture": type(self.model).__name__,
+                                 "vocab_size": int(self.model.config.vocab_size)})
+
+    # ---- tokenization -----------------------------------------------------------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tok(text)["input_ids"])
+
+    @property
+    def _prefix_token(self) -> int:
+        t = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+        if t is None:
+            raise ValueError(f"{self.name}: tokenizer has neither BOS nor EOS to stand for an empty prompt")
+        return int(t)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of (context, continuation) the way lm-eval makes them for loglikelihood requests."""
+        if not context:
+            return [self._prefix_token], [t for t in self._encode(continuation) if t != self.tok.bos_token_id]
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
+        whole = self._encode(context + continuation)
+        ctx = self._encode(context)
+        return ctx, whole[len(ctx):]
+
+    def _piece(self, i: int) -> str:
+        return str(self.tok.decode([i]))
+
+    # ---- scoring ----------------------------------------------------------------------------------------------
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """fp32 logits from final hidden states, with the output scalings some architectures apply."""
+        cfg = self.model.config
+        logits = self.head(h).float()
+        if (scale := getattr(cfg, "logit_scale", None)) is not None:
+            logits = logits * scale
+        if (scale := getattr(cfg, "logits_scaling", None)) is not None:
+            logits = logits / scale
+        if (cap := getattr(cfg, "final_logit_softcapping", None)) is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    @torch.inference_mode()
+    def _head_matches(self) -> bool:
+        """Whether base model + output head reproduces the full model's logits (else score via the full model)."""
+        ids = torch.tensor([[self._prefix_token, *self._encode(" 1 2 3")]])
+        full = self.model(input_ids=ids).logits.float()
+        ours = self._logits(self.base(input_ids=ids).last_hidden_state)
+        return bool(torch.allclose(full, ours, atol=1e-4, rtol=1e-4))
+
+    def _batches(self, order: list[int], lengths: Sequence[int]) -> list[list[int]]:
+        out: list[list[int]] = []
+        cur: list[int] = []
+        longest = 0
+        for i in order:
+            longest2 = max(longest, lengths[i])
+            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * longest2 > self.batch_tokens):
+                out.append(cur)
+                cur, longest2 = [], lengths[i]
+            cur.append(i)
+            longest = longest2
+        return out + [cur] if cur else out
+
+    def _hidden(self, rows: list[list[int]], prefix: int) -> torch.Tensor:
+        """Final hidden states (B, T, d) for right-padded `rows[i][prefix:]`, running the shared prefix once."""
+        cache = None
+        if prefix:
+            out = self.base(input_ids=torch.tensor([rows[0][:prefix]]), use_cache=True)
+            cache = out.past_key_values
+            if len(rows) > 1 and cache is not None:
+                cache.batch_repeat_interleave(len(rows))
+        T = max(len(r) for r in rows) - prefix
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        ids = torch.full((len(rows), T), pad, dtype=torch.long)
+        for r, s in enumerate(rows):
+            ids[r, : len(s) - prefix] = torch.tensor(s[prefix:])
+        if cache is None:
+            return self.base(input_ids=ids).last_hidden_state
+        pos = torch.arange(prefix, prefix + T)[None].expand(len(rows), T)
+        return self.base(input_ids=ids, past_key_values=cache, position_ids=pos, use_cache=True).last_hidden_state
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenScores]:
+        if len(prompts) != len(continuations):
+            raise ValueError("prompts and continuations differ in length")
+        pairs = [self.encode_pair(p, c) for p, c in zip(prompts, continuations, strict=True)]
+        # the model input is (context + continuation) minus its last token, left-truncated to the window
+        rows = [(ctx + cont)[-(self.max_length + 1):][:-1] for ctx, cont in pairs]
+        n_cont = [len(cont) for _, cont in pairs]
+        out: list[TokenScores | None] = [None] * len(pairs)
+        todo = [i for i in range(len(pairs)) if n_cont[i]]
+        for i in range(len(pairs)):
+            if not n_cont[i]:
+                out[i] = TokenScores((), (), ())
+        # sorting by the token ids puts rows with a common prefix (same few-shot context, same item's choices) side
+        # by side; the length cap of `_batches` bounds the padding this costs
+        order = sorted(todo, key=lambda i: rows[i])
+        for batch in self._batches(order, [len(r) for r in rows]):
+            seqs = [rows[i] for i in batch]
+            # the prefix may not reach a scored position: each row's first scored input is at len(row) - n_cont
+            limit = min(len(rows[i]) - n_cont[i] + 1 for i in batch)
+            prefix = min(_common_prefix_len(seqs), limit) if len(batch) > 1 else 0
+            if not self._exact_head:
+                prefix = 0
+            if self._exact_head:
+                h = self._hidden(seqs, prefix)
+                sel = torch.cat([h[r, len(s) - prefix - n_cont[i]: len(s) - prefix]
+                                 for r, (i, s) in enumerate(zip(batch, seqs, strict=True))])
+                logits = self._logits(sel)
+            else:
+                T = max(len(s) for s in seqs)
+                ids = torch.zeros((len(seqs), T), dtype=torch.long)
+                for r, s in enumerate(seqs):
+                    ids[r, : len(s)] = torch.tensor(s)
+                full = self.model(input_ids=ids).logits.float()
+                logits = torch.cat([full[r, len(s) - n_cont[i]: len(s)]
+                                    for r, (i, s) in enumerate(zip(batch, seqs, strict=True))])
+            tgt = torch.tensor([t for i in batch for t in pairs[i][1]])
+            logp = logits.log_softmax(-1)
+            lp = logp.gather(1, tgt[:, None]).squeeze(1).tolist()
+            greedy = (logits.argmax(-1) == tgt).tolist()
+            at = 0
+            for i in batch:
+                n = n_cont[i]
+                out[i] = TokenScores(tuple(lp[at: at + n]), tuple(greedy[at: at + n]),
+                                     tuple(self._piece(t) for t in pairs[i][1]))
+                at += n
+        return [o for o in out if o is not None]
+
+    # ---- generation -------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        room = max(self.max_length - max_new_tokens, 1)
+        encoded = [(self._encode(p) if p else [self._prefix_token])[-room:] for p in prompts]
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self._prefix_token
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        out: list[Generation | None] = [None] * len(prompts)
+        for batch in self._batches(order, [len(e) + max_new_tokens for e in encoded]):
+            T = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), T), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), T), dtype=torch.long)
+            for r, i in enumerate(batch):  # left-padded so every row's next token comes from the last column
+                ids[r, T - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[r, T - len(encoded[i]):] = 1
+            kw: dict[str, Any] = {"stop_strings": list(stop), "tokenizer": self.tok} if any(stop) else {}
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                      do_sample=False, pad_token_id=pad, **kw)
+            eos = self.tok.eos_token_id
+            for r, i in enumerate(batch):
+                new = [t for t in gen[r, T:].tolist()]
+                if eos is not None and eos in new:
+                    new = new[: new.index(eos)]
+                text, _ = cut_at_stop(str(self.tok.decode(new)), stop)
+                pieces, acc = [], 0
+                for t in new:
+                    if acc >= len(text):
+                        break
+                    piece = self._piece(t)
+                    pieces.append(piece)
+                    acc += len(piece)
+                out[i] = Generation(text, tuple(pieces))
+        return [o for o in out if o is not None]
+
+
+def flops_per_token(backend: HFBackend) -> float:
+    """Forward FLOPs per scored token, 2 × non-embedding parameters (Kaplan et al. 2020), ignoring attention."""
+    f = backend.facts()
+    return 2.0 * (f.non_embedding_params or 0.0) if not math.isnan(f.non_embedding_params or 0.0) else 0.0

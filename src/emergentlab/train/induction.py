@@ -1,0 +1,249 @@
+"""Induction heads and the in-context-learning phase change (Olsson et al. 2022), small enough for a CPU.
+
+Models train on random token sequences that each contain one repeated segment (random length and places, so no
+fixed positional offset predicts the copy: only an induction circuit does). At log-spaced steps every head gets
+
+* ``prefix_matching``: on rows ``r r`` (r = `rep_len` distinct random tokens), the mean attention from a query in
+  the second copy to the key just after the query token's earlier occurrence (position t − rep_len + 1); 0–1.
+* ``copying``: Elhage et al.'s OV-circuit eigenvalue score Σ Re λ / Σ |λ| of W_E W_V W_O W_U (LayerNorm ignored);
+  −1–1, positive when attending to a token raises that token's logit.
+* ``previous_token``: mean attention to position t − 1 on the same rows (the first half of the circuit).
+
+and the model gets the **ICL score**: loss (nats) at a late position minus loss at an early one, on held-out rows
+of the training distribution. Olsson et al. use tokens 500 and 50 of a 512-token context; here the same fractions
+of `seq_len` (`icl_positions`), i.e. positions 6 and 62 for a 64-token context.
+
+Heads are named like TransformerLens: ``blocks.1.attn.head3``; `attention_patterns` returns the
+``blocks.{i}.attn.pattern`` tensors (batch, head, query, key) for plotting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from emergentlab.analysis.dynamics import Jump, locate_jump
+from emergentlab.models.tiny import GPT, Block, GPTConfig, save_checkpoint
+from emergentlab.store import Store
+from emergentlab.train.grokking import put_history
+from emergentlab.train.loop import log_steps
+
+# Called at every logged step with (step, total_steps, row) where row holds that step's logged metrics.
+InductionProgress = Callable[[int, int, dict[str, float]], None]
+HEAD_SCORES = ("prefix_matching", "copying", "previous_token")
+
+
+@dataclass
+class InductionConfig:
+    """One training run. Defaults: a 2-layer attention-only model that forms induction heads in about a minute."""
+
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    attn_only: bool = True
+    vocab_size: int = 64
+    seq_len: int = 64  # context length in tokens
+    batch_size: int = 32
+    steps: int = 1500
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    bf16: bool = False
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    checkpoints: int = 40  # log-spaced steps at which every score is measured
+    eval_rows: int = 256  # held-out rows for the ICL score and validation loss
+    rep_len: int = 0  # length of r in the ``r r`` scoring rows; 0 means seq_len // 2
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "n_embd", "vocab_size", "batch_size", "steps", "checkpoints", "eval_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.seq_len < 16:
+            raise ValueError(f"seq_len must be ≥ 16, got {self.seq_len}")
+        if self.rep_len == 0:
+            self.rep_len = self.seq_len // 2
+        if not 2 <= self.rep_len <= min(self.seq_len // 2, self.vocab_size):
+            raise ValueError(f"rep_len must be in 2 … min(seq_len/2, vocab_size), got {self.rep_len}")
+
+    @property
+    def run_name(self) -> str:
+        kind = "attn-only" if self.attn_only else "full"
+        return f"L{self.n_layer}-{kind}-seed{self.seed}"
+
+    def model_config(self) -> GPTConfig:
+        # untied: with tied weights the direct path W_E W_Eᵀ of an attention-only model predicts the current token
+        return GPTConfig(vocab_size=self.vocab_size, block_size=self.seq_len, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, attn_only=self.attn_only, tie_weights=False)
+
+
+@dataclass
+class InductionResult:
+    """`history`: one row per checkpoint step with step, train_loss, val_loss, icl_score, induction_score and
+    every head score as ``blocks.{i}.attn.head{h}.{score}``."""
+
+    config: InductionConfig
+    history: pd.DataFrame
+    phase_change: Jump | None  # jump of induction_score (best prefix-matching score of a head in layer ≥ 1)
+    icl_drop: Jump | None  # fall of icl_score
+    loss_drop: Jump | None  # fall of val_loss after its first checkpoint below the unigram loss (the "bump")
+    wall_s: float
+    model: GPT = field(repr=False)
+
+
+def icl_positions(seq_len: int) -> tuple[int, int]:
+    """(early, late) token positions for the ICL score: Olsson et al.'s 50 and 500 of 512, scaled to seq_len."""
+    return max(1, round(seq_len * 50 / 512)), min(seq_len - 1, round(seq_len * 500 / 512))
+
+
+def segment_batch(batch: int, seq_len: int, vocab: int, gen: torch.Generator) -> torch.Tensor:
+    """(batch, seq_len + 1) uniform random tokens; in each row one segment of 4 … seq_len/4 tokens starting in the
+    first half is copied to a random later place, so the copy's position carries no information."""
+    rows = torch.randint(vocab, (batch, seq_len + 1), generator=gen)
+    n = seq_len + 1
+    for r in range(batch):
+        seg = int(torch.randint(4, max(5, seq_len // 4 + 1), (1,), generator=gen))
+        a = int(torch.randint(0, n // 2 - seg + 1, (1,), generator=gen))
+        b = int(torch.randint(a + seg, n - seg + 1, (1,), generator=gen))
+        rows[r, b : b + seg] = rows[r, a : a + seg]
+    return rows
+
+
+def repeated_random_tokens(batch: int, rep_len: int, vocab: int, seed: int) -> torch.Tensor:
+    """(batch, 2·rep_len) rows ``r r`` where r holds `rep_len` distinct random tokens (so every match is unique)."""
+    gen = torch.Generator().manual_seed(seed)
+    r = torch.rand(batch, vocab, generator=gen).argsort(1)[:, :rep_len]
+    return torch.cat([r, r], 1)
+
+
+@torch.no_grad()
+def attention_patterns(model: GPT, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``blocks.{i}.attn.pattern`` → (batch, head, query, key) attention probabilities on `tokens`."""
+    _, cache = model.run_with_cache(tokens)
+    return {k: v for k, v in cache.items() if k.endswith(".attn.pattern")}
+
+
+def head_name(layer: int, head: int) -> str:
+    return f"blocks.{layer}.attn.head{head}"
+
+
+@torch.no_grad()
+def head_scores(model: GPT, tokens: torch.Tensor) -> dict[str, float]:
+    """Every head's prefix-matching, previous-token and copying scores (see module docstring) on ``r r`` rows."""
+    n = tokens.shape[1] // 2
+    pats = attention_patterns(model, tokens)
+    q = torch.arange(n, 2 * n - 1)  # the last query's "next" token would be the second copy's first token
+    out: dict[str, float] = {}
+    W_U = model.lm_head.weight.T  # (C, vocab)
+    for i, blk in enumerate(cast(list[Block], model.blocks)):
+        pat = pats[f"blocks.{i}.attn.pattern"]  # (B, H, T, T)
+        prefix = pat[:, :, q, q - n + 1].mean((0, 2))
+        prev = pat[:, :, torch.arange(1, 2 * n), torch.arange(0, 2 * n - 1)].mean((0, 2))
+        C, H = model.cfg.n_embd, model.cfg.n_head
+        D = C // H
+        W_V = blk.attn.qkv.weight[2 * C :].T  # (C, C): residual → all heads' values
+        W_O = blk.attn.proj.weight.T  # (C, C): all heads' values → residual
+        for h in range(H):
+            # nonzero eigenvalues of W_E W_V W_O W_U equal those of the (C, C) product W_V W_O W_U W_E
+            ov = W_V[:, h * D : (h + 1) * D] @ W_O[h * D : (h + 1) * D] @ W_U @ model.wte.weight
+            lam = torch.linalg.eigvals(ov.double())
+            name = head_name(i, h)
+            out[f"{name}.prefix_matching"] = float(prefix[h])
+            out[f"{name}.previous_token"] = float(prev[h])
+            out[f"{name}.copying"] = float(lam.real.sum() / lam.abs().sum().clamp(min=1e-30))
+    return out
+
+
+@torch.no_grad()
+def icl_score(model: GPT, rows: torch.Tensor) -> tuple[float, float]:
+    """(ICL score, mean loss): loss at the late position minus at the early one, and over all positions (nats)."""
+    logits = model(rows[:, :-1]).float()
+    loss = F.cross_entropy(logits.transpose(1, 2), rows[:, 1:], reduction="none").mean(0)  # per position
+    early, late = icl_positions(rows.shape[1] - 1)
+    return float(loss[late] - loss[early]), float(loss.mean())
+
+
+def run_induction(cfg: InductionConfig | None = None, store: Store | None = None, study: str = "dynamics",
+                  progress: InductionProgress | None = None, run: str | None = None,
+                  out_dir: Path | None = None) -> InductionResult:
+    """Train one model and score it at `cfg.checkpoints` log-spaced steps.
+
+    With `store`, every column of the history goes to the series table as (study, "induction", run, step, metric,
+    value), run defaulting to `cfg.run_name` (e.g. "L2-attn-only-seed0"). With `out_dir`, each scored step is also
+    saved as a checkpoint `out_dir/step-000123/` (safetensors + config.json), a "model × step" ladder.
+    """
+    cfg = cfg or InductionConfig()
+    old_threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        result = _run(cfg, progress, out_dir)
+    finally:
+        torch.set_num_threads(old_threads)
+    if store is not None:
+        put_history(store, study, "induction", run or cfg.run_name, result.history)
+    return result
+
+
+def _run(cfg: InductionConfig, progress: InductionProgress | None, out_dir: Path | None) -> InductionResult:
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model_config()).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    held_out = segment_batch(cfg.eval_rows, cfg.seq_len, cfg.vocab_size, torch.Generator().manual_seed(cfg.seed + 1))
+    rep = repeated_random_tokens(64, cfg.rep_len, cfg.vocab_size, cfg.seed + 2)
+    to_log = set(log_steps(cfg.steps, cfg.checkpoints))
+    rows: list[dict[str, float]] = []
+    window: list[torch.Tensor] = []
+    for step in range(1, cfg.steps + 1):
+        batch = segment_batch(cfg.batch_size, cfg.seq_len, cfg.vocab_size, gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.float().transpose(1, 2), batch[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        window.append(loss.detach())
+        if step not in to_log:
+            continue
+        model.eval()
+        icl, val = icl_score(model, held_out)
+        scores = head_scores(model, rep)
+        model.train()
+        # the training loss is averaged over the steps since the last checkpoint, so the curve is not one batch's noise
+        row = {"step": float(step), "train_loss": float(torch.stack(window).mean()), "val_loss": val,
+               "icl_score": icl, "induction_score": induction_score(scores, cfg.n_layer), **scores,
+               "wall_s": time.perf_counter() - t0}
+        window.clear()
+        rows.append(row)
+        if out_dir is not None:
+            save_checkpoint(model, out_dir / f"step-{step:06d}",
+                            {"step": step, "tokens": step * cfg.batch_size * cfg.seq_len, "val_loss": val,
+                             "seed": cfg.seed})
+        if progress is not None:
+            progress(step, cfg.steps, row)
+    hist = pd.DataFrame(rows)
+    return InductionResult(config=cfg, history=hist, **locate_phase_change(hist),
+                           wall_s=time.perf_counter() - t0, model=model.eval())
+
+
+def induction_score(scores: dict[str, float], n_layer: int) -> float:
+    """Best prefix-matching score of any head that could be an induction head (layer ≥ 1; layer 0 if only one)."""
+    first = 1 if n_layer > 1 else 0
+    return max(v for k, v in scores.items()
+               if k.endswith(".prefix_matching") and int(k.split(".")[1]) >= first)
+
+
+def locate_phase_change(history: pd.DataFrame) -> dict[str, Any]:
+    """Phase change (rise of induction_score by ≥ 0.3), ICL-score fall (≥ 0.3 nats) and validation-loss fall."""
+    s = history["step"]
+    return {"phase_change": locate_jump(s, history["induction_score"], min_rise=0.3),
+            "icl_drop": locate_jump(s, history["icl_score"], direction="down", min_rise=0.3),
+            "loss_drop": locate_jump(s, history["val_loss"], direction="down", min_rise=0.1)}
