@@ -42,12 +42,23 @@ def test_valid_study_resolves_paths_and_defaults(tmp_path: Path, tiny_ckpt: Path
     ("[[ladder]]\nmodel = 'tiny:/no/such/checkpoint'\n[[tasks]]\ngenerator='add2'\n", "ladder[0].model"),
     ("[[ladder]]\nmodel = 'nocolon'\n[[tasks]]\ngenerator='add2'\n", "ladder[0].model"),
     ("LADDER\n[[tasks]]\njsonl='missing.jsonl'\n", "tasks[0].jsonl"),
+    ("[[ladder]]\nmodel = 'hf:./no/such/dir'\n[[tasks]]\ngenerator='add2'\n", "ladder[0].model"),
+    ("[[ladder]]\nmodel = 'gguf:missing.gguf'\n[[tasks]]\ngenerator='add2'\n", "ladder[0].model"),
+    ("LADDER\ntrust_remote_code = 'yes'\n[[tasks]]\ngenerator='add2'\n", "ladder[0].trust_remote_code"),
 ])
 def test_bad_study_names_file_and_field(tmp_path: Path, tiny_ckpt: Path, body: str, field: str) -> None:
     p = write(tmp_path, body.replace("LADDER", ladder(tiny_ckpt)))
     with pytest.raises(UserError) as e:
         load_study(p)
     assert str(p) in str(e.value) and field in str(e.value)
+
+
+def test_trust_remote_code_is_off_unless_asked_and_hub_ids_pass_through(tmp_path: Path, tiny_ckpt: Path) -> None:
+    p = write(tmp_path, f'{ladder(tiny_ckpt)}[[ladder]]\nname = "p"\nmodel = "hf:EleutherAI/pythia-70m@step143000"\n'
+                        'trust_remote_code = true\n[[tasks]]\ngenerator = "add2"\n')
+    s = load_study(p)
+    assert [r.trust_remote_code for r in s.ladder] == [False, True]
+    assert s.ladder[1].spec == "hf:EleutherAI/pythia-70m@step143000"
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from emergentlab.tasks import TASKS, build_prompt, make_task, split_of, train_lines
-from emergentlab.tasks.synthetic import _draw
+from emergentlab.tasks.synthetic import _draw, near_misses
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -54,6 +54,15 @@ def test_multiple_choice_holds_the_target_once() -> None:
         assert ex.choices is not None and ex.correct is not None
         assert ex.choices[ex.correct] == ex.target
         assert len(set(ex.choices)) == 4
+        for c in ex.choices:  # distractors are one-character slips, so only a fully right model can pick
+            assert c == ex.target or (len(c) == len(ex.target) and sum(a != b for a, b in zip(c, ex.target)) == 1)
+
+
+def test_near_misses_change_one_character_within_its_class() -> None:
+    assert near_misses("7") == ["0", "1", "2", "3", "4", "5", "6", "8", "9"]
+    nm = near_misses("105")
+    assert len(nm) == 8 + 9 + 9 and "005" not in nm and "115" in nm and "10x" not in nm
+    assert all(c.isalpha() for c in "".join(near_misses("ab")))
 
 
 def test_few_shot_prompt_never_contains_the_test_item() -> None:

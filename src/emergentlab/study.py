@@ -34,7 +34,7 @@ from emergentlab.tasks import TASKS, Task, make_task
 
 FACT_FIELDS = ("params", "non_embedding_params", "tokens", "flops", "loss", "step")
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
-_RUNG_KEYS = {"name", "model", *FACT_FIELDS}
+_RUNG_KEYS = {"name", "model", "trust_remote_code", *FACT_FIELDS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -44,6 +44,7 @@ class Rung:
     name: str
     spec: str
     facts: dict[str, float] = field(default_factory=dict)
+    trust_remote_code: bool = False  # only an explicit `trust_remote_code = true` in the study file turns it on
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,10 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         name = str(r.get("name") or r["model"].rsplit("/", 1)[-1])
         if any(x.name == name for x in ladder):
             raise UserError(f"duplicate rung name {name!r}", source=src, field=f"{where}.name")
-        ladder.append(Rung(name, spec, facts))
+        trust = r.get("trust_remote_code", False)
+        if not isinstance(trust, bool):
+            raise UserError(f"must be true or false, got {trust!r}", source=src, field=f"{where}.trust_remote_code")
+        ladder.append(Rung(name, spec, facts, trust))
 
     tasks_raw = data.get("tasks")
     if not isinstance(tasks_raw, list) or not tasks_raw:

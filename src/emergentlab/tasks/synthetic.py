@@ -164,8 +164,10 @@ def make_task(
 ) -> Task:
     """A test set of up to `n` distinct items from the test split, and a pool of demonstrations from train.
 
-    `choices > 1` turns the task into multiple choice: the target plus `choices - 1` distinct distractors drawn
-    from other items' targets of the same task, shuffled with the seed.
+    `choices > 1` turns the task into multiple choice: the target plus `choices - 1` distinct near misses (the
+    target with one character changed, as a slip in one digit or letter would), shuffled with the seed. Near misses
+    rather than other items' answers, because random answers differ in the leading digits and a model that has
+    learnt only those would score full marks.
     """
     _, kind, _ = _task_family(name)
     test = _draw(name, "test", n, seed, unique=True, **overrides)
@@ -173,14 +175,13 @@ def make_task(
         raise ValueError(f"task {name!r}: the test split is empty")
     pool = _draw(name, "train", shots_pool, seed, unique=True, **overrides)
     rng = random.Random(f"{name}:choices:{seed}")
-    answers = sorted({it.target for it in test + pool})
 
     def to_example(it: Item, i: int, split: str) -> Example:
         meta = {**it.metadata, "split": split}
         if choices <= 1:
             return Example(f"{split}-{i:05d}", it.input, it.target, metadata=meta)
-        others = [a for a in answers if a != it.target]
-        opts = [it.target, *rng.sample(others, min(choices - 1, len(others)))]
+        misses = near_misses(it.target)
+        opts = [it.target, *rng.sample(misses, min(choices - 1, len(misses)))]
         rng.shuffle(opts)
         return Example(
             f"{split}-{i:05d}", it.input, it.target, tuple(opts), opts.index(it.target), metadata=meta
@@ -195,6 +196,18 @@ def make_task(
         max_new_tokens=max(len(it.target) for it in test) + 2,
         metadata={"generator": name, "seed": seed, **overrides},
     )
+
+
+def near_misses(target: str) -> list[str]:
+    """Every string that differs from `target` in one character, drawn from the same class (digit → digit,
+    letter → letter); a leading digit never becomes 0. Sorted, so a seeded sample of it is reproducible."""
+    out = set()
+    for i, c in enumerate(target):
+        pool = "0123456789" if c.isdigit() else _LETTERS if c.isalpha() else ""
+        for r in pool:
+            if r != c and not (r == "0" and i == 0 and len(target) > 1 and c.isdigit()):
+                out.add(target[:i] + r + target[i + 1 :])
+    return sorted(out)
 
 
 def train_lines(names: list[str], n: int, seed: int) -> list[str]:
