@@ -215,25 +215,27 @@ def demo_study(ladder_dir: Path, out: Path, n: int, seed: int) -> Study:
     return parse_study(data, "<demo>", Path.cwd())
 
 
-def jump_lines(scores: pd.DataFrame, rungs: pd.DataFrame) -> list[str]:
-    """Per discontinuous metric: its range across the ladder and the share of that rise taken in the single
-    largest step between neighbouring rungs, beside the same numbers for each continuous partner."""
-    order = list(rungs.sort_values("params").model)
+def print_jumps(scores: pd.DataFrame, rungs: pd.DataFrame) -> None:
+    """Per discontinuous metric and each continuous partner: the smallest and largest rung's mean, and the share of
+    that change made in the single largest step between neighbouring rungs (1.0: all of it in one step)."""
+    order = list(rungs.sort_values(["params", "tokens"], na_position="last").model)
     means = scores.groupby(["task", "variant", "metric", "model"]).value.mean().unstack("model")[order]
-    lines = []
+    table = Table(title="across the ladder, smallest → largest rung", title_justify="left")
+    for col in ("task · variant", "metric", "kind", order[0], order[-1], "largest step"):
+        table.add_column(col, justify="left" if col in ("task · variant", "metric", "kind") else "right")
     for task, variant, metric in means.index:
         if metric not in metrics.PAIRS:
             continue
-        parts = []
         for m in (metric, *metrics.PAIRS[metric]):
             if (task, variant, m) not in means.index:
                 continue
             y = means.loc[(task, variant, m)].to_numpy(dtype=float)
             span = abs(y[-1] - y[0])
-            step = float(abs(pd.Series(y).diff()).max()) / span if span > 0 else float("nan")
-            parts.append(f"{m} {y[0]:.3g} → {y[-1]:.3g} (largest step {step:.0%} of it)")
-        lines.append(f"{task} · {variant}: " + "; ".join(parts))
-    return lines
+            step = f"{float(abs(pd.Series(y).diff()).max()) / span:.0%}" if span > 0 else "–"
+            table.add_row(f"{task} · {variant}" if m == metric else "", m,
+                          "disc." if m == metric else "cont.", f"{y[0]:.3g}", f"{y[-1]:.3g}", step,
+                          end_section=m == metrics.PAIRS[metric][-1])
+    console.print(table)
 
 
 @app.command()
@@ -258,9 +260,7 @@ def demo(
     with Store(study.store_path) as store:
         rungs = store.rungs(study.name)
     print_curves(scores, rungs)
-    console.print("[bold]Across the ladder[/] (smallest → largest rung):")
-    for line in jump_lines(scores, rungs):
-        console.print(f"  {line}", markup=False, highlight=False)
+    print_jumps(scores, rungs)
     path = make_report(out, study.name)
     print_verdicts(path)
     console.print(f"records: {study.store_path}\nfigures: {out}\nreport:  {path}")
