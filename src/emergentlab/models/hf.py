@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,7 @@ class HFSpec:
 
     @property
     def local(self) -> bool:
-        return self.gguf_file is not None or Path(self.source).expanduser().exists() or self.source.startswith(
-            ("/", "./", "../", "~"))
+        return self.gguf_file is not None or Path(self.source).is_absolute()
 
     @property
     def label(self) -> str:
@@ -60,12 +60,13 @@ def parse_hf_spec(rest: str) -> HFSpec:
     if not rest:
         raise UserError("empty model spec; expected hf:ORG/NAME[@revision], hf:/local/dir or gguf:/path/file.gguf",
                         field="model")
+    # local paths are kept absolute: `./models/x` normalised to `models/x` would read as the hub id models/x
     if rest.endswith(".gguf"):
-        p = Path(rest).expanduser()
+        p = Path(rest).expanduser().absolute()
         return HFSpec(str(p.parent), gguf_file=p.name)
     is_path = rest.startswith(("/", "./", "../", "~")) or Path(rest).expanduser().exists()
     if is_path:
-        return HFSpec(str(Path(rest).expanduser()))
+        return HFSpec(str(Path(rest).expanduser().absolute()))
     repo, _, rev = rest.partition("@")
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise UserError(f"{rest!r} is neither an existing path nor a hub id ORG/NAME[@revision]", field="model")
@@ -90,6 +91,19 @@ def _check_local(spec: HFSpec) -> None:
         raise UserError("no *.safetensors weights in the folder", source=str(root), field="model")
 
 
+def _check_gguf(path: Path) -> None:
+    """Parse the GGUF header, metadata and tensor table, so a truncated or foreign file fails with one line.
+
+    transformers' own reader surfaces such files as assorted low-level errors (struct.error on a cut header).
+    """
+    from gguf import GGUFReader
+
+    try:
+        GGUFReader(path)
+    except (ValueError, struct.error, IndexError, KeyError, OSError) as e:
+        raise UserError(f"could not parse GGUF file: {e}", source=str(path), field="model") from None
+
+
 def gguf_cache_dir(gguf: Path) -> Path:
     """Where the fp32 dequantization of `gguf` is kept: keyed by the file's path, size and mtime.
 
@@ -109,6 +123,7 @@ def _load(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
         cached = gguf_cache_dir(Path(spec.source).expanduser() / spec.gguf_file)
         if (cached / "config.json").is_file():
             return _load(HFSpec(str(cached)), trust_remote_code=False)
+        _check_gguf(Path(spec.source).expanduser() / spec.gguf_file)
         tok, model = _load_uncached(spec, trust_remote_code)
         tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
         # save_pretrained refuses a GGUF-loaded model (it counts as quantized); the dequantized weights are plain
@@ -128,6 +143,7 @@ def _load(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
 
 
 def _load_uncached(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
+    from huggingface_hub import constants as hub_constants
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kw: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": trust_remote_code}
@@ -139,7 +155,7 @@ def _load_uncached(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
             spec.source, dtype=torch.float32, use_safetensors=None if spec.gguf_file else True, **kw)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") and not spec.local
+        offline = hub_constants.HF_HUB_OFFLINE and not spec.local
         hint = " (HF_HUB_OFFLINE is set: only models already in the local cache can load)" if offline else ""
         what = "could not parse GGUF file" if spec.gguf_file else "could not load model"
         raise UserError(f"{what}: {first}{hint}", source=spec.label, field="model") from None
@@ -292,8 +308,9 @@ class HFBackend:
         order = sorted(todo, key=lambda i: rows[i])
         for batch in self._batches(order, [len(r) for r in rows]):
             seqs = [rows[i] for i in batch]
-            # the prefix may not reach a scored position: each row's first scored input is at len(row) - n_cont
-            limit = min(len(rows[i]) - n_cont[i] + 1 for i in batch)
+            # the prefix (run on its own, its hidden states not kept) must stop before every row's first scored
+            # position, len(row) - n_cont: choices sharing their first tokens would otherwise lose a scored position
+            limit = min(len(rows[i]) - n_cont[i] for i in batch)
             prefix = min(_common_prefix_len(seqs), limit) if len(batch) > 1 else 0
             if not self._exact_head:
                 prefix = 0
