@@ -102,16 +102,27 @@ def icl_positions(seq_len: int) -> tuple[int, int]:
     return max(1, round(seq_len * 50 / 512)), min(seq_len - 1, round(seq_len * 500 / 512))
 
 
-def segment_batch(batch: int, seq_len: int, vocab: int, gen: torch.Generator) -> torch.Tensor:
-    """(batch, seq_len + 1) uniform random tokens; in each row one segment of 4 … seq_len/4 tokens starting in the
-    first half is copied to a random later place, so the copy's position carries no information."""
-    rows = torch.randint(vocab, (batch, seq_len + 1), generator=gen)
+def segment_batch(batch: int, seq_len: int, vocab: int, gen: torch.Generator, copy_prob: float = 0.5) -> torch.Tensor:
+    """(batch, seq_len + 1) random tokens laid out in segments of 4 … 16 tokens; after a fresh first segment, each
+    segment is, with probability `copy_prob`, a copy of a random earlier span of the same row. Copies start at random
+    places and offsets, so only an induction circuit (find the earlier occurrence, predict what followed it) can
+    predict them; about `copy_prob` of the tokens are predictable that way and none otherwise."""
     n = seq_len + 1
+    rows = torch.randint(vocab, (batch, n), generator=gen)
+    # every random draw is made up front (one call each), so the Python loop only moves slices
+    lens = torch.randint(4, 17, (batch, n // 4 + 1), generator=gen).tolist()
+    copy = (torch.rand(batch, n // 4 + 1, generator=gen) < copy_prob).tolist()
+    src = torch.rand(batch, n // 4 + 1, generator=gen).tolist()
     for r in range(batch):
-        seg = int(torch.randint(4, max(5, seq_len // 4 + 1), (1,), generator=gen))
-        a = int(torch.randint(0, n // 2 - seg + 1, (1,), generator=gen))
-        b = int(torch.randint(a + seg, n - seg + 1, (1,), generator=gen))
-        rows[r, b : b + seg] = rows[r, a : a + seg]
+        pos = lens[r][0]
+        for seg, c, u in zip(lens[r][1:], copy[r][1:], src[r][1:], strict=True):
+            if pos >= n:
+                break
+            seg = min(seg, n - pos, pos)
+            if c:
+                start = int(u * (pos - seg + 1))
+                rows[r, pos : pos + seg] = rows[r, start : start + seg].clone()
+            pos += seg
     return rows
 
 
