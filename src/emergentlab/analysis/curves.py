@@ -9,6 +9,8 @@ arrays, computed for all curves and all replicates at once.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,8 @@ SCALE_AXES = ("params", "non_embedding_params", "flops", "tokens", "step", "loss
 
 CURVE_KEYS = ["task", "metric", "variant"]
 
-_CHUNK_ELEMS = 2**25  # float32 replicate entries materialised per bootstrap chunk (~128 MB)
+_CHUNK_ELEMS = 2**20  # float32 replicate entries per bootstrap matmul (4 MB: one rung of a block of curves)
+_BLOCK_ELEMS = 2**16  # replicate entries per rung in one block of curves read by the statistics (256 KB)
 
 
 def axis_position(axis: str, values: np.ndarray) -> np.ndarray:
@@ -47,34 +50,71 @@ def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndar
 
     `values` is (C, R, N): C curves × R rungs × N example slots, NaN where a slot is empty (ragged example
     counts). One multinomial resample of the N slots is drawn per replicate and shared by every curve and
-    rung (a paired bootstrap), so each replicate is a matrix product: counts (B × N) @ values (N × C·R).
-    Returns (mean (C, R), n (C, R), replicates (B, C, R) float32).
+    rung (a paired bootstrap), so the replicates are one matrix product: values (C·R × N) @ counts (N × B).
+    Returns (mean (C, R), n (C, R), replicates (B, C, R) float32 in the `rung_major` layout).
     """
     c, r, n = values.shape
-    # rung-major columns (r·C + c): each rung's replicates are then one contiguous (B, C) slab, which is what
-    # the per-rung statistics downstream read; the (B, C, R) result is a transposed view of that layout
-    vals = np.ascontiguousarray(values.transpose(1, 0, 2)).reshape(r * c, n)
-    mask = np.isfinite(vals)
-    filled = np.where(mask, vals, 0.0).astype(np.float32).T  # (N, R·C)
-    present = mask.astype(np.float32).T
-    count = present.sum(axis=0)
+    mask = np.isfinite(values)
+    count = mask.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (filled.sum(axis=0, dtype=np.float64) / count).reshape(r, c).T
+        mean = np.where(mask, values, 0.0).sum(axis=-1, dtype=np.float64) / count
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float32)  # (B, N)
-    reps = np.empty((n_boot, r * c), dtype=np.float32)
-    step = max(1, _CHUNK_ELEMS // max(n_boot, 1))
-    ragged = not mask.all()
-    for lo in range(0, c * r, step):
-        hi = min(lo + step, c * r)
-        s = counts @ filled[:, lo:hi]
-        if ragged:  # each replicate's mean is over the slots it drew that hold a value
-            with np.errstate(invalid="ignore", divide="ignore"):
-                s /= counts @ present[:, lo:hi]
-        else:
-            s /= n
-        reps[:, lo:hi] = s
-    return mean, count.reshape(r, c).T, reps.reshape(n_boot, r, c).transpose(0, 2, 1)
+    counts_t = np.ascontiguousarray(rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).T, dtype=np.float32)
+    reps = np.empty((r, c, n_boot), dtype=np.float32)
+    step = max(1, _CHUNK_ELEMS // max(n_boot, n, 1))
+    for j in range(r):
+        for lo in range(0, c, step):
+            hi = min(lo + step, c)
+            v, m = values[lo:hi, j], mask[lo:hi, j]
+            out = reps[j, lo:hi]
+            if m.all():  # a (curves, N) row-strided view goes to BLAS as it is when already float32
+                np.matmul(v.astype(np.float32, copy=False), counts_t, out=out)
+                out /= n
+            else:  # each replicate's mean is over the slots it drew that hold a value
+                np.matmul(np.where(m, v, 0.0).astype(np.float32), counts_t, out=out)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out /= m.astype(np.float32) @ counts_t
+    return mean, count.astype(float), reps.transpose(2, 1, 0)
+
+
+def rung_major(boot: np.ndarray) -> np.ndarray:
+    """Replicates (B, C, R) as a view of an (R, C, B) C-contiguous array (copied only when not already so).
+
+    Every statistic of analysis/ reads one rung of a block of curves at a time, and the per-curve intervals sort
+    each curve's B replicates: in this layout both are contiguous rows.
+    """
+    rcb = boot.transpose(2, 1, 0)
+    return boot if rcb.flags.c_contiguous else np.ascontiguousarray(rcb).transpose(2, 1, 0)
+
+
+def curve_blocks(boot: np.ndarray, block: int = _BLOCK_ELEMS) -> Iterator[tuple[slice, np.ndarray]]:
+    """(curves, y) per block of curves: y is a (c, B, R) view of `boot` (B, C, R) whose rung slabs y[..., j] are
+    contiguous in the `rung_major` layout. Blocks hold about `block` replicate entries per rung, so that a block's
+    slabs and the temporaries made from them stay in cache."""
+    b, c = boot.shape[:2]
+    step = max(1, block // max(b, 1))
+    for lo in range(0, c, step):
+        sl = slice(lo, min(lo + step, c))
+        yield sl, boot[:, sl].transpose(1, 0, 2)
+
+
+def rung_se(boot: np.ndarray | None, mean: np.ndarray) -> np.ndarray:
+    """Bootstrap standard error of every rung mean, (C, R) in the metric's unit (0 when no replicates);
+    replicates that are NaN (a resample that drew no example of an empty-slotted rung) are left out."""
+    if boot is None:
+        return np.zeros_like(mean, dtype=float)
+    out = np.empty(boot.shape[1:])
+    for sl, y in curve_blocks(boot):
+        for j in range(y.shape[-1]):
+            slab = y[..., j]
+            s = slab.std(axis=-1)
+            bad = np.isnan(s)
+            if bad.any():
+                with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    s[bad] = np.nanstd(slab[bad], axis=-1)
+            out[sl, j] = s
+    return out
 
 
 def binomial_replicates(p: np.ndarray, n: np.ndarray, n_boot: int, seed: int) -> np.ndarray:

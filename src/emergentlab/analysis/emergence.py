@@ -14,54 +14,104 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import numpy as np
 
 
 def _slabs(y: np.ndarray) -> list[np.ndarray]:
-    """y[..., j] for every rung j. For the bootstrap's (B, C, R) view each slab is contiguous, so everything
-    below is a few elementwise passes over (B, C) arrays instead of reductions along a short strided axis."""
+    """y[..., j] for every rung j. For a block of bootstrap replicates (`curves.curve_blocks`) each slab is
+    contiguous, so everything below is a few elementwise passes over in-cache arrays instead of reductions along a
+    short strided axis."""
     return [y[..., j] for j in range(y.shape[-1])]
 
 
 def weighted_sum(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """y @ w over the rung axis, slab by slab (no copy of a transposed y)."""
     out = np.zeros(y.shape[:-1], dtype=np.result_type(y.dtype, np.float32))
+    term = np.empty_like(out)
     for j, sl in enumerate(_slabs(y)):
         if w[j] != 0:
-            out += np.asarray(w[j], dtype=out.dtype) * sl
+            np.multiply(np.asarray(w[j], dtype=out.dtype), sl, out=term)
+            out += term
     return out
 
 
 def _total_change(y: np.ndarray) -> np.ndarray:
+    """I(y) = sign(argmax y − argmin y) · (max y − min y), first occurrences; NaN where any rung is NaN."""
     sl = _slabs(y)
     hi, lo = sl[0].copy(), sl[0].copy()
-    arg_hi, arg_lo = np.zeros(hi.shape, np.int8), np.zeros(hi.shape, np.int8)
-    for j, v in enumerate(sl[1:], start=1):
-        up, down = v > hi, v < lo
-        np.copyto(hi, v, where=up)
-        np.copyto(lo, v, where=down)
-        np.copyto(arg_hi, j, where=up)
-        np.copyto(arg_lo, j, where=down)
-    return np.where(arg_hi >= arg_lo, 1.0, -1.0) * (hi - lo)
+    # whether the latest new extreme (scanning up the ladder) was a maximum: argmax ≥ argmin, since a rung
+    # cannot set both; true while no rung has set either
+    rising = np.ones(hi.shape, dtype=bool)
+    for v in sl[1:]:
+        rising |= v > hi
+        rising &= v >= lo
+        np.maximum(hi, v, out=hi)
+        np.minimum(lo, v, out=lo)
+    hi -= lo
+    return np.where(rising, hi, -hi)
+
+
+@functools.cache
+def _median_network(m: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """Comparators (i, j, keep min at i, keep max at j) that leave the median of m values at position m // 2
+    (and m // 2 − 1 for even m): Batcher's odd-even merge sort on the next power of two (positions ≥ m hold +inf
+    and never move), pruned backwards to what the median positions depend on."""
+    size = 1 << max(m - 1, 0).bit_length()
+    net: list[tuple[int, int]] = []
+
+    def merge(lo: int, hi: int, r: int) -> None:
+        step = 2 * r
+        if step < hi - lo:
+            merge(lo, hi, step)
+            merge(lo + r, hi, step)
+            net.extend((i, i + r) for i in range(lo + r, hi - r, step))
+        else:
+            net.append((lo, lo + r))
+
+    def sort(lo: int, hi: int) -> None:
+        if hi - lo >= 1:
+            mid = lo + (hi - lo) // 2
+            sort(lo, mid)
+            sort(mid + 1, hi)
+            merge(lo, hi, 1)
+
+    sort(0, size - 1)
+    needed = {m // 2, (m - 1) // 2}
+    kept: list[tuple[int, int, bool, bool]] = []
+    for i, j in reversed([c for c in net if c[1] < m]):
+        if i in needed or j in needed:
+            kept.append((i, j, i in needed, j in needed))
+            needed |= {i, j}
+    return tuple(reversed(kept))
 
 
 def _median(slabs: list[np.ndarray]) -> np.ndarray:
-    """Elementwise median of a few equal-shape arrays (odd-even transposition sort: a sorting network).
-    The arrays are overwritten."""
-    shape = np.shape(slabs[0])
-    v = [np.asarray(x).reshape(-1) for x in slabs]  # callers pass fresh arrays: sorted in place
-    m = len(v)
-    for rnd in range(m):
-        for i in range(rnd % 2, m - 1, 2):
-            lo = np.minimum(v[i], v[i + 1])
-            np.maximum(v[i], v[i + 1], out=v[i + 1])
-            v[i] = lo
-    return (v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2).reshape(shape)
+    """Elementwise median of a few equal-shape arrays by a pruned sorting network (`_median_network`). The arrays
+    are overwritten. NaN inputs give an unspecified value: callers mask them."""
+    m = len(slabs)
+    v = list(slabs)
+    tmp = np.empty_like(v[0])
+    for i, j, keep_min, keep_max in _median_network(m):
+        if keep_min and keep_max:
+            np.minimum(v[i], v[j], out=tmp)
+            np.maximum(v[i], v[j], out=v[j])
+            v[i], tmp = tmp, v[i]
+        elif keep_min:
+            np.minimum(v[i], v[j], out=v[i])
+        else:
+            np.maximum(v[i], v[j], out=v[j])
+    return v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2
 
 
 def _diff2(y: np.ndarray) -> list[np.ndarray]:
-    sl = _slabs(y)
-    return [(b - a) ** 2 for a, b in zip(sl[:-1], sl[1:], strict=True)]
+    out = []
+    for a, b in itertools.pairwise(_slabs(y)):
+        d = np.subtract(b, a, out=np.empty_like(b))  # an array even for one curve's 0-d slabs
+        out.append(np.square(d, out=d))
+    return out
 
 
 def breakthroughness(y: np.ndarray, cap: float = 1e3) -> np.ndarray:

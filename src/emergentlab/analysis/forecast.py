@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet
+from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, rung_se
 
 _BOUNDED_UNITS = {"fraction", "probability"}
 
@@ -113,7 +113,7 @@ class Forecaster:
         r = len(t)
         a = (1 - self.level) / 2
         z = float(norm.ppf(1 - a))
-        rung_se = np.nanstd(cs.boot, axis=0) if cs.boot is not None else np.zeros_like(cs.mean)
+        se = rung_se(cs.boot, cs.mean)
         bt_rows, sum_rows, fits = [], [], {}
         chosen = [i for i in range(len(cs.keys)) if (cs.keys["kind"].iat[i] == "discontinuous"
                   if self.metrics is None else cs.keys["metric"].iat[i] in self.metrics)]
@@ -128,7 +128,7 @@ class Forecaster:
                 pred = predict_trend(p, t[k:])
                 rp = predict_trend(fit_trend(t[:k], reps[:, :k], bounded), t[k:])
                 half = (np.quantile(rp, 1 - a, axis=0) - np.quantile(rp, a, axis=0)) / 2
-                width = np.sqrt(half**2 + (z * rung_se[i, k:]) ** 2)
+                width = np.sqrt(half**2 + (z * se[i, k:]) ** 2)
                 for j, (obs, pr, w) in enumerate(zip(y[k:], pred, width, strict=True)):
                     bt_rows.append({**key, "origin": k, "rung": k + j, "model": cs.rungs["model"].iat[k + j],
                                     "observed": obs, "predicted": pr, "lo": pr - w, "hi": pr + w,

@@ -19,6 +19,7 @@ from emergentlab.analysis.curves import (
     axis_position,
     binomial_replicates,
     metric_info,
+    rung_major,
     usable_axes,
 )
 from emergentlab.errors import UserError
@@ -108,7 +109,7 @@ def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
         boot = None
         if has_n.any():
             reps = binomial_replicates(mean, np.where(has_n, nn, 1), n_boot, seed)
-            boot = np.where(has_n[None], reps, mean[None].astype(np.float32))
+            boot = rung_major(np.where(has_n[None], reps, mean[None].astype(np.float32)))
         if "chance" in df.columns:
             ch = df.groupby(CURVE_KEYS)["chance"].first().reindex(pd.MultiIndex.from_frame(keys[CURVE_KEYS]))
             chance = ch.to_numpy(dtype=float)

@@ -43,14 +43,14 @@ else δ − |D| (to fit inside ±δ); with n = 0 hits the 0 % score only bounds 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from emergentlab import metrics
 from emergentlab.analysis import emergence
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet
+from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curve_blocks, rung_se
 
 SHAPES = ("unclear", "flat", "rise", "jump", "decline", "U")
 UNCLEAR, FLAT, RISE, JUMP, DECLINE, U = range(6)
@@ -66,48 +66,47 @@ _TABLE = np.array([
     [_INC, _INC, _MIRAGE, _EMERGENT, _INC, _INC, _EMERGENT],                  # s_D jump
     [_INVERSE, _INVERSE, _INC, _INC, _INVERSE, _INVERSE, _INVERSE],           # s_D decline
     [_USHAPED] * 7,                                                           # s_D U
-])
+], dtype=np.int8)
 
 JUMP_SHARE = 0.5
 """A jump: at least this share of the rise (D) is missed by the small-model trend (e)."""
 
 
-@dataclass
-class _Stat:
-    point: np.ndarray  # (C,)
-    reps: np.ndarray | None  # (B, C)
-    lo: np.ndarray
-    hi: np.ndarray
-    se: np.ndarray
-
-
-def _stat(point: np.ndarray, reps: np.ndarray | None, level: float) -> _Stat:
-    """Point value, replicates and percentile interval; replicates are (B, C), sorted per curve on a (C, B) copy."""
-    if reps is None:
-        return _Stat(point, None, point, point, np.zeros_like(point))
-    b = reps.shape[0]
+def _ranks(m: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks (0-based) of the percentile interval's ends among m sorted replicates: ⌊a(m−1)⌋ and ⌈(1−a)(m−1)⌉,
+    a = (1 − level) / 2; −1 when m = 0."""
     a = (1 - level) / 2
-    k_lo, k_hi = int(np.floor(a * (b - 1))), int(np.ceil((1 - a) * (b - 1)))
-    per_curve = np.ascontiguousarray(reps.T)
-    if np.isnan(per_curve).any():
-        lo, hi = np.nanquantile(per_curve, [a, 1 - a], axis=1)
-        se = np.nanstd(per_curve, axis=1)
-    else:
-        part = np.partition(per_curve, [k_lo, k_hi], axis=1)
-        lo, hi = part[:, k_lo], part[:, k_hi]
-        se = per_curve.std(axis=1)
-    return _Stat(point, reps, lo.astype(float), hi.astype(float), se.astype(float))
+    return np.floor(a * (m - 1)).astype(np.intp), np.ceil((1 - a) * (m - 1)).astype(np.intp)
 
 
-def rung_se(cs: CurveSet) -> np.ndarray:
-    """Bootstrap standard error of every rung mean, (C, R) in the metric's unit (0 when no replicates)."""
-    if cs.boot is None:
-        return np.zeros_like(cs.mean)
-    out = np.empty(cs.mean.shape)
-    for j in range(cs.mean.shape[1]):
-        slab = cs.boot[..., j]
-        out[:, j] = np.nanstd(slab, axis=0) if np.isnan(slab).any() else slab.std(axis=0)
-    return out
+def _order_stats(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per row of x (c, B), sorted in place: the `_ranks` order statistics of each row's
+    non-NaN replicates (NaN sorts last); NaN where a row has none."""
+    x.sort(axis=-1)
+    m = np.full(x.shape[0], x.shape[-1]) if not np.isnan(x[:, -1]).any() else x.shape[-1] - np.isnan(x).sum(-1)
+    k_lo, k_hi = _ranks(m, level)
+    rows = np.arange(x.shape[0])
+    lo, hi = x[rows, np.maximum(k_lo, 0)].astype(float), x[rows, np.maximum(k_hi, 0)].astype(float)
+    lo[m == 0] = hi[m == 0] = np.nan
+    return lo, hi
+
+
+def _lower_end_positive(x: np.ndarray, level: float) -> np.ndarray:
+    """Whether each row's interval (as `_order_stats`) starts above 0, by counting instead of sorting: the lower
+    order statistic is > 0 exactly when at most its rank of the non-NaN replicates are ≤ 0."""
+    m = x.shape[-1] - np.count_nonzero(np.isnan(x), axis=-1)
+    return np.count_nonzero(x <= 0, axis=-1) <= _ranks(m, level)[0]
+
+
+def _row_se(x: np.ndarray) -> np.ndarray:
+    """Standard deviation per row of x (c, B), NaN replicates left out."""
+    s = x.std(axis=-1).astype(float)
+    bad = np.isnan(s)
+    if bad.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            s[bad] = np.nanstd(x[bad], axis=-1)
+    return s
 
 
 def _shapes_point(d: np.ndarray, e: np.ndarray, dl: np.ndarray, dr: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -124,37 +123,69 @@ def _shapes_point(d: np.ndarray, e: np.ndarray, dl: np.ndarray, dr: np.ndarray, 
     return out
 
 
+def _replicate_stats(cs: CurveSet, w_d: np.ndarray, w_e: np.ndarray, delta: np.ndarray,
+                     level: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Intervals of D, e and B, D's standard error, whether both dips' intervals start above 0, and every
+    replicate's shape (C, B) int8.
+
+    One pass over the replicates, a block of curves at a time (`curves.curve_blocks`): each statistic is made
+    and sorted while the block is in cache, and only per-curve numbers and the int8 shapes are kept.
+    """
+    assert cs.boot is not None
+    b, c = cs.boot.shape[:2]
+    names = ("change_lo", "change_hi", "change_se", "excess_lo", "excess_hi", "breakthroughness_lo",
+             "breakthroughness_hi")
+    out = {k: np.empty(c) for k in names}
+    out["dips_positive"] = np.empty(c, dtype=bool)
+    shapes = np.empty((c, b), dtype=np.int8)
+    sign = cs.sign.astype(np.float32)
+    delta32 = delta.astype(np.float32)[:, None]
+    for sl, y in curve_blocks(cs.boot):
+        if (sign[sl] < 0).any():
+            y = y * sign[sl, None, None]
+        d, e = emergence.weighted_sum(y, w_d), emergence.weighted_sum(y, w_e)
+        dl, dr = emergence.dip(y)
+        shapes[sl] = _shapes_point(d, e, dl, dr, delta32[sl])
+        out["change_se"][sl] = _row_se(d)
+        out["change_lo"][sl], out["change_hi"][sl] = _order_stats(d, level)
+        out["excess_lo"][sl], out["excess_hi"][sl] = _order_stats(e, level)
+        bt = emergence.breakthroughness(y)
+        out["breakthroughness_lo"][sl], out["breakthroughness_hi"][sl] = _order_stats(bt, level)
+        out["dips_positive"][sl] = _lower_end_positive(dl, level) & _lower_end_positive(dr, level)
+    return out, shapes
+
+
 def curve_shapes(cs: CurveSet, level: float = 0.95,
                  se: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Per-curve statistics and shape (frame, one row per curve) and the replicate shapes (B, C) or None.
-    `se`: rung standard errors (`rung_se`), computed when omitted."""
-    sign = cs.sign[:, None]
-    y = cs.mean * sign
-    reps = cs.boot
-    if reps is not None and (sign < 0).any():
-        reps = reps * sign[:, 0].astype(np.float32)[None, :, None]
+    """Per-curve statistics and shape (frame, one row per curve) and the replicate shapes (C, B) or None.
+    `se`: rung standard errors (`curves.rung_se`), computed when omitted."""
+    y = cs.mean * cs.sign[:, None]
     t = cs.t
     r = len(t)
     w_e = emergence.extrapolation_weights(t)
     w_d = emergence.half_difference_weights(r)
     delta = emergence.min_effect(cs.mean)
-    e = _stat(y @ w_e, emergence.weighted_sum(reps, w_e) if reps is not None else None, level)
-    d = _stat(y @ w_d, emergence.weighted_sum(reps, w_d) if reps is not None else None, level)
-    dl_p, dr_p = emergence.dip(y)
-    dl_r, dr_r = emergence.dip(reps) if reps is not None else (None, None)
-    dl, dr = _stat(dl_p, dl_r, level), _stat(dr_p, dr_r, level)
-    b = _stat(emergence.breakthroughness(y), emergence.breakthroughness(reps) if reps is not None else None, level)
+    point = {"change": y @ w_d, "excess": y @ w_e, "breakthroughness": emergence.breakthroughness(y)}
+    dl, dr = emergence.dip(y)
+    rep_shapes = None
+    if cs.boot is not None:
+        iv, rep_shapes = _replicate_stats(cs, w_d, w_e, delta, level)
+    else:  # no uncertainty known: every interval is the point itself
+        iv = {f"{k}_{side}": v for k, v in point.items() for side in ("lo", "hi")}
+        iv.update(change_se=np.zeros(len(y)), dips_positive=(dl > 0) & (dr > 0))
     lin = emergence.linearity(y)
-    se = rung_se(cs) if se is None else se
+    se = rung_se(cs.boot, cs.mean) if se is None else se
     sigma = np.maximum(np.nanmean(se, axis=-1), 1e-3 * np.maximum(1.0, np.nanmax(np.abs(y), axis=-1)))
     d_aic, cp = emergence.hinge_vs_line(np.nan_to_num(y), t, sigma) if r >= 3 else (np.full(len(y), np.nan),) * 2
 
-    u = (dl.point >= delta) & (dr.point >= delta) & (dl.lo > 0) & (dr.lo > 0)
-    up = (d.point >= delta) & (d.lo > 0)
-    jump = ~u & up & (e.point >= JUMP_SHARE * d.point) & (e.lo > 0)
+    d_pt, e_pt = point["change"], point["excess"]
+    d_lo, d_hi = iv["change_lo"], iv["change_hi"]
+    u = (dl >= delta) & (dr >= delta) & iv["dips_positive"]
+    up = (d_pt >= delta) & (d_lo > 0)
+    jump = ~u & up & (e_pt >= JUMP_SHARE * d_pt) & (iv["excess_lo"] > 0)
     shape = np.full(len(y), UNCLEAR)
-    shape[~u & (d.lo > -delta) & (d.hi < delta)] = FLAT
-    shape[~u & (d.point <= -delta) & (d.hi < 0)] = DECLINE
+    shape[~u & (d_lo > -delta) & (d_hi < delta)] = FLAT
+    shape[~u & (d_pt <= -delta) & (d_hi < 0)] = DECLINE
     shape[~u & ~jump & up] = RISE
     shape[jump] = JUMP
     shape[u] = U
@@ -162,19 +193,15 @@ def curve_shapes(cs: CurveSet, level: float = 0.95,
     frame = cs.keys[CURVE_KEYS + ["kind", "unit"]].copy()
     frame["shape"] = np.array(SHAPES, dtype=object)[shape]
     frame["shape_code"] = shape
-    for name, s in (("change", d), ("excess", e), ("breakthroughness", b)):
-        frame[name], frame[f"{name}_lo"], frame[f"{name}_hi"] = s.point, s.lo, s.hi
-    frame["change_se"] = d.se
+    for name, v in point.items():
+        frame[name], frame[f"{name}_lo"], frame[f"{name}_hi"] = v, iv[f"{name}_lo"], iv[f"{name}_hi"]
+    frame["change_se"] = iv["change_se"]
     frame["linearity"] = lin
     frame["delta"] = delta
-    frame["dip_left"], frame["dip_right"] = dl.point, dr.point
+    frame["dip_left"], frame["dip_right"] = dl, dr
     frame["hinge_delta_aic"] = d_aic
     frame["changepoint"] = np.power(10.0, cp) if cs.axis != "loss" else -np.asarray(cp)
     frame["n"] = np.nanmin(cs.n, axis=-1) if cs.n.size else np.nan
-    rep_shapes = None
-    if reps is not None:
-        assert e.reps is not None and d.reps is not None and dl.reps is not None and dr.reps is not None
-        rep_shapes = _shapes_point(d.reps, e.reps, dl.reps, dr.reps, delta[None].astype(np.float32))
     return frame, rep_shapes
 
 
@@ -244,7 +271,7 @@ def wei_check(cs: CurveSet, stats: pd.DataFrame, se: np.ndarray | None = None) -
     Chance is the uniform-guess score (multiple choice) or 0 (exact match); unknown chance → the smallest rung's
     own score cannot be judged and `absent` is false. `se`: rung standard errors (C, R), computed when omitted.
     """
-    se = rung_se(cs) if se is None else se
+    se = rung_se(cs.boot, cs.mean) if se is None else se
     i = np.flatnonzero(cs.keys["kind"].to_numpy() == "discontinuous")
     chance, small, large = cs.chance[i], cs.mean[i, 0], cs.mean[i, -1]
     known = np.isfinite(chance)
@@ -270,9 +297,9 @@ def _split(codes: np.ndarray) -> str:
 
 def _headline(v: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """HEADLINE per group of consecutive pairs (groups begin at `starts`, pairs in `metrics.PAIRS` order), over the
-    last axis of v (..., P) → (..., G): any mirage, else the first pair's verdict."""
-    any_mirage = np.logical_or.reduceat(v == _MIRAGE, starts, axis=-1)
-    return np.where(any_mirage, _MIRAGE, v[..., starts])
+    first axis of v (P, ...) → (G, ...): any mirage, else the first pair's verdict."""
+    any_mirage = np.logical_or.reduceat(v == _MIRAGE, starts, axis=0)
+    return np.where(any_mirage, _MIRAGE, v[starts])
 
 
 _PAIR_COLS = ("excess", "excess_lo", "excess_hi", "change", "change_lo", "change_hi", "breakthroughness",
@@ -294,7 +321,7 @@ class Verdicts:
         self.level = level
 
     def fit(self, cs: CurveSet) -> Verdicts:
-        se = rung_se(cs)
+        se = rung_se(cs.boot, cs.mean)
         self.curve_stats_, rep_shapes = curve_shapes(cs, self.level, se)
         self.mirage_ = mirage_test(cs)
         self.wei_ = wei_check(cs, self.curve_stats_, se)
@@ -310,8 +337,8 @@ class Verdicts:
         v = _TABLE[shape[ii], np.where(has, shape[jj], NONE)]
         rv = None
         if rep_shapes is not None:
-            rv = _TABLE[rep_shapes[:, ii], np.where(has[None], rep_shapes[:, jj], NONE)]  # (B, P)
-        conf = np.where(v == _INC, np.nan, (rv == v[None]).mean(axis=0) if rv is not None else np.nan)
+            rv = _TABLE[rep_shapes[ii], np.where(has[:, None], rep_shapes[jj], NONE)]  # (P, B)
+        conf = np.where(v == _INC, np.nan, (rv == v[:, None]).mean(axis=1) if rv is not None else np.nan)
         rows = self._frame(st, shape, ii, jj, v, conf, rv)
         starts = np.flatnonzero(np.r_[True, ii[1:] != ii[:-1]])
         head_v = _headline(v, starts)
@@ -321,9 +348,9 @@ class Verdicts:
         match = np.where(v == head_v[group], pos, len(v))
         decider = np.minimum.reduceat(match, starts)
         heads = rows.iloc[decider].reset_index(drop=True)
-        head_rv = _headline(rv, starts) if rv is not None else None  # (B, G)
+        head_rv = _headline(rv, starts) if rv is not None else None  # (G, B)
         if head_rv is not None:
-            heads["confidence"] = np.where(head_v == _INC, np.nan, (head_rv == head_v[None]).mean(axis=0))
+            heads["confidence"] = np.where(head_v == _INC, np.nan, (head_rv == head_v[:, None]).mean(axis=1))
         metric = st["metric"].to_numpy()
         notes = heads["note"].tolist()
         ends = np.r_[starts[1:], len(v)]
@@ -335,7 +362,7 @@ class Verdicts:
             if head_v[g] == _INC and head_rv is not None:
                 parts = [p.split("; ", 1)[1] if p.startswith("replicates") and "; " in p else p
                          for p in parts if not p.startswith("replicates") or "; " in p]
-                parts.append(f"replicates: {_split(head_rv[:, g])}")
+                parts.append(f"replicates: {_split(head_rv[g])}")
             if others:
                 parts.append("other partners: " + "; ".join(others))
             notes[g] = " | ".join(parts)
@@ -372,7 +399,7 @@ class Verdicts:
                 notes[k] = "no continuous partner: a mirage is not ruled out"
                 continue
             extra[k] = _resolution(n_u[k], ch_u[k], se_u[k], de_u[k])
-            parts = [f"replicates: {_split(rv[:, k])}"] if rv is not None else []
+            parts = [f"replicates: {_split(rv[k])}"] if rv is not None else []
             if np.isfinite(extra[k]):
                 now = f"n = {n_u[k]:.0f}, change {ch_u[k]:.3g} ± {1.96 * se_u[k]:.2g}"
                 parts.append(f"~{extra[k]:.0f} more examples per rung would decide {metric[und[k]]} ({now})"
