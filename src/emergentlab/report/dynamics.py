@@ -23,7 +23,8 @@ from emergentlab.train.grokking import MEMORISED_ACC, locate_grokking  # noqa: E
 from emergentlab.train.induction import locate_phase_change  # noqa: E402
 
 _HEAD = re.compile(r"^blocks\.(\d+)\.attn\.head(\d+)\.(\w+)$")
-_SWEEP = re.compile(r"wd(?P<wd>[0-9.eE+-]+)-frac(?P<frac>[0-9.eE+-]+)")
+_NUM = r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"  # a number as GrokConfig.run_name writes it (:g)
+_SWEEP = re.compile(rf"wd(?P<wd>{_NUM})-frac(?P<frac>{_NUM})")
 
 
 def dynamics_sections(store: Store, study: str | None, out_dir: Path) -> list[Section]:

@@ -126,6 +126,21 @@ def render_report(a: Analysis, out_dir: Path, title: str, subtitle: str = "",
     return path
 
 
+def render_sections(out_dir: Path, title: str, subtitle: str, sections: Sequence[Section]) -> Path:
+    """report.html holding only `sections` (no verdicts: nothing was run across a ladder). Returns its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    html = env.get_template("report.html.j2").render(
+        title=title, subtitle=subtitle, threshold=None, verdict_columns=[], verdict_rows=[], rule="",
+        sections=[{"title": s.title, "paragraphs": s.paragraphs, "images": [_image(Path(p)) for p in s.images],
+                   "tables": [_table(t) for t in s.tables]} for s in sections],
+    )
+    path = out_dir / REPORT_NAME
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -150,6 +165,10 @@ def build_report(store_path: Path, study: str | None, out_dir: Path, extra_secti
         name = study if study is not None else (studies[0] if studies else None)
         records = store.records(name)
         rungs = store.rungs(name)
+    if records.empty and extra_sections:
+        # only training-dynamics series (emergentlab grok / induction): no ladder to judge, just their sections
+        return render_sections(Path(out_dir), title=f"emergentlab report — {name or path.parent.name}",
+                               subtitle=f"training dynamics; built {_stamp()} from {path}", sections=extra_sections)
     if records.empty:
         raise UserError("no records for this study" if name else "no records", source=str(path), field="study")
     if len(rungs) < MIN_RUNGS or not usable_axes(rungs):
