@@ -40,3 +40,49 @@ def test_bootstrap_means_exact_and_ragged() -> None:
     se = np.nanstd(v, axis=-1) / np.sqrt(n)
     assert np.allclose(reps.std(axis=0), se, rtol=0.15)
     assert np.allclose(reps.mean(axis=0), mean, atol=3 * se.max() / np.sqrt(2000) * 10)
+
+
+def _breakthroughness_reference(y: np.ndarray) -> float:
+    """BIG-bench's definition for one curve, straight from the formula (first argmax / argmin)."""
+    i = np.sign(np.argmax(y) - np.argmin(y)) or 1.0
+    rms = np.sqrt(np.median(np.diff(y) ** 2))
+    return float(np.clip(i * (y.max() - y.min()) / rms, -1e3, 1e3)) if rms > 0 else (
+        0.0 if y.max() == y.min() else float(np.copysign(1e3, i)))
+
+
+def test_median_network_is_exact_for_every_count() -> None:
+    rng = np.random.default_rng(0)
+    for m in range(1, 16):
+        # 0-1 principle: a comparator network that is right on every 0/1 input is right on every input
+        zero_one = ((np.arange(2**m)[None] >> np.arange(m)[:, None]) & 1).astype(float) if m <= 12 else None
+        for x in (zero_one, rng.random((m, 500)).astype(np.float32), rng.integers(0, 3, (m, 500)).astype(float)):
+            if x is None:
+                continue
+            assert np.array_equal(emergence._median([r.copy() for r in x]), np.median(x, axis=0).astype(x.dtype)), m
+
+
+def test_vectorised_scores_match_the_formula_with_ties() -> None:
+    # replicate means of a few examples are coarse: ties at the max and min are common and decide I(y)'s sign
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, (2000, 8)) / 4
+    y[0] = [0.5, 0.0, 0.5, 0.25, 0.0, 0.5, 0.25, 0.5]
+    slabbed = np.ascontiguousarray(y.T).T  # rung slabs contiguous, as the bootstrap blocks are
+    got = emergence.breakthroughness(slabbed)
+    assert np.allclose(got, [_breakthroughness_reference(r) for r in y])
+    assert got[0] < 0  # first max (rung 0) before first min (rung 1)
+    total = np.where(np.argmax(y, 1) >= np.argmin(y, 1), 1, -1) * np.ptp(y, axis=1)
+    assert np.allclose(emergence.linearity(y), np.nan_to_num(total / np.sqrt(np.mean(np.diff(y) ** 2, axis=1))))
+
+
+def test_bootstrap_is_paired_across_curves_and_rungs() -> None:
+    rng = np.random.default_rng(2)
+    v = rng.random((2, 3, 40))
+    v[1] = v[0]  # two metrics with the same per-example values
+    v[:, 2] = v[:, 0]  # a rung that answers exactly like the first
+    mean, _, reps = bootstrap_means(v, 300, seed=4)
+    assert np.array_equal(reps[:, 0], reps[:, 1]) and np.array_equal(reps[..., 0], reps[..., 2])
+    assert reps.transpose(2, 1, 0).flags.c_contiguous  # rung-major: what the statistics read block by block
+    counts = np.random.default_rng(4).multinomial(40, np.full(40, 1 / 40), size=300)
+    assert np.allclose(reps, np.einsum("bn,crn->bcr", counts, v) / 40, atol=1e-6)
+    again = bootstrap_means(v, 300, seed=4)[2]
+    assert np.array_equal(reps, again) and not np.array_equal(reps, bootstrap_means(v, 300, seed=5)[2])

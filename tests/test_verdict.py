@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from emergentlab import metrics
+from emergentlab.analysis import curves, verdict
 from emergentlab.analysis import synthetic as syn
-from emergentlab.analysis.curves import curves_from_scores
-from emergentlab.analysis.verdict import Verdicts
+from emergentlab.analysis.curves import curves_from_scores, rung_major
+from emergentlab.analysis.verdict import Verdicts, curve_shapes
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +86,36 @@ def test_verdicts_are_seeded() -> None:
     c = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=6)).table_
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["excess_lo"], c["excess_lo"])
+
+
+def test_intervals_are_order_statistics_and_skip_nan() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, (50, 200)).astype(np.float32)  # many ties, some exactly 0
+    x[3, :150] = np.nan
+    x[4] = np.nan
+    lo, hi = verdict._order_stats(x.copy(), 0.95)
+    for r in (0, 1, 3):
+        f = np.sort(x[r][np.isfinite(x[r])])
+        assert lo[r] == f[int(np.floor(0.025 * (len(f) - 1)))] and hi[r] == f[int(np.ceil(0.975 * (len(f) - 1)))]
+    assert np.isnan(lo[4]) and np.isnan(hi[4])
+    assert np.array_equal(verdict._lower_end_positive(x, 0.95), lo > 0)
+    shifted = x + np.float32(2.5)  # most rows' lower ends now above 0
+    assert np.array_equal(verdict._lower_end_positive(shifted, 0.95), verdict._order_stats(shifted, 0.95)[0] > 0)
+
+
+def test_verdicts_do_not_depend_on_blocks_layout_or_orientation(monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = pd.DataFrame([r.__dict__ for r in syn.records(syn.SHAPES, n_examples=60, seed=2)])
+    scores = metrics.compute(recs, ["exact_match", "token_accuracy", "target_logprob"])
+    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=0, records=recs)
+    ref = Verdicts().fit(cs)
+    monkeypatch.setattr(curves, "_BLOCK_ELEMS", 1)  # one curve per block
+    pd.testing.assert_frame_equal(Verdicts().fit(cs).pairs_, ref.pairs_)
+    monkeypatch.undo()
+    c_order = replace(cs, boot=np.ascontiguousarray(cs.boot))  # (B, C, R) as a caller might build it
+    pd.testing.assert_frame_equal(Verdicts().fit(c_order).pairs_, ref.pairs_)
+    # the same curves stored lower-is-better (negated) must read the same once oriented
+    keys = cs.keys.assign(higher_is_better=False)
+    flipped = replace(cs, keys=keys, mean=-cs.mean, boot=rung_major(-cs.boot))
+    st, st_ref = curve_shapes(flipped)[0], ref.curve_stats_
+    assert (st["shape"] == st_ref["shape"]).all()
+    assert np.allclose(st["breakthroughness_lo"], st_ref["breakthroughness_lo"])

@@ -87,12 +87,12 @@ def rung_major(boot: np.ndarray) -> np.ndarray:
     return boot if rcb.flags.c_contiguous else np.ascontiguousarray(rcb).transpose(2, 1, 0)
 
 
-def curve_blocks(boot: np.ndarray, block: int = _BLOCK_ELEMS) -> Iterator[tuple[slice, np.ndarray]]:
+def curve_blocks(boot: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
     """(curves, y) per block of curves: y is a (c, B, R) view of `boot` (B, C, R) whose rung slabs y[..., j] are
-    contiguous in the `rung_major` layout. Blocks hold about `block` replicate entries per rung, so that a block's
-    slabs and the temporaries made from them stay in cache."""
+    contiguous in the `rung_major` layout. Blocks hold about `_BLOCK_ELEMS` replicate entries per rung, so that a
+    block's slabs and the temporaries made from them stay in cache."""
     b, c = boot.shape[:2]
-    step = max(1, block // max(b, 1))
+    step = max(1, _BLOCK_ELEMS // max(b, 1))
     for lo in range(0, c, step):
         sl = slice(lo, min(lo + step, c))
         yield sl, boot[:, sl].transpose(1, 0, 2)
