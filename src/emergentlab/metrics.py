@@ -46,8 +46,17 @@ def parse_number(text: str) -> float | None:
     return float(m.group()) if m else None
 
 
+def _generated(r: Row) -> bool:
+    """False for records that hold no generation at all (imported lm-eval loglikelihood requests), as opposed to a
+    generation that happens to be empty."""
+    meta = r.get("metadata")
+    return not (isinstance(meta, dict) and meta.get("generated") is False)
+
+
 def exact_match(r: Row) -> float:
-    """1 if the greedy generation equals the target after trimming whitespace, else 0."""
+    """1 if the greedy generation equals the target after trimming whitespace, else 0; NaN without a generation."""
+    if not _generated(r):
+        return math.nan
     return float(normalize(r["generation"]) == normalize(r["target"]))
 
 
@@ -58,14 +67,24 @@ def token_accuracy(r: Row) -> float:
 
 
 def token_edit_distance(r: Row) -> float:
-    """Levenshtein distance, in tokens, between the generation's tokens and the target's tokens."""
+    """Levenshtein distance, in tokens, between the generation's tokens and the target's tokens; NaN when either
+    text is there without its tokens (imported records)."""
+    if not _generated(r) or any(r[text] and not len(r[toks]) for text, toks in
+                                (("generation", "generation_tokens"), ("target", "target_tokens"))):
+        return math.nan
     return float(Levenshtein.distance(list(r["generation_tokens"]), list(r["target_tokens"])))
 
 
 def expected_exact_match(r: Row) -> float:
-    """exp(Σ log p(target token)): the probability that sampling reproduces the whole target (0..1)."""
+    """exp(Σ log p(target token)): the probability that sampling reproduces the whole target (0..1).
+
+    Imported records that carry only the sum (`metadata["target_loglikelihood"]`, nats) use it."""
     lp = r["target_logprobs"]
-    return math.exp(sum(lp)) if len(lp) else math.nan
+    if not len(lp):
+        meta = r.get("metadata")
+        total = meta.get("target_loglikelihood") if isinstance(meta, dict) else None
+        return math.exp(total) if isinstance(total, int | float) else math.nan
+    return math.exp(sum(lp))
 
 
 def target_logprob(r: Row) -> float:
@@ -109,7 +128,9 @@ def _numbers(r: Row) -> tuple[float | None, float | None]:
 
 
 def numeric_exact(r: Row) -> float:
-    """1 if the first number in the generation equals the target number, else 0."""
+    """1 if the first number in the generation equals the target number, else 0; NaN without a generation."""
+    if not _generated(r):
+        return math.nan
     pred, tgt = _numbers(r)
     return float(pred is not None and tgt is not None and pred == tgt)
 
