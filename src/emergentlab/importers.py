@@ -237,8 +237,8 @@ def _load_file(path: Path, study: str, model: str | None, task: str | None) -> l
                                 "lmeval_metrics": ln.metrics}
         if isinstance(shots, int):
             meta["shots"] = shots
-        base: dict[str, Any] = dict(study=study, model=model_name, task=task_name, example_id=str(ln.doc_id), variant=variant,
-                    prompt=ln.requests[0][0])
+        base: dict[str, Any] = dict(study=study, model=model_name, task=task_name, example_id=str(ln.doc_id),
+                                    variant=variant, prompt=ln.requests[0][0])
         if otype == "multiple_choice":
             choices = tuple(str(c) for _, c in ln.requests)
             right, scores = _correct(ln.target, choices, path, ln.line)
