@@ -14,14 +14,29 @@ import argparse
 import datetime as dt
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import torch
 
+from emergentlab import metrics
+from emergentlab.models.tiny import TinyBackend
+from emergentlab.runner import evaluate
+from emergentlab.tasks import make_task
 from emergentlab.train import DEMO_LADDER_DIR, cpu_has_bf16, demo_ladder_spec, train_ladder
-from emergentlab.train.demo import evaluate_rung
 
 CHECK_N = 32  # test items whose numbers the test suite re-derives from the shipped checkpoints
+MEANS = ["exact_match", "token_accuracy", "expected_exact_match", "target_logprob", "token_edit_distance"]
+
+
+def evaluate_rung(path: Path, task: str, n: int, seed: int) -> dict[str, float]:
+    """Means over `n` zero-shot test items of `task`: the fractions, expected EM (probability), target log-prob
+    (nats/token) and edit distance (tokens) — through the runner and metrics, as `emergentlab run` computes them."""
+    t = make_task(task, n=n, seed=seed)
+    recs = evaluate(TinyBackend.from_path(path), t, list(t.examples), 0, "demo-ladder", path.name, seed)
+    vals = metrics.compute(pd.DataFrame([asdict(r) for r in recs]), MEANS)
+    return {**vals.groupby("metric").value.mean().to_dict(), "n": float(len(recs))}
 
 
 def _cpu() -> str:
