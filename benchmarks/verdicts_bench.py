@@ -1,9 +1,13 @@
-"""Verdicts for 10 000 curves × 8 rungs × 200 examples with 1000 bootstrap resamples, against a naive loop.
+"""Verdicts for 10 000 curves × 8 rungs × 200 examples with 1000 bootstrap resamples, against a naive loop; and
+the report build time for a demo-sized store.
 
-Vectorised path: `bootstrap_means` (one multinomial count matrix × the value matrix) → `Verdicts().fit`
-(shapes, intervals, pair verdicts, confidence, headline table). Naive baseline: the same statistics curve by
-curve, each replicate drawn with `rng.integers` and reduced with numpy per curve — timed on a subset of curves
-in the same process and scaled linearly (it is a per-curve loop). Result: benchmarks/results/verdicts.md.
+Vectorised path: `bootstrap_means` (values (C·R × N) @ one multinomial count matrix (N × B), written rung-major)
+→ `Verdicts().fit` (shapes, intervals, pair verdicts, confidence, headline table; the replicates read a block of
+curves at a time). Naive baseline: the same statistics curve by curve, each replicate drawn with `rng.integers`
+and reduced with numpy per curve — timed on a subset of curves in the same process and scaled linearly (it is a
+per-curve loop). Report: `build_report` on a store of synthetic records shaped like `emergentlab demo`'s (7 rungs,
+3 task variants, 200 examples each), with its stages timed separately in the same process.
+Result: benchmarks/results/verdicts.md.
 
     python benchmarks/verdicts_bench.py [--curves 10000] [--naive-curves 40]
 """
@@ -11,15 +15,26 @@ in the same process and scaled linearly (it is a per-curve loop). Result: benchm
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 from _machine import write_result
 
+from emergentlab import metrics
 from emergentlab.analysis import emergence, synthetic
+from emergentlab.analysis.analyze import Analysis
 from emergentlab.analysis.curves import CurveSet, bootstrap_means
 from emergentlab.analysis.verdict import Verdicts
+from emergentlab.report.html import build_report, render_report
+from emergentlab.store import Store
+
+T = TypeVar("T")
 
 
 def make_values(curves: int, rungs: int, examples: int, seed: int) -> np.ndarray:
@@ -64,6 +79,52 @@ def naive(values: np.ndarray, n_boot: int, seed: int) -> list[tuple[float, ...]]
     return out
 
 
+def demo_sized_store(root: Path, rungs: int = 7, n: int = 200) -> Path:
+    """records.sqlite shaped like the demo's: one task in two prompt variants plus a second task, `rungs` rungs,
+    `n` examples each (the demo: add3 zero- and two-shot and add3_mc, 7 rungs, 200 examples)."""
+    recs = []
+    for variant, seed in (("0-shot", 1), ("2-shot", 2)):
+        recs += [dataclasses.replace(r, variant=variant, study="demo")
+                 for r in synthetic.records({"add3": synthetic.schaeffer}, n_examples=n, rungs=rungs, seed=seed)]
+    recs += [dataclasses.replace(r, study="demo")
+             for r in synthetic.records({"add3_step": synthetic.step}, n_examples=n, rungs=rungs, seed=3)]
+    with Store(root / "records.sqlite") as st:
+        for model, facts in synthetic.ladder("demo", rungs):
+            st.put_rung("demo", model, "synthetic", facts)
+        st.put_records(recs)
+    return root
+
+
+def clocked(f: Callable[..., T], *args: Any) -> tuple[T, float, float]:
+    """(result, wall s, CPU s) of f(*args)."""
+    t, c = time.perf_counter(), time.process_time()
+    out = f(*args)
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def report_rows() -> tuple[str, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = demo_sized_store(Path(tmp))
+        with Store(root / "records.sqlite") as st:
+            (recs, rungs), w_load, c_load = clocked(lambda: (st.records("demo"), st.rungs("demo")))
+        scores, w_met, c_met = clocked(metrics.compute, recs)
+        a, w_fit, c_fit = clocked(lambda: Analysis(seed=0).fit(scores, rungs, recs))
+        _, w_ren, c_ren = clocked(render_report, a, root / "staged", "demo")
+        _, w_all, c_all = clocked(build_report, root, None, root / "report")
+    n_curves = len(a.sets_[a.axis_].keys)
+    rows = f"""
+| `build_report` stage | wall s | CPU s | share of CPU |
+|---|---|---|---|
+| read the store (records, rungs) | {w_load:.2f} | {c_load:.2f} | {c_load / c_all:.0%} |
+| `metrics.compute` | {w_met:.2f} | {c_met:.2f} | {c_met / c_all:.0%} |
+| `Analysis.fit` ({len(a.sets_)} axes: curves, bootstrap, verdicts, forecasts) | {w_fit:.2f} | {c_fit:.2f} \
+| {c_fit / c_all:.0%} |
+| `render_report` (figures, CSVs, HTML) | {w_ren:.2f} | {c_ren:.2f} | {c_ren / c_all:.0%} |
+| **`build_report`, whole, same store** | **{w_all:.2f}** | **{c_all:.2f}** | 100 % |
+"""
+    return rows, n_curves
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--curves", type=int, default=10_000)
@@ -95,6 +156,7 @@ def main() -> None:
     small = time.perf_counter() - t4
 
     counts = v.table_["verdict"].value_counts().to_dict()
+    report, n_curves = report_rows()
     body = f"""
 Workload: {args.curves} curves ({args.curves // 2} exact-match / token-accuracy pairs) × {args.rungs} rungs ×
 {args.examples} examples, {args.boot} paired bootstrap resamples; verdict table, intervals, confidence for every pair.
@@ -113,7 +175,13 @@ data). Target ≤ 10 s on 2 cores: {"met" if fast <= 10 else "not met on this ru
 vary run to run; the ratio is the number to compare.
 
 Verdicts on this random workload: {", ".join(f"{k} {n}" for k, n in sorted(counts.items()))}.
-"""
+
+## Report build time, demo-sized store
+
+4200 synthetic records shaped like `emergentlab demo`'s (7 rungs × 3 task variants × 200 examples; {n_curves}
+curves per axis), rebuilt from the store alone; the stages below run one after another in the same process,
+then `build_report` runs whole.
+{report}"""
     path = write_result("verdicts", body)
     print(path.read_text())
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from emergentlab.analysis import emergence
-from emergentlab.analysis.curves import bootstrap_means
+from emergentlab.analysis.curves import CurveSet, bootstrap_means
 
 
 def test_bigbench_scores_on_a_line_and_a_step() -> None:
@@ -86,3 +87,19 @@ def test_bootstrap_is_paired_across_curves_and_rungs() -> None:
     assert np.allclose(reps, np.einsum("bn,crn->bcr", counts, v) / 40, atol=1e-6)
     again = bootstrap_means(v, 300, seed=4)[2]
     assert np.array_equal(reps, again) and not np.array_equal(reps, bootstrap_means(v, 300, seed=5)[2])
+
+
+def test_rung_intervals_are_order_statistics_computed_once() -> None:
+    rng = np.random.default_rng(5)
+    v = rng.random((4, 3, 30))
+    v[1, 2, :] = np.nan  # a rung without examples: no interval
+    mean, n, reps = bootstrap_means(v, 400, seed=1)
+    cs = CurveSet(pd.DataFrame({"task": ["t"] * 4, "metric": list("abcd"), "variant": "v"}), pd.DataFrame(),
+                  "params", mean, n, reps, np.zeros(4), np.full(4, np.nan))
+    lo, hi = cs.interval(0.9)
+    s = np.sort(reps[:, 0, 1])
+    assert lo[0, 1] == s[int(np.floor(0.05 * 399))] and hi[0, 1] == s[int(np.ceil(0.95 * 399))]
+    assert np.isnan(lo[1, 2]) and (lo[~np.isnan(lo)] <= mean[~np.isnan(lo)]).all()
+    lo[:] = 0  # callers get copies of the stored interval
+    assert np.array_equal(cs.interval(0.9)[1], hi, equal_nan=True) and not np.array_equal(cs.interval(0.9)[0], lo)
+    assert (cs.interval(0.5)[1] <= hi).all()

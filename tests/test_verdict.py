@@ -93,14 +93,14 @@ def test_intervals_are_order_statistics_and_skip_nan() -> None:
     x = rng.integers(-3, 4, (50, 200)).astype(np.float32)  # many ties, some exactly 0
     x[3, :150] = np.nan
     x[4] = np.nan
-    lo, hi = verdict._order_stats(x.copy(), 0.95)
+    lo, hi = curves.percentile_interval(x.copy(), 0.95)
     for r in (0, 1, 3):
         f = np.sort(x[r][np.isfinite(x[r])])
         assert lo[r] == f[int(np.floor(0.025 * (len(f) - 1)))] and hi[r] == f[int(np.ceil(0.975 * (len(f) - 1)))]
     assert np.isnan(lo[4]) and np.isnan(hi[4])
     assert np.array_equal(verdict._lower_end_positive(x, 0.95), lo > 0)
     shifted = x + np.float32(2.5)  # most rows' lower ends now above 0
-    assert np.array_equal(verdict._lower_end_positive(shifted, 0.95), verdict._order_stats(shifted, 0.95)[0] > 0)
+    assert np.array_equal(verdict._lower_end_positive(shifted, 0.95), curves.percentile_interval(shifted, 0.95)[0] > 0)
 
 
 def test_verdicts_do_not_depend_on_blocks_layout_or_orientation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -117,6 +117,26 @@ def rung_se(boot: np.ndarray | None, mean: np.ndarray) -> np.ndarray:
     return out
 
 
+def interval_ranks(m: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks (0-based) of a percentile interval's ends among m sorted replicates: ⌊a(m−1)⌋ and ⌈(1−a)(m−1)⌉,
+    a = (1 − level) / 2; −1 when m = 0."""
+    a = (1 - level) / 2
+    return np.floor(a * (m - 1)).astype(np.intp), np.ceil((1 - a) * (m - 1)).astype(np.intp)
+
+
+def percentile_interval(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval per row of x (c, B), which is sorted in place: the `interval_ranks` order
+    statistics of each row's non-NaN replicates (NaN sorts last); NaN where a row has none. The one interval
+    rule of analysis/: rung means, D, e and B all use it."""
+    x.sort(axis=-1)
+    m = np.full(x.shape[0], x.shape[-1]) if not np.isnan(x[:, -1]).any() else x.shape[-1] - np.isnan(x).sum(-1)
+    k_lo, k_hi = interval_ranks(m, level)
+    rows = np.arange(x.shape[0])
+    lo, hi = x[rows, np.maximum(k_lo, 0)].astype(float), x[rows, np.maximum(k_hi, 0)].astype(float)
+    lo[m == 0] = hi[m == 0] = np.nan
+    return lo, hi
+
+
 def binomial_replicates(p: np.ndarray, n: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Parametric bootstrap of published accuracies: Binomial(n, p) / n per replicate, shape (B, *p.shape)."""
     rng = np.random.default_rng(seed)
@@ -155,13 +175,23 @@ class CurveSet:
         """+1 where higher is better, −1 where lower is: multiply to orient every curve upward."""
         return np.where(self.keys["higher_is_better"].to_numpy(dtype=bool), 1.0, -1.0)
 
+    _intervals: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False,
+                                                                   compare=False)
+
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile bootstrap interval of each rung mean, (C, R) each; the mean itself when no replicates."""
+        """Percentile bootstrap interval of each rung mean (`percentile_interval`), (C, R) each; the mean itself
+        when no replicates. Computed once per level (the replicates are not meant to change after construction):
+        every figure panel asks for it."""
         if self.boot is None:
             return self.mean.copy(), self.mean.copy()
-        a = (1 - level) / 2
-        lo, hi = np.nanquantile(self.boot, [a, 1 - a], axis=0)
-        return lo, hi
+        if level not in self._intervals:
+            lo, hi = np.empty(self.mean.shape), np.empty(self.mean.shape)
+            for sl, y in curve_blocks(self.boot):
+                for j in range(y.shape[-1]):
+                    lo[sl, j], hi[sl, j] = percentile_interval(y[..., j].copy(), level)
+            self._intervals[level] = (lo, hi)
+        lo, hi = self._intervals[level]
+        return lo.copy(), hi.copy()
 
     def frame(self, level: float = 0.95) -> pd.DataFrame:
         """Long frame: one row per (curve, rung) with every scale axis, mean, lo, hi, n."""

@@ -50,7 +50,14 @@ import pandas as pd
 
 from emergentlab import metrics
 from emergentlab.analysis import emergence
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curve_blocks, rung_se
+from emergentlab.analysis.curves import (
+    CURVE_KEYS,
+    CurveSet,
+    curve_blocks,
+    interval_ranks,
+    percentile_interval,
+    rung_se,
+)
 
 SHAPES = ("unclear", "flat", "rise", "jump", "decline", "U")
 UNCLEAR, FLAT, RISE, JUMP, DECLINE, U = range(6)
@@ -72,30 +79,11 @@ JUMP_SHARE = 0.5
 """A jump: at least this share of the rise (D) is missed by the small-model trend (e)."""
 
 
-def _ranks(m: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks (0-based) of the percentile interval's ends among m sorted replicates: ⌊a(m−1)⌋ and ⌈(1−a)(m−1)⌉,
-    a = (1 − level) / 2; −1 when m = 0."""
-    a = (1 - level) / 2
-    return np.floor(a * (m - 1)).astype(np.intp), np.ceil((1 - a) * (m - 1)).astype(np.intp)
-
-
-def _order_stats(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per row of x (c, B), sorted in place: the `_ranks` order statistics of each row's
-    non-NaN replicates (NaN sorts last); NaN where a row has none."""
-    x.sort(axis=-1)
-    m = np.full(x.shape[0], x.shape[-1]) if not np.isnan(x[:, -1]).any() else x.shape[-1] - np.isnan(x).sum(-1)
-    k_lo, k_hi = _ranks(m, level)
-    rows = np.arange(x.shape[0])
-    lo, hi = x[rows, np.maximum(k_lo, 0)].astype(float), x[rows, np.maximum(k_hi, 0)].astype(float)
-    lo[m == 0] = hi[m == 0] = np.nan
-    return lo, hi
-
-
 def _lower_end_positive(x: np.ndarray, level: float) -> np.ndarray:
     """Whether each row's interval (as `_order_stats`) starts above 0, by counting instead of sorting: the lower
     order statistic is > 0 exactly when at most its rank of the non-NaN replicates are ≤ 0."""
     m = x.shape[-1] - np.count_nonzero(np.isnan(x), axis=-1)
-    return np.count_nonzero(x <= 0, axis=-1) <= _ranks(m, level)[0]
+    return np.count_nonzero(x <= 0, axis=-1) <= interval_ranks(m, level)[0]
 
 
 def _row_se(x: np.ndarray) -> np.ndarray:
@@ -147,10 +135,10 @@ def _replicate_stats(cs: CurveSet, w_d: np.ndarray, w_e: np.ndarray, delta: np.n
         dl, dr = emergence.dip(y)
         shapes[sl] = _shapes_point(d, e, dl, dr, delta32[sl])
         out["change_se"][sl] = _row_se(d)
-        out["change_lo"][sl], out["change_hi"][sl] = _order_stats(d, level)
-        out["excess_lo"][sl], out["excess_hi"][sl] = _order_stats(e, level)
+        out["change_lo"][sl], out["change_hi"][sl] = percentile_interval(d, level)
+        out["excess_lo"][sl], out["excess_hi"][sl] = percentile_interval(e, level)
         bt = emergence.breakthroughness(y)
-        out["breakthroughness_lo"][sl], out["breakthroughness_hi"][sl] = _order_stats(bt, level)
+        out["breakthroughness_lo"][sl], out["breakthroughness_hi"][sl] = percentile_interval(bt, level)
         out["dips_positive"][sl] = _lower_end_positive(dl, level) & _lower_end_positive(dr, level)
     return out, shapes
 
