@@ -30,7 +30,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Store(path) as store:
         run_grokking(GrokConfig(p=11, steps=30, n_embd=32, d_mlp=32, log_points=10, log_every=0, threads=1),
                      store=store, study="dyn")
-        put_history(store, "dyn", "grokking", "planted-wd1-frac0.3", planted_grokking(3000.0))
+        put_history(store, "dyn", "grokking", "planted-wd0.1-frac0.5", planted_grokking(3000.0))
         run_induction(InductionConfig(n_layer=2, n_head=2, n_embd=16, vocab_size=16, seq_len=16, batch_size=8,
                                       steps=20, checkpoints=5, eval_rows=16, threads=1), store=store, study="dyn")
     return path
@@ -46,8 +46,8 @@ def test_sections_have_pngs_for_every_run(store_path: Path, sections: list[Secti
     with Store(store_path) as store:
         assert dynamics_sections(store, "other-study", tmp_path) == []
     titles = [s.title for s in sections]
-    assert "Grokking — p11-add-wd1-frac0.4-seed0" in titles
-    assert "Grokking — planted-wd1-frac0.3" in titles
+    assert "Grokking — p11-add-wd1-frac0.3-seed0" in titles
+    assert "Grokking — planted-wd0.1-frac0.5" in titles
     assert "Grokking — weight decay and train fraction" in titles  # two runs: a sweep section
     assert "Induction heads — L2-attn-only-seed0" in titles
     for s in sections:
@@ -58,13 +58,13 @@ def test_sections_have_pngs_for_every_run(store_path: Path, sections: list[Secti
 
 def test_planted_jump_is_reported(sections: list[Section]) -> None:
     by_title = {s.title: s for s in sections}
-    planted = by_title["Grokking — planted-wd1-frac0.3"]
+    planted = by_title["Grokking — planted-wd0.1-frac0.5"]
     row = planted.tables[0].iloc[0]
     assert row["jump_step"] == pytest.approx(3000, rel=0.1)
     assert row["memorisation_step"] < 1000
     assert any("halfway (t₀.₅) at step" in p for p in planted.paragraphs)
     sweep = by_title["Grokking — weight decay and train fraction"].tables[0]
-    assert set(sweep["weight_decay"]) == {1.0} and set(sweep["train_frac"]) == {0.3, 0.4}
+    assert set(sweep["weight_decay"]) == {0.1, 1.0} and set(sweep["train_frac"]) == {0.3, 0.5}
 
 
 def test_head_score_matrix_names_heads_and_steps(store_path: Path) -> None:

@@ -266,6 +266,108 @@ def demo(
     console.print(f"records: {study.store_path}\nfigures: {out}\nreport:  {path}")
 
 
+# --- training dynamics (issue 7): grokking and induction heads ---------------------------------------------------
+def _numbers(text: str, kind: type[float] | type[int], option: str) -> tuple[Any, ...]:
+    """'0,0.3,1' → (0.0, 0.3, 1.0); anything unparsable is a user error naming the option."""
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"expected comma-separated {kind.__name__}s, got {text!r}", field=option) from None
+
+
+def _fmt_step(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+@app.command()
+@_guard
+def grok(
+    p: Annotated[int, typer.Option(help="the modulus (a prime)")] = 97,
+    op: Annotated[str, typer.Option(help="+, -, * or /")] = "+",
+    train_frac: Annotated[float, typer.Option(help="share of the p² pairs used for training")] = 0.3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1.0,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-3,
+    steps: Annotated[int, typer.Option(help="full-batch optimizer steps per run")] = 6000,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")] = Path("runs/grok"),
+    sweep_wd: Annotated[str, typer.Option(help="comma-separated weight decays to sweep, e.g. 0,0.3,1")] = "",
+    sweep_frac: Annotated[str, typer.Option(help="comma-separated train fractions to sweep, e.g. 0.3,0.5")] = "",
+) -> None:
+    """Grokking on a ∘ b mod p: memorisation point, generalisation jump (step, sharpness), report."""
+    from emergentlab.train.grokking import GrokConfig, run_grokking, sweep_configs, sweep_table
+
+    try:
+        base = GrokConfig(p=p, op=op, train_frac=train_frac, weight_decay=weight_decay, lr=lr,  # type: ignore[arg-type]
+                          steps=steps, seed=seed, threads=1)
+        configs = sweep_configs(base, _numbers(sweep_wd, float, "--sweep-wd") or (weight_decay,),
+                                _numbers(sweep_frac, float, "--sweep-frac") or (train_frac,))
+    except ValueError as e:
+        raise UserError(str(e), source="emergentlab grok") from None
+    results = []
+    with Store(out / "records.sqlite") as store, _progress() as bar:
+        for cfg in configs:
+            job = bar.add_task(cfg.run_name, total=cfg.steps)
+
+            def update(step: int, total: int, row: dict[str, float], job: Any = job, name: str = cfg.run_name) -> None:
+                bar.update(job, completed=step, description=f"{name} val acc {row['val_acc']:.2f}")
+
+            results.append(run_grokking(cfg, store=store, study="grok", progress=update))
+    table = Table(title=f"grokking → {out}", title_justify="left",
+                  caption="steps; jump = where val accuracy is halfway up, width = its 10→90 % span, sharpness = "
+                          "jump / width", caption_justify="left")
+    for col in ("run", "memorised", "jump", "width", "sharpness", "val acc", "wall s"):
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=col == "run")
+    for row in sweep_table(results).itertuples(index=False):
+        jumped = pd.notna(row.jump_step)
+        table.add_row(row.run, _fmt_step(row.memorisation_step if pd.notna(row.memorisation_step) else None),
+                      _fmt_step(row.jump_step if jumped else None), _fmt_step(row.jump_width if jumped else None),
+                      f"{row.jump_sharpness:.2f}" if jumped else "—", f"{row.final_val_acc:.1%}", f"{row.wall_s:.0f}")
+    console.print(table)
+    console.print(f"report: {make_report(out, 'grok')}")
+
+
+@app.command()
+@_guard
+def induction(
+    layers: Annotated[str, typer.Option(help="comma-separated layer counts, one attention-only model each")] = "1,2",
+    steps: Annotated[int, typer.Option(help="training steps per model")] = 1500,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")] = Path("runs/induction"),
+) -> None:
+    """Induction heads: per model the phase-change step, ICL-score and loss drops, and the top heads by name."""
+    from emergentlab.train.induction import InductionConfig, run_induction
+
+    try:
+        configs = [InductionConfig(n_layer=n, steps=steps, seed=seed, threads=1)
+                   for n in _numbers(layers, int, "--layers")]
+    except ValueError as e:
+        raise UserError(str(e), source="emergentlab induction") from None
+    if not configs:
+        raise UserError("no layer counts given", field="--layers")
+    with Store(out / "records.sqlite") as store, _progress() as bar:
+        results = []
+        for cfg in configs:
+            job = bar.add_task(cfg.run_name, total=cfg.steps)
+
+            def update(step: int, total: int, row: dict[str, float], job: Any = job, name: str = cfg.run_name) -> None:
+                bar.update(job, completed=step, description=f"{name} induction {row['induction_score']:.2f}")
+
+            results.append(run_induction(cfg, store=store, study="induction", progress=update))
+    for res in results:
+        last = res.history.iloc[-1]
+        heads = sorted(((k.removesuffix(".prefix_matching"), float(v)) for k, v in last.items()
+                        if str(k).endswith(".prefix_matching")), key=lambda kv: -kv[1])[:3]
+        events = ", ".join(f"{name} {_fmt_step(j.step if j else None)}" for name, j in
+                           (("phase change", res.phase_change), ("ICL-score drop", res.icl_drop),
+                            ("loss drop", res.loss_drop)))
+        console.print(f"[bold]{res.config.run_name}[/]: {events} (steps); final ICL score "
+                      f"{last['icl_score']:+.2f} nats, val loss {last['val_loss']:.3f} nats/token")
+        for name, score in heads:
+            console.print(f"  {name}: prefix matching {score:.2f}, copying {float(last[f'{name}.copying']):+.2f}",
+                          markup=False, highlight=False)
+    console.print(f"report: {make_report(out, 'induction')}")
+
+
 def main() -> None:
     app()
 

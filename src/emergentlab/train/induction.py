@@ -33,7 +33,7 @@ from emergentlab.analysis.dynamics import Jump, locate_jump
 from emergentlab.models.tiny import GPT, Block, GPTConfig, save_checkpoint
 from emergentlab.store import Store
 from emergentlab.train.grokking import put_history
-from emergentlab.train.loop import log_steps
+from emergentlab.train.loop import cpu_has_bf16, log_steps
 
 # Called at every logged step with (step, total_steps, row) where row holds that step's logged metrics.
 InductionProgress = Callable[[int, int, dict[str, float]], None]
@@ -55,7 +55,7 @@ class InductionConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
-    bf16: bool = False
+    bf16: bool | None = None  # autocast to bf16; None: only where the CPU has native bf16 kernels
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     checkpoints: int = 40  # log-spaced steps at which every score is measured
     eval_rows: int = 256  # held-out rows for the ICL score and validation loss
@@ -211,11 +211,12 @@ def _run(cfg: InductionConfig, progress: InductionProgress | None, out_dir: Path
     held_out = segment_batch(cfg.eval_rows, cfg.seq_len, cfg.vocab_size, torch.Generator().manual_seed(cfg.seed + 1))
     rep = repeated_random_tokens(64, cfg.rep_len, cfg.vocab_size, cfg.seed + 2)
     to_log = set(log_steps(cfg.steps, cfg.checkpoints))
+    use_bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
     rows: list[dict[str, float]] = []
     window: list[torch.Tensor] = []
     for step in range(1, cfg.steps + 1):
         batch = segment_batch(cfg.batch_size, cfg.seq_len, cfg.vocab_size, gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(batch[:, :-1])
         loss = F.cross_entropy(logits.float().transpose(1, 2), batch[:, 1:])
         opt.zero_grad(set_to_none=True)
