@@ -102,4 +102,4 @@ def test_rung_intervals_are_order_statistics_computed_once() -> None:
     assert np.isnan(lo[1, 2]) and (lo[~np.isnan(lo)] <= mean[~np.isnan(lo)]).all()
     lo[:] = 0  # callers get copies of the stored interval
     assert np.array_equal(cs.interval(0.9)[1], hi, equal_nan=True) and not np.array_equal(cs.interval(0.9)[0], lo)
-    assert (cs.interval(0.5)[1] <= hi).all()
+    assert (np.nan_to_num(cs.interval(0.5)[1]) <= np.nan_to_num(hi)).all()  # a narrower level, its own entry
