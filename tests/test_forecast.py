@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from emergentlab.analysis import forecast
 from emergentlab.analysis import synthetic as syn
 from emergentlab.analysis.curves import curves_from_scores
-from emergentlab.analysis.forecast import Forecaster, crossing, fit_trend, pass_until
+from emergentlab.analysis.forecast import Forecaster, crossing, fit_trend, pass_until, predict_trend
 
 
 def _sigmoid_scores(p: np.ndarray, n: int, seed: int, metric: str = "exact_match") -> pd.DataFrame:
@@ -51,3 +53,17 @@ def test_pass_until_recovers_the_task_scaling_law() -> None:
     row = pass_until(cs).iloc[0]
     assert np.isclose(row["alpha"], alpha, rtol=1e-6) and np.isclose(row["c"], c, rtol=1e-6)
     assert row["r2"] > 0.999 and row["rungs_used"] == 8
+
+
+def test_sigmoid_grid_fit_does_not_depend_on_grid_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = np.log10(syn.sizes(7))
+    rng = np.random.default_rng(1)
+    reps = np.clip(0.1 + 0.8 / (1 + np.exp(-(t - 8.5) / 0.4)) + rng.normal(0, 0.05, (30, 7)), 0, 1)
+    reps[3] = reps[4]  # equal rows: equal fits
+    whole = fit_trend(t, reps, bounded=True)
+    monkeypatch.setattr(forecast, "_GRID_BLOCK", 1)  # one grid point per block: the running minimum decides
+    assert np.array_equal(fit_trend(t, reps, bounded=True), whole)
+    assert np.array_equal(whole[3], whole[4])
+    rows = np.stack([predict_trend(p, t) for p in whole])
+    assert np.array_equal(predict_trend(whole, t), rows)
+    assert np.abs(rows - reps).mean() < 0.06  # the fits follow their replicates

@@ -18,6 +18,7 @@ from scipy.stats import norm
 from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, rung_se
 
 _BOUNDED_UNITS = {"fraction", "probability"}
+_GRID_BLOCK = 2**14  # (grid point, replicate) entries per block of the sigmoid fit (128 KB per float64 temporary)
 
 
 def _sigmoid(p: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -49,25 +50,39 @@ def fit_trend(t: np.ndarray, y: np.ndarray, bounded: bool) -> np.ndarray:
     x = np.stack([1.0 - sig, sig], axis=-1)  # (G, R, 2)
     # normal equations per grid point; SSE as a quadratic form, so no (G, R, B) prediction is materialised
     xtx = np.einsum("gri,grj->gij", x, x)
-    xty = (x.transpose(0, 2, 1).reshape(-1, len(t_)) @ y_.T).reshape(len(g_t0), 2, -1)  # (G, 2, B)
-    a_, b_, d_ = xtx[:, 0, 0, None], xtx[:, 0, 1, None], xtx[:, 1, 1, None]
+    xt = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, len(t_))  # (2G, R)
     # a grid point whose sigmoid is constant over the rungs is singular: its (clipped) guess just loses on SSE
-    det = np.maximum(a_ * d_ - b_ * b_, 1e-12)
-    c0 = np.clip((d_ * xty[:, 0] - b_ * xty[:, 1]) / det, 0.0, 1.0)  # (G, B)
-    c1 = np.clip((a_ * xty[:, 1] - b_ * xty[:, 0]) / det, 0.0, 1.0)
-    sse = (np.sum(y_ * y_, axis=1)[None] - 2 * (c0 * xty[:, 0] + c1 * xty[:, 1])
-           + a_ * c0 * c0 + 2 * b_ * c0 * c1 + d_ * c1 * c1)  # (G, B)
-    coef = np.stack([c0, c1], axis=1)
-    best = np.argmin(sse, axis=0)
-    b = np.arange(y_.shape[0])
-    params = np.column_stack([coef[best, 0, b], coef[best, 1, b], g_t0[best], g_s[best]])
+    det = np.maximum(xtx[:, 0, 0] * xtx[:, 1, 1] - xtx[:, 0, 1] ** 2, 1e-12)
+    y_t = np.ascontiguousarray(y_.T)
+    yy = np.sum(y_ * y_, axis=1)
+    n = y_.shape[0]
+    cols = np.arange(n)
+    best = np.full(n, np.inf)
+    params = np.zeros((n, 4))
+    # blocks of grid points, so the (grid, replicate) temporaries stay in cache; the running minimum keeps the
+    # first grid point on ties, as one argmin over the whole grid would
+    step = max(1, _GRID_BLOCK // max(n, 1))
+    for lo in range(0, len(g_t0), step):
+        g = slice(lo, min(lo + step, len(g_t0)))
+        xty = (xt[2 * g.start:2 * g.stop] @ y_t).reshape(g.stop - g.start, 2, n)  # (g, 2, B)
+        a_, b_, d_, det_ = xtx[g, 0, 0, None], xtx[g, 0, 1, None], xtx[g, 1, 1, None], det[g, None]
+        c0 = np.clip((d_ * xty[:, 0] - b_ * xty[:, 1]) / det_, 0.0, 1.0)  # (g, B)
+        c1 = np.clip((a_ * xty[:, 1] - b_ * xty[:, 0]) / det_, 0.0, 1.0)
+        sse = (yy[None] - 2 * (c0 * xty[:, 0] + c1 * xty[:, 1])
+               + a_ * c0 * c0 + 2 * b_ * c0 * c1 + d_ * c1 * c1)  # (g, B)
+        k = np.argmin(sse, axis=0)
+        m = sse[k, cols]
+        won = m < best
+        best[won] = m[won]
+        kw = k[won]
+        params[won] = np.column_stack([c0[kw, cols[won]], c1[kw, cols[won]], g_t0[g][kw], g_s[g][kw]])
     return params if np.ndim(y) > 1 else params[0]
 
 
 def predict_trend(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Trend values at t for parameters p (P,) → (len(t),), or (B, P) → (B, len(t))."""
     if p.ndim == 2:
-        return np.stack([predict_trend(q, t) for q in p]) if len(p) else np.empty((0, len(t)))
+        return _sigmoid(p.T[..., None], t) if p.shape[1] == 4 else p[:, :1] + p[:, 1:2] * t
     return _sigmoid(p, t) if len(p) == 4 else p[0] + p[1] * t
 
 
