@@ -151,7 +151,8 @@ class CurveSet:
 
     `keys`: one row per curve (task, metric, variant, kind, unit, higher_is_better, partner-able);
     `rungs`: one row per rung (model and every scale axis); `mean`/`n`: (C, R) in the metric's own unit and
-    example counts; `boot`: (B, C, R) replicates of `mean`, or None when no uncertainty is known;
+    example counts; `boot`: (B, C, R) replicates of `mean`, or None when no uncertainty is known (any memory
+    layout is read correctly; the `rung_major` one, which `bootstrap_means` returns, is the fast one);
     `chance`: (C,) the score of a model that knows nothing (NaN when unknown); `k_tokens`: (C,) mean target
     length in tokens (NaN when unknown).
     """
@@ -164,6 +165,8 @@ class CurveSet:
     boot: np.ndarray | None
     chance: np.ndarray
     k_tokens: np.ndarray
+    _intervals: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False,
+                                                                   compare=False)
 
     @property
     def t(self) -> np.ndarray:
@@ -174,9 +177,6 @@ class CurveSet:
     def sign(self) -> np.ndarray:
         """+1 where higher is better, −1 where lower is: multiply to orient every curve upward."""
         return np.where(self.keys["higher_is_better"].to_numpy(dtype=bool), 1.0, -1.0)
-
-    _intervals: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, init=False, repr=False,
-                                                                   compare=False)
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Percentile bootstrap interval of each rung mean (`percentile_interval`), (C, R) each; the mean itself

@@ -80,7 +80,7 @@ JUMP_SHARE = 0.5
 
 
 def _lower_end_positive(x: np.ndarray, level: float) -> np.ndarray:
-    """Whether each row's interval (as `_order_stats`) starts above 0, by counting instead of sorting: the lower
+    """Whether each row's interval (`percentile_interval`) starts above 0, by counting instead of sorting: the lower
     order statistic is > 0 exactly when at most its rank of the non-NaN replicates are ≤ 0."""
     m = x.shape[-1] - np.count_nonzero(np.isnan(x), axis=-1)
     return np.count_nonzero(x <= 0, axis=-1) <= interval_ranks(m, level)[0]
@@ -129,8 +129,8 @@ def _replicate_stats(cs: CurveSet, w_d: np.ndarray, w_e: np.ndarray, delta: np.n
     sign = cs.sign.astype(np.float32)
     delta32 = delta.astype(np.float32)[:, None]
     for sl, y in curve_blocks(cs.boot):
-        if (sign[sl] < 0).any():
-            y = y * sign[sl, None, None]
+        if (sign[sl] < 0).any():  # oriented copy, made rung-major like its source
+            y = (y.transpose(2, 0, 1) * sign[None, sl, None]).transpose(1, 2, 0)
         d, e = emergence.weighted_sum(y, w_d), emergence.weighted_sum(y, w_e)
         dl, dr = emergence.dip(y)
         shapes[sl] = _shapes_point(d, e, dl, dr, delta32[sl])
