@@ -298,7 +298,7 @@ def grok(
 
     try:
         base = GrokConfig(p=p, op=op, train_frac=train_frac, weight_decay=weight_decay, lr=lr,  # type: ignore[arg-type]
-                          steps=steps, seed=seed, threads=1)
+                          steps=steps, seed=seed)
         configs = sweep_configs(base, _numbers(sweep_wd, float, "--sweep-wd") or (weight_decay,),
                                 _numbers(sweep_frac, float, "--sweep-frac") or (train_frac,))
     except ValueError as e:
@@ -338,7 +338,7 @@ def induction(
     from emergentlab.train.induction import InductionConfig, run_induction
 
     try:
-        configs = [InductionConfig(n_layer=n, steps=steps, seed=seed, threads=1)
+        configs = [InductionConfig(n_layer=n, steps=steps, seed=seed)
                    for n in _numbers(layers, int, "--layers")]
     except ValueError as e:
         raise UserError(str(e), source="emergentlab induction") from None

@@ -55,7 +55,7 @@ class GrokConfig:
     d_mlp: int = 512
     seed: int = 0
     bf16: bool | None = None  # autocast the forward pass to bf16; None: only where the CPU has native bf16 kernels
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    threads: int = 1  # torch intra-op threads (0 keeps torch's default); one is fastest for models this small
     log_points: int = 100  # log-spaced logged steps ...
     log_every: int = 100  # ... plus every this many steps, so late jumps are resolved too
     stop_val_acc: float | None = None  # stop at the first logged step whose val accuracy reaches this

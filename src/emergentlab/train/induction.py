@@ -1,7 +1,8 @@
 """Induction heads and the in-context-learning phase change (Olsson et al. 2022), small enough for a CPU.
 
-Models train on random token sequences that each contain one repeated segment (random length and places, so no
-fixed positional offset predicts the copy: only an induction circuit does). At log-spaced steps every head gets
+Models train on random token sequences in which about half the segments (4 … 16 tokens) copy an earlier span of the
+same row, from random places at random offsets, so no fixed positional offset predicts a copy: only an induction
+circuit does (`segment_batch`). At log-spaced steps every head gets
 
 * ``prefix_matching``: on rows ``r r`` (r = `rep_len` distinct random tokens), the mean attention from a query in
   the second copy to the key just after the query token's earlier occurrence (position t − rep_len + 1); 0–1.
@@ -56,7 +57,7 @@ class InductionConfig:
     weight_decay: float = 0.0
     seed: int = 0
     bf16: bool | None = None  # autocast to bf16; None: only where the CPU has native bf16 kernels
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    threads: int = 1  # torch intra-op threads (0 keeps torch's default); one is fastest for models this small
     checkpoints: int = 40  # log-spaced steps at which every score is measured
     eval_rows: int = 256  # held-out rows for the ICL score and validation loss
     rep_len: int = 0  # length of r in the ``r r`` scoring rows; 0 means seq_len // 2
