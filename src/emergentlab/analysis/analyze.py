@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_from_scores, primary_axis, usable_axes
+from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_by_axis, primary_axis
 from emergentlab.analysis.forecast import Forecaster, pass_until
 from emergentlab.analysis.verdict import Verdicts, curve_shapes
 
@@ -28,9 +28,7 @@ class Analysis:
         self.axis, self.forecast_boot = axis, forecast_boot
 
     def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Analysis:
-        sets = {ax: curves_from_scores(scores, rungs, axis=ax, n_boot=self.n_boot, seed=self.seed, records=records)
-                for ax in usable_axes(rungs)}
-        return self.fit_sets(sets)
+        return self.fit_sets(curves_by_axis(scores, rungs, n_boot=self.n_boot, seed=self.seed, records=records))
 
     def fit_sets(self, sets: dict[str, CurveSet]) -> Analysis:
         if not sets:

@@ -10,7 +10,7 @@ arrays, computed for all curves and all replicates at once.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -247,17 +247,24 @@ def primary_axis(rungs: pd.DataFrame, prefer: str | None = None) -> str:
     return axes[0]
 
 
-def curves_from_scores(scores: pd.DataFrame, rungs: pd.DataFrame, *, axis: str | None = None,
-                       n_boot: int = 1000, seed: int = 0, records: pd.DataFrame | None = None) -> CurveSet:
-    """Per-example scores (`metrics.compute` output) + rungs (`Store.rungs`) → a `CurveSet` along `axis`.
+def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str] | None = None, *,
+                   n_boot: int = 1000, seed: int = 0, records: pd.DataFrame | None = None) -> dict[str, CurveSet]:
+    """Per-example scores (`metrics.compute` output) + rungs (`Store.rungs`) → a `CurveSet` per scale axis
+    (default: every `usable_axes` one), rungs sorted along each.
 
-    Models missing from `rungs`, or without a value on the axis, are left out. `records`, when given, supplies
-    chance levels for multiple choice and target lengths in tokens (for the mirage test).
+    One paired bootstrap serves every axis: a curve's replicate at a rung does not depend on the axis, only the
+    rung order does, so axes that order the rungs alike (parameters, tokens and FLOPs usually do) share one
+    replicate array and an axis that orders them otherwise gets a reordered copy. Scores of models missing from
+    `rungs` are left out. `records`, when given, supplies chance levels for multiple choice and target lengths in
+    tokens (for the mirage test).
     """
-    ax = primary_axis(rungs, axis)
-    rg = rungs[rungs[ax].notna()].copy()
-    rg = rg.iloc[np.argsort(axis_position(ax, rg[ax].to_numpy()), kind="stable")].reset_index(drop=True)
-    models = [str(m) for m in rg["model"]]
+    axes = usable_axes(rungs) if axes is None else list(axes)
+    if not axes:
+        return {}
+    rg_all = rungs[rungs[axes].notna().all(axis=1)].reset_index(drop=True)
+    orders = {ax: np.argsort(axis_position(ax, rg_all[ax].to_numpy()), kind="stable") for ax in axes}
+    base = orders[axes[0]]
+    models = [str(m) for m in rg_all["model"].iloc[base]]
     sc = scores[scores["model"].astype(str).isin(models)]
     keys = sc[CURVE_KEYS].drop_duplicates().sort_values(CURVE_KEYS).reset_index(drop=True)
     # one example slot per (task, variant, example_id), shared by the curve's metrics
@@ -279,7 +286,24 @@ def curves_from_scores(scores: pd.DataFrame, rungs: pd.DataFrame, *, axis: str |
         for t, m, v in keys[CURVE_KEYS].itertuples(index=False)
     ])
     k_tokens = np.array([lengths.get(str(t), np.nan) for t in keys["task"]])
-    return CurveSet(keys, rg, ax, mean, n, boot, chance, k_tokens)
+    at = np.empty(len(base), dtype=np.intp)
+    at[base] = np.arange(len(base))  # rung of rg_all → its position in the bootstrap's rung order
+    out = {}
+    for ax in axes:
+        perm = at[orders[ax]]
+        same = bool((perm == np.arange(len(perm))).all())
+        ax_boot = boot if same else np.ascontiguousarray(boot.transpose(2, 1, 0)[perm]).transpose(2, 1, 0)
+        out[ax] = CurveSet(keys.copy(), rg_all.iloc[orders[ax]].reset_index(drop=True), ax,
+                           mean if same else mean[:, perm], n if same else n[:, perm], ax_boot, chance.copy(),
+                           k_tokens.copy())
+    return out
+
+
+def curves_from_scores(scores: pd.DataFrame, rungs: pd.DataFrame, *, axis: str | None = None,
+                       n_boot: int = 1000, seed: int = 0, records: pd.DataFrame | None = None) -> CurveSet:
+    """The `CurveSet` along `axis` (`primary_axis` when None or unusable); see `curves_by_axis`."""
+    ax = primary_axis(rungs, axis)
+    return curves_by_axis(scores, rungs, [ax], n_boot=n_boot, seed=seed, records=records)[ax]
 
 
 class Curves:
@@ -293,11 +317,9 @@ class Curves:
         self.n_boot, self.seed, self.level = n_boot, seed, level
 
     def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Curves:
-        self.sets_: dict[str, CurveSet] = {}
+        self.sets_ = curves_by_axis(scores, rungs, n_boot=self.n_boot, seed=self.seed, records=records)
         frames = []
-        for ax in usable_axes(rungs):
-            cs = curves_from_scores(scores, rungs, axis=ax, n_boot=self.n_boot, seed=self.seed, records=records)
-            self.sets_[ax] = cs
+        for ax, cs in self.sets_.items():
             f = cs.frame(self.level)
             frames.append(f.assign(axis=ax, x=f[ax])[[*CURVE_KEYS, "axis", "model", "x", "mean", "lo", "hi", "n"]])
         self.curves_ = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
