@@ -23,6 +23,8 @@ def test_grok_sweep_prints_events_and_writes_report(tmp_path: Path) -> None:
     with Store(out / "records.sqlite") as store:
         assert set(store.series(study="grok")["run"]) == {"p11-add-wd0-frac0.3-seed0", "p11-add-wd1-frac0.3-seed0"}
     assert "weight decay and train fraction" in (out / "report.html").read_text()
+    again = runner.invoke(app, ["report", str(out)])  # rebuilt from the series alone
+    assert again.exit_code == 0, again.output
 
 
 def test_induction_prints_phase_change_and_top_heads(tmp_path: Path) -> None:

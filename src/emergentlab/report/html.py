@@ -200,4 +200,7 @@ def analyze_scores(csv_path: Path, out_dir: Path, seed: int = 0) -> Path:
 
 def load_verdict_table(report_path: Path) -> pd.DataFrame:
     """The printable verdict table (`verdict_table`) written beside a report, for the CLI to show with rich."""
-    return pd.read_csv(Path(report_path).parent / VERDICT_TABLE_NAME, keep_default_na=False, dtype=str)
+    path = Path(report_path).parent / VERDICT_TABLE_NAME
+    if not path.is_file():  # a report of training dynamics alone judges no ladder
+        return pd.DataFrame()
+    return pd.read_csv(path, keep_default_na=False, dtype=str)
