@@ -99,17 +99,23 @@ def grok_to_95() -> tuple[pd.DataFrame, str]:
     steps = int(h["step"].iloc[-1])
     table = pd.DataFrame([{
         "run": cfg.run_name, "bf16": cpu_has_bf16() if cfg.bf16 is None else cfg.bf16, "threads": cfg.threads,
-        "steps to > 95 % val": steps, "wall to > 95 % val (s)": res.wall_s, "steps/s incl. logging": steps / res.wall_s,
-        "memorised (step)": res.memorisation_step, "jump t₀.₅ (step)": j.step if j else np.nan,
-        "jump t₀.₁–t₀.₉": f"{j.start:,.0f}–{j.end:,.0f}" if j else "—", "sharpness": j.sharpness if j else np.nan,
-        "final val acc": res.final["val_acc"], "final train acc": res.final["train_acc"],
+        "steps to > 95 % val": f"{steps:,}", "wall to > 95 % val (s)": f"{res.wall_s:.0f}",
+        "steps/s incl. logging": f"{steps / res.wall_s:.1f}", "memorised (step)": _steps(res.memorisation_step),
+        "jump t₀.₅ (step)": _steps(j.step if j else None),
+        "jump t₀.₁–t₀.₉ (steps)": f"{j.start:,.0f}–{j.end:,.0f}" if j else "—",
+        "sharpness (t₀.₅ / width)": f"{j.sharpness:.2f}" if j else "—",
+        "final val acc": f"{res.final['val_acc']:.1%}", "final train acc": f"{res.final['train_acc']:.1%}",
         "key frequencies": ", ".join(map(str, res.key_frequencies)),
         "Fourier sparsity at memorisation → end": _at(h, res.memorisation_step, "fourier_sparsity"),
         "weight norm at memorisation → end": _at(h, res.memorisation_step, "weight_norm"),
     }])
-    every = h[h["step"] % 500 == 0][["step", "train_acc", "val_acc", "val_loss", "weight_norm", "fourier_sparsity",
-                                     "wall_s"]]
-    return table, every.to_markdown(index=False, floatfmt=".3g")
+    every = h[(h["step"] % 250 == 0) | (h["step"] == steps)][
+        ["step", "train_acc", "val_acc", "val_loss", "weight_norm", "fourier_sparsity", "wall_s"]]
+    return table, every.to_markdown(index=False, floatfmt=(".0f", ".3f", ".3f", ".3g", ".3g", ".3f", ".0f"))
+
+
+def _steps(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
 
 
 def _at(h: pd.DataFrame, step: float | None, col: str) -> str:
@@ -132,15 +138,17 @@ def induction() -> pd.DataFrame:
         top = max(pm, key=pm.__getitem__)
         pc, icl, loss = res.phase_change, res.icl_drop, res.loss_drop
         rows.append({
-            "model": res.config.run_name, "steps": res.config.steps, "wall (s)": res.wall_s,
-            "phase change t₀.₅ (step)": pc.step if pc else np.nan,
-            "phase change t₀.₁–t₀.₉": f"{pc.start:,.0f}–{pc.end:,.0f}" if pc else "—",
-            "phase change done at (s)": wall_at(res, pc.end) if pc else np.nan,
-            "ICL-score drop t₀.₅ (step)": icl.step if icl else np.nan,
-            "val-loss drop t₀.₅ (step)": loss.step if loss else np.nan,
+            "model": res.config.run_name, "steps": res.config.steps, "wall (s)": f"{res.wall_s:.0f}",
+            "phase change t₀.₅ (step)": _steps(pc.step if pc else None),
+            "phase change t₀.₁–t₀.₉ (steps)": f"{pc.start:,.0f}–{pc.end:,.0f}" if pc else "—",
+            "phase change done (t₀.₉) at (s)": f"{wall_at(res, pc.end):.0f}" if pc else "—",
+            "ICL-score drop t₀.₅ (step)": _steps(icl.step if icl else None),
+            "val-loss drop t₀.₅ (step)": _steps(loss.step if loss else None),
             "top head (final prefix matching)": f"{top} {pm[top]:.2f}",
-            "its copying score": float(last[f"{top}.copying"]),
-            "final ICL score (nats)": float(last["icl_score"]), "final val loss (nats)": float(last["val_loss"]),
+            "its copying score": f"{float(last[f'{top}.copying']):+.2f}",
+            "final induction score": f"{float(last['induction_score']):.2f}",
+            "final ICL score (nats)": f"{float(last['icl_score']):+.3f}",
+            "final val loss (nats)": f"{float(last['val_loss']):.3f}",
         })
     return pd.DataFrame(rows)
 
@@ -168,9 +176,9 @@ process, interleaved over {args.rounds} rounds of {args.steps} steps. Whole scri
 
 ## 2. Default `emergentlab grok` run until validation accuracy > 95 % (goal: ≤ 10 min on 2 cores)
 
-{grok.T.to_markdown(headers=["", "value"], floatfmt=".4g")}
+{grok.T.to_markdown(headers=["", "value"])}
 
-Logged every 500 steps:
+Logged every 250 steps and at the stop:
 
 {grok_curve}
 
@@ -178,7 +186,11 @@ Logged every 500 steps:
 
 Default `InductionConfig` (d_model 64, 4 heads, vocabulary 64, 64-token context, batch 32, lr 1e-3), one thread.
 
-{ind.T.to_markdown(headers=["", *ind["model"]], floatfmt=".3g")}
+{ind.set_index("model").T.to_markdown(headers=["", *ind["model"]])}
+
+Unigram loss is ln 64 = 4.159 nats; ICL score = loss at token 62 minus loss at token 6 (Olsson et al.'s 500 and 50
+of 512, scaled to the context). The phase change is the jump of the best prefix-matching score of a layer-≥1 head
+(layer 0 in the 1-layer model), located like the grokking jump (`emergentlab.analysis.dynamics`).
 """)
     print(path)
 

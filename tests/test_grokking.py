@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from emergentlab.store import Store
 from emergentlab.train.grokking import (
     GrokConfig,
+    Op,
     build_model,
     fourier_norms,
     fourier_sparsity,
@@ -23,13 +25,13 @@ from emergentlab.train.grokking import (
 
 @pytest.mark.parametrize(("op", "fn"), [("+", lambda a, b, p: (a + b) % p), ("-", lambda a, b, p: (a - b) % p),
                                         ("*", lambda a, b, p: (a * b) % p)])
-def test_dataset_is_the_complete_table(op: str, fn: object) -> None:
+def test_dataset_is_the_complete_table(op: Op, fn: Callable[[int, int, int], int]) -> None:
     p = 11
-    x, y = modular_dataset(p, op)  # type: ignore[arg-type]
+    x, y = modular_dataset(p, op)
     assert x.shape == (p * p, 3) and y.shape == (p * p,)
     assert len({(int(a), int(b)) for a, b, _ in x}) == p * p  # every pair exactly once
     assert (x[:, 2] == p).all()  # the "=" token sits outside 0 … p − 1
-    assert all(int(t) == fn(int(a), int(b), p) for (a, b, _), t in zip(x, y, strict=True))  # type: ignore[operator]
+    assert all(int(t) == fn(int(a), int(b), p) for (a, b, _), t in zip(x, y, strict=True))
 
 
 def test_division_leaves_out_zero_divisor_and_inverts_multiplication() -> None:

@@ -43,7 +43,8 @@ HEAD_SCORES = ("prefix_matching", "copying", "previous_token")
 
 @dataclass
 class InductionConfig:
-    """One training run. Defaults: a 2-layer attention-only model that forms induction heads in about a minute."""
+    """One training run. Defaults: a 2-layer attention-only model whose induction heads form around step 450 (about
+    two minutes on one shared CPU core; benchmarks/results/grokking.md)."""
 
     n_layer: int = 2
     n_head: int = 4
