@@ -40,16 +40,16 @@ def main() -> None:
         results.append(res)
     table = sweep_table(results).drop(columns=["run"])
     table["grokked (val > 95 %)"] = table["final_val_acc"] > 0.95
+    wall, load = time.perf_counter() - t0, os.getloadavg()[0]
     path = write_result("grokking_sweep", f"""
 torch {torch.__version__}; default `GrokConfig` (p = 97, +, Nanda et al.'s model, lr 3e-3, full batch) with the
 weight decay and train fraction below; budget {args.steps} steps, each run stopped at the first logged step with
 validation accuracy ≥ 95 % (so `steps` is the step it got there, or the budget). Steps are optimizer steps; the jump
 is where validation accuracy is halfway up (t₀.₅, located in log-step by `emergentlab.analysis.dynamics`), width its
 10 → 90 % span, sharpness t₀.₅ / width; NaN = validation accuracy never rose by 50 points: no jump. Shared machine
-(load average {os.getloadavg()[0]:.1f} at the end): wall times are pessimistic. Whole script:
-{time.perf_counter() - t0:.0f} s.
+(load average {load:.1f} at the end): wall times are pessimistic. Whole script: {wall:.0f} s.
 
-{table.to_markdown(index=False, floatfmt=".3g")}
+{table.to_markdown(index=False, floatfmt=("g", "g", ".0f", ".0f", ".0f", ".2f", ".3f", ".0f", ".0f", ""))}
 """)
     print(path)
 
