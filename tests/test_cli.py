@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from emergentlab import metrics
 from emergentlab.cli import app
 from emergentlab.store import Store
 
@@ -81,3 +82,23 @@ def test_impossible_model_config_exits_2(tmp_path: Path, tiny_ckpt: Path) -> Non
     res = runner.invoke(app, ["run", str(study(tmp_path, bad))])
     assert res.exit_code == 2
     assert "config.json" in res.output and "divisible by n_head" in res.output
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_shows_a_jump_beside_a_smooth_partner_then_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--n", "60"])
+    assert res.exit_code == 0, res.output
+    assert "across the ladder" in res.output and "verdict" in res.output
+    assert (out / "report.html").is_file() and list(out.glob("**/*.png"))
+    with Store(out / "records.sqlite") as s:
+        records, rungs = s.records("demo"), s.rungs("demo")
+    scores = metrics.compute(records, ["exact_match", "token_accuracy"])
+    zero = scores[(scores.task == "add3") & (scores.variant == "0shot")]
+    means = zero.groupby(["metric", "model"]).value.mean().unstack("model")[list(rungs.sort_values("params").model)]
+    em, acc = means.loc["exact_match"].to_numpy(), means.loc["token_accuracy"].to_numpy()
+    assert len(em) >= 5
+    assert em[0] <= 0.05 and em[-1] >= em[0] + 0.2  # exact match: ~0 on the small rungs, clearly above at the top
+    assert acc[0] >= em[0] + 0.15  # ...while per-token accuracy is well above zero from the start
+    again = runner.invoke(app, ["demo", "--out", str(out), "--n", "60"])
+    assert again.exit_code == 0 and "0 written" in again.output

@@ -55,7 +55,7 @@ def test_multiple_choice_holds_the_target_once() -> None:
         assert ex.choices[ex.correct] == ex.target
         assert len(set(ex.choices)) == 4
         for c in ex.choices:  # distractors are one-character slips, so only a fully right model can pick
-            assert c == ex.target or (len(c) == len(ex.target) and sum(a != b for a, b in zip(c, ex.target)) == 1)
+            assert c == ex.target or (len(c) == len(ex.target) and sum(a != b for a, b in zip(c, ex.target, strict=True)) == 1)
 
 
 def test_near_misses_change_one_character_within_its_class() -> None:

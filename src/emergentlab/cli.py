@@ -146,16 +146,21 @@ def train(
 
 
 def print_verdicts(report: Path) -> None:
-    """The verdict table written beside a report, as a rich table."""
+    """The verdict table written beside a report, as a rich table; notes follow it, so the table stays narrow."""
     from emergentlab.report.html import load_verdict_table
 
     vt = load_verdict_table(report)
+    notes = vt.pop("note") if "note" in vt.columns else pd.Series("", index=vt.index)
     table = Table(title="verdicts", title_justify="left")
     for col in vt.columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "verdict")
     for row in vt.itertuples(index=False):
         table.add_row(*map(str, row))
     console.print(table)
+    for (_, row), note in zip(vt.iterrows(), notes, strict=True):
+        if isinstance(note, str) and note.strip():
+            console.print(f"  {row.get('task', '')} · {row.get('variant', '')} · {row.get('pair', '')}: {note}",
+                          markup=False, highlight=False)
 
 
 def make_report(run_dir: Path, study: str | None) -> Path:
