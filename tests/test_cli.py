@@ -102,3 +102,16 @@ def test_demo_end_to_end_shows_a_jump_beside_a_smooth_partner_then_resumes(tmp_p
     assert acc[0] >= em[0] + 0.15  # ...while per-token accuracy is well above zero from the start
     again = runner.invoke(app, ["demo", "--out", str(out), "--n", "60"])
     assert again.exit_code == 0 and "0 written" in again.output
+
+
+def test_import_lmeval_writes_records_once_and_bad_paths_exit_2(tmp_path: Path) -> None:
+    samples = Path(__file__).parent / "data" / "lmeval"
+    first = runner.invoke(app, ["import-lmeval", str(samples), "--out", str(tmp_path / "imp")])
+    assert first.exit_code == 0, first.output
+    with Store(tmp_path / "imp/records.sqlite") as s:
+        n = s.count()
+    assert n > 0 and f"{n} records written" in first.output
+    again = runner.invoke(app, ["import-lmeval", str(samples), "--out", str(tmp_path / "imp")])
+    assert again.exit_code == 0 and "0 records written" in again.output
+    bad = runner.invoke(app, ["import-lmeval", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "imp2")])
+    assert bad.exit_code == 2 and "nope.jsonl" in bad.output

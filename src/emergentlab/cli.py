@@ -203,6 +203,31 @@ def analyze(
     console.print(f"report: {path}")
 
 
+@app.command("import-lmeval")
+@_guard
+def import_lmeval_cmd(
+    samples: Annotated[list[Path], typer.Argument(help="lm-eval --log_samples files (samples_*.jsonl) or folders")],
+    out: Annotated[Path, typer.Option(help="run folder: records.sqlite, then `emergentlab report OUT`")],
+    study: Annotated[str, typer.Option(help="study name for these records")] = "lmeval",
+    model: Annotated[str | None, typer.Option(help="rung name (default: the model lm-eval logged)")] = None,
+    params: Annotated[float | None, typer.Option(help="parameters, if lm-eval did not log them")] = None,
+    tokens: Annotated[float | None, typer.Option(help="training tokens")] = None,
+    loss: Annotated[float | None, typer.Option(help="pre-training loss (nats/token)")] = None,
+) -> None:
+    """Import lm-eval per-sample logs as records, so every metric, verdict and the report work on existing runs."""
+    from emergentlab.importers import import_lmeval
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write the run folder: {e.strerror}", source=str(out), field="--out") from None
+    facts = {k: v for k, v in (("params", params), ("tokens", tokens), ("loss", loss)) if v is not None}
+    with Store(out / "records.sqlite") as store:
+        summary = import_lmeval(samples, store, study=study, model=model, facts=facts or None)
+    console.print(f"{summary.files} file(s): {summary.written} records written, {summary.skipped} already stored "
+                  f"→ {out / 'records.sqlite'}\nnext: emergentlab report {out}")
+
+
 def demo_study(ladder_dir: Path, out: Path, n: int, seed: int) -> Study:
     """The demo's study: every rung found in `ladder_dir`, evaluated on the test split of the tasks it was trained on
     (zero- and two-shot), plus the same task as 4-way multiple choice."""
