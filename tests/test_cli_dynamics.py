@@ -12,6 +12,7 @@ from emergentlab.store import Store
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_grok_sweep_prints_events_and_writes_report(tmp_path: Path) -> None:
     out = tmp_path / "grok"
     res = runner.invoke(app, ["grok", "--p", "11", "--steps", "40", "--sweep-wd", "0,1", "--out", str(out)],
@@ -27,6 +28,7 @@ def test_grok_sweep_prints_events_and_writes_report(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
 
 
+@pytest.mark.slow
 def test_induction_prints_phase_change_and_top_heads(tmp_path: Path) -> None:
     out = tmp_path / "ind"
     res = runner.invoke(app, ["induction", "--layers", "1,2", "--steps", "8", "--out", str(out)], terminal_width=200)
