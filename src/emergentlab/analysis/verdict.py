@@ -152,7 +152,8 @@ def curve_shapes(cs: CurveSet, level: float = 0.95,
     r = len(t)
     w_e = emergence.extrapolation_weights(t)
     w_d = emergence.half_difference_weights(r)
-    delta = emergence.min_effect(cs.mean)
+    # a hair under δ, so a change of exactly δ counts as one whatever rounding the memory layout gave it
+    delta = emergence.min_effect(cs.mean) * (1 - 1e-9)
     point = {"change": y @ w_d, "excess": y @ w_e, "breakthroughness": emergence.breakthroughness(y)}
     dl, dr = emergence.dip(y)
     rep_shapes = None
