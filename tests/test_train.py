@@ -148,7 +148,7 @@ def test_ladder_spec_from_toml_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"l\.toml: sizes\[0\]\.n_embd"):
         load_ladder_spec(p)
     p.write_text("tasks = [")
-    with pytest.raises(UserError, match="not valid TOML"):
+    with pytest.raises(UserError, match="malformed TOML"):
         load_ladder_spec(p)
 
 

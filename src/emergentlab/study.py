@@ -26,9 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from emergentlab.errors import UserError
+from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
 from emergentlab.tasks import TASKS, Task, make_task
 
@@ -195,13 +193,7 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file. Raises UserError naming the file and the field."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError("file not found", source=str(path)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"malformed TOML: {e}", source=str(path)) from None
-    return parse_study(data, str(path), path.parent)
+    return parse_study(read_toml(path), str(path), path.parent)
 
 
 def check_writable(study: Study) -> None:

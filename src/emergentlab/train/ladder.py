@@ -12,9 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from emergentlab.errors import UserError
+from emergentlab.errors import UserError, read_toml
 from emergentlab.models.tiny import GPTConfig
 from emergentlab.tasks import TASKS, train_lines
 from emergentlab.train.loop import TrainConfig, train
@@ -143,14 +141,7 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
 
 def load_ladder_spec(path: str | Path) -> LadderSpec:
     """Read a ladder spec from TOML; errors name the file and the field."""
-    p = Path(path)
-    try:
-        d = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError("no such file", source=str(p)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"not valid TOML: {e}", source=str(p)) from None
-    return ladder_spec_from_dict(d, source=str(p))
+    return ladder_spec_from_dict(read_toml(path), source=str(path))
 
 
 def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = None) -> list[dict[str, Any]]:
