@@ -115,3 +115,18 @@ def test_import_lmeval_writes_records_once_and_bad_paths_exit_2(tmp_path: Path) 
     assert again.exit_code == 0 and "0 records written" in again.output
     bad = runner.invoke(app, ["import-lmeval", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "imp2")])
     assert bad.exit_code == 2 and "nope.jsonl" in bad.output
+
+
+@pytest.mark.parametrize(("csv", "needle"), [
+    ("model,task,metric,value\na,t,exact_match,0.1\n", "params"),
+    ("model,params,task,metric,value\na,big,t,exact_match,0.1\nb,2e9,t,exact_match,0.5\n", "params"),
+    ("model,params,task,metric,value\na,1e9,t,exact_match,0.1\n", "rung"),
+])
+def test_analyze_bad_scores_exit_2_with_one_line(tmp_path: Path, csv: str, needle: str) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text(csv)
+    res = runner.invoke(app, ["analyze", str(path), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and needle in lines[0], res.output
+    assert not (tmp_path / "r" / "report.html").exists()
