@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -61,6 +62,16 @@ def runs_frame(store: Store, study: str | None, experiment: str) -> dict[str, pd
     return out
 
 
+def _save(fig: Any, title: str | None, path: Path) -> Path:
+    """Title, lay out, write the PNG and free the figure."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "run"
 
@@ -110,11 +121,7 @@ def _grokking_section(run: str, h: pd.DataFrame, out_dir: Path) -> Section:
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     ax_loss.legend(handles, labels, fontsize=8, loc="lower left")
-    fig.suptitle(f"grokking: {run}", fontsize=10)
-    fig.tight_layout()
-    path = out_dir / f"grokking__{_slug(run)}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, f"grokking: {run}", out_dir / f"grokking__{_slug(run)}.png")
 
     last = h.iloc[-1]
     paras = [
@@ -158,10 +165,7 @@ def _sweep_section(runs: dict[str, pd.DataFrame], out_dir: Path) -> Section:
     ax.set(xscale="log", xlabel="step", ylabel="validation accuracy", ylim=(-0.02, 1.02),
            title="validation accuracy of every grokking run (dashed: located jump)")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path = out_dir / "grokking__sweep.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, None, out_dir / "grokking__sweep.png")
     table = pd.DataFrame(rows).sort_values(["weight_decay", "train_frac", "run"], na_position="last")
     vanished = table[table["jump_step"].isna()]["run"].tolist()
     paras = ["Every stored grokking run side by side: with less weight decay or a smaller training split the jump "
@@ -215,11 +219,7 @@ def _induction_section(run: str, h: pd.DataFrame, out_dir: Path) -> Section:
     ax.legend(hs + h2, ls + l2, fontsize=7, loc="center left")
     _heatmap(axes[1], prefix, "prefix-matching score", 0.0, 1.0, "viridis")
     _heatmap(axes[2], copying, "copying score", -1.0, 1.0, "RdBu_r")
-    fig.suptitle(f"induction heads: {run}", fontsize=10)
-    fig.tight_layout()
-    path = out_dir / f"induction__{_slug(run)}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, f"induction heads: {run}", out_dir / f"induction__{_slug(run)}.png")
 
     last = h.iloc[-1]
     best = str(prefix.iloc[:, -1].idxmax()) if not prefix.empty else "—"
