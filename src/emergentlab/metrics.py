@@ -24,15 +24,22 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 @dataclass(frozen=True)
 class Metric:
-    """A per-example metric. `kind` is "discontinuous" or "continuous"; `applies` lists task kinds."""
+    """A per-example metric. `kind` is "discontinuous" or "continuous"; `applies` lists task kinds. Its name and
+    documentation are the function's."""
 
-    name: str
+    fn: Callable[[Row], float]
     kind: str
     applies: frozenset[str]
-    fn: Callable[[Row], float]
     higher_is_better: bool
     unit: str
-    doc: str
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    @property
+    def doc(self) -> str:
+        return self.fn.__doc__ or ""
 
 
 def normalize(text: str) -> str:
@@ -154,23 +161,17 @@ _NUM = frozenset({"numeric"})
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("exact_match", "discontinuous", _GEN, exact_match, True, "fraction", exact_match.__doc__ or ""),
-        Metric("token_accuracy", "continuous", _GEN, token_accuracy, True, "fraction",
-               token_accuracy.__doc__ or ""),
-        Metric("token_edit_distance", "continuous", _GEN, token_edit_distance, False, "tokens",
-               token_edit_distance.__doc__ or ""),
-        Metric("expected_exact_match", "continuous", _GEN, expected_exact_match, True, "probability",
-               expected_exact_match.__doc__ or ""),
-        Metric("target_logprob", "continuous", _GEN, target_logprob, True, "nats/token",
-               target_logprob.__doc__ or ""),
-        Metric("mc_grade", "discontinuous", _MC, mc_grade, True, "fraction", mc_grade.__doc__ or ""),
-        Metric("brier", "continuous", _MC, brier, False, "Brier (0..2)", brier.__doc__ or ""),
-        Metric("correct_choice_prob", "continuous", _MC, correct_choice_prob, True, "probability",
-               correct_choice_prob.__doc__ or ""),
-        Metric("numeric_exact", "discontinuous", _NUM, numeric_exact, True, "fraction",
-               numeric_exact.__doc__ or ""),
-        Metric("abs_distance", "continuous", _NUM, abs_distance, False, "task units", abs_distance.__doc__ or ""),
-        Metric("rel_distance", "continuous", _NUM, rel_distance, False, "ratio", rel_distance.__doc__ or ""),
+        Metric(exact_match, "discontinuous", _GEN, True, "fraction"),
+        Metric(token_accuracy, "continuous", _GEN, True, "fraction"),
+        Metric(token_edit_distance, "continuous", _GEN, False, "tokens"),
+        Metric(expected_exact_match, "continuous", _GEN, True, "probability"),
+        Metric(target_logprob, "continuous", _GEN, True, "nats/token"),
+        Metric(mc_grade, "discontinuous", _MC, True, "fraction"),
+        Metric(brier, "continuous", _MC, False, "Brier (0..2)"),
+        Metric(correct_choice_prob, "continuous", _MC, True, "probability"),
+        Metric(numeric_exact, "discontinuous", _NUM, True, "fraction"),
+        Metric(abs_distance, "continuous", _NUM, False, "task units"),
+        Metric(rel_distance, "continuous", _NUM, False, "ratio"),
     )
 }
 

@@ -107,6 +107,21 @@ def _check_spec(spec: str, base: Path, src: str, fld: str) -> str:
     return spec
 
 
+def _tables(data: dict[str, Any], key: str, allowed: set[str], src: str) -> list[tuple[str, dict[str, Any]]]:
+    """The non-empty array of tables `[[key]]`, each checked to be a table with only `allowed` keys."""
+    raw = data.get(key)
+    if not isinstance(raw, list) or not raw:
+        raise UserError(f"needs at least one [[{key}]] entry", source=src, field=key)
+    out = []
+    for i, t in enumerate(raw):
+        where = f"{key}[{i}]"
+        if not isinstance(t, dict):
+            raise UserError("must be a table", source=src, field=where)
+        _unknown(t, allowed, src, where)
+        out.append((where, t))
+    return out
+
+
 def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
     """Validate a study given as a dict (as read from TOML); relative paths resolve against `base`."""
     _unknown(data, _STUDY_KEYS, src, "")
@@ -120,15 +135,8 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         if bad:
             raise UserError(f"unknown metric {bad[0]!r}; known: {', '.join(METRICS)}", source=src, field="metrics")
 
-    ladder_raw = data.get("ladder")
-    if not isinstance(ladder_raw, list) or not ladder_raw:
-        raise UserError("needs at least one [[ladder]] entry", source=src, field="ladder")
     ladder: list[Rung] = []
-    for i, r in enumerate(ladder_raw):
-        where = f"ladder[{i}]"
-        if not isinstance(r, dict):
-            raise UserError("must be a table", source=src, field=where)
-        _unknown(r, _RUNG_KEYS, src, where)
+    for where, r in _tables(data, "ladder", _RUNG_KEYS, src):
         if not isinstance(r.get("model"), str):
             raise UserError("needs a model spec string", source=src, field=f"{where}.model")
         spec = _check_spec(r["model"], base, src, f"{where}.model")
@@ -146,15 +154,8 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
             raise UserError(f"must be true or false, got {trust!r}", source=src, field=f"{where}.trust_remote_code")
         ladder.append(Rung(name, spec, facts, trust))
 
-    tasks_raw = data.get("tasks")
-    if not isinstance(tasks_raw, list) or not tasks_raw:
-        raise UserError("needs at least one [[tasks]] entry", source=src, field="tasks")
     tasks: list[TaskSpec] = []
-    for i, t in enumerate(tasks_raw):
-        where = f"tasks[{i}]"
-        if not isinstance(t, dict):
-            raise UserError("must be a table", source=src, field=where)
-        _unknown(t, _TASK_KEYS, src, where)
+    for where, t in _tables(data, "tasks", _TASK_KEYS, src):
         given = [s for s in _SOURCES if s in t]
         if len(given) != 1:
             raise UserError(f"needs exactly one of {', '.join(_SOURCES)}", source=src, field=where)
