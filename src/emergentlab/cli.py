@@ -80,21 +80,26 @@ def execute(study: Study) -> pd.DataFrame:
     return scores
 
 
-def print_curves(scores: pd.DataFrame, rungs: pd.DataFrame) -> None:
-    """One table per (task, variant): each metric's mean across the ladder, rungs ordered by parameters."""
+def ladder_means(scores: pd.DataFrame, rungs: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each (task, variant, metric) per model, one column per rung, ordered by parameters then tokens."""
     order = list(rungs.sort_values(["params", "tokens"], na_position="last").model)
     means = scores.groupby(["task", "variant", "metric", "model"], sort=False).value.mean().unstack("model")
+    return means[[m for m in order if m in means.columns]]
+
+
+def print_curves(scores: pd.DataFrame, rungs: pd.DataFrame) -> None:
+    """One table per (task, variant): each metric's mean across the ladder, rungs ordered by parameters."""
+    means = ladder_means(scores, rungs)
     for (task, variant), block in means.groupby(level=["task", "variant"], sort=False):
         table = Table(title=f"{task} · {variant}", title_justify="left")
         table.add_column("metric")
         table.add_column("kind")
-        cols = [m for m in order if m in block.columns]
-        for m in cols:
+        for m in block.columns:
             table.add_column(m, justify="right")
         for (_, _, metric), row in block.iterrows():
             kind = metrics.METRICS[metric].kind
             table.add_row(metric, "disc." if kind == "discontinuous" else "cont.",
-                          *(f"{row[m]:.3f}" if pd.notna(row[m]) else "–" for m in cols))
+                          *(f"{v:.3f}" if pd.notna(v) else "–" for v in row))
         console.print(table)
 
 
@@ -248,10 +253,9 @@ def demo_study(ladder_dir: Path, out: Path, n: int, seed: int) -> Study:
 def print_jumps(scores: pd.DataFrame, rungs: pd.DataFrame) -> None:
     """Per discontinuous metric and each continuous partner: the smallest and largest rung's mean, and the share of
     that change made in the single largest step between neighbouring rungs (1.0: all of it in one step)."""
-    order = list(rungs.sort_values(["params", "tokens"], na_position="last").model)
-    means = scores.groupby(["task", "variant", "metric", "model"]).value.mean().unstack("model")[order]
+    means = ladder_means(scores, rungs)
     table = Table(title="across the ladder, smallest → largest rung", title_justify="left")
-    for col in ("task · variant", "metric", "kind", order[0], order[-1], "largest step"):
+    for col in ("task · variant", "metric", "kind", means.columns[0], means.columns[-1], "largest step"):
         table.add_column(col, justify="left" if col in ("task · variant", "metric", "kind") else "right")
     for task, variant, metric in means.index:
         if metric not in metrics.PAIRS:
