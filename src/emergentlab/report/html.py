@@ -111,30 +111,26 @@ def render_report(a: Analysis, out_dir: Path, title: str, subtitle: str = "",
     a.table_.to_csv(out_dir / "verdicts.csv", index=False)
     a.verdicts_.pairs_.to_csv(out_dir / "verdict_pairs.csv", index=False)
     a.curves_.to_csv(out_dir / "curves.csv", index=False)
-    sections = _task_sections(a, out_dir) + list(extra_sections)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    html = env.get_template("report.html.j2").render(
-        title=title, subtitle=subtitle, threshold=a.threshold, verdict_columns=list(vt.columns),
-        verdict_rows=vt.to_dict("records"),
-        sections=[{"title": s.title, "paragraphs": s.paragraphs, "images": [_image(Path(p)) for p in s.images],
-                   "tables": [_table(t) for t in s.tables]} for s in sections],
-        rule=(verdict_mod.__doc__ or "").strip(),
-    )
-    path = out_dir / REPORT_NAME
-    path.write_text(html, encoding="utf-8")
-    return path
+    return _write_html(out_dir, _task_sections(a, out_dir) + list(extra_sections), title=title, subtitle=subtitle,
+                       threshold=a.threshold, verdict_columns=list(vt.columns), verdict_rows=vt.to_dict("records"),
+                       rule=(verdict_mod.__doc__ or "").strip())
 
 
 def render_sections(out_dir: Path, title: str, subtitle: str, sections: Sequence[Section]) -> Path:
     """report.html holding only `sections` (no verdicts: nothing was run across a ladder). Returns its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    return _write_html(out_dir, sections, title=title, subtitle=subtitle, threshold=None, verdict_columns=[],
+                       verdict_rows=[], rule="")
+
+
+def _write_html(out_dir: Path, sections: Sequence[Section], **fields: Any) -> Path:
+    """Render the template with `sections` (images embedded, tables as cells) and `fields`; write report.html."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     html = env.get_template("report.html.j2").render(
-        title=title, subtitle=subtitle, threshold=None, verdict_columns=[], verdict_rows=[], rule="",
         sections=[{"title": s.title, "paragraphs": s.paragraphs, "images": [_image(Path(p)) for p in s.images],
                    "tables": [_table(t) for t in s.tables]} for s in sections],
+        **fields,
     )
     path = out_dir / REPORT_NAME
     path.write_text(html, encoding="utf-8")
