@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import ScaleFacts
+from emergentlab.models.base import FACT_FIELDS, ScaleFacts
 from emergentlab.records import Record
 from emergentlab.store import Store
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d.:-]+)\.jsonl$")
 _NUMBER = re.compile(r"\s*[-+]?\d+(?:\.\d+)?\s*")
-_FACTS = ("params", "non_embedding_params", "tokens", "flops", "loss", "step")
 
 
 @dataclass(frozen=True)
@@ -302,8 +301,8 @@ def import_lmeval(paths: Iterable[str | Path], store: Store, *, study: str = "lm
     stored = store.rungs(study).set_index("model")
     for name, (spec, fc) in rungs.items():
         if name in stored.index:  # a re-import keeps facts given before unless given again
-            known = {k: v for k, v in stored.loc[name].items() if k in _FACTS and v is not None and v == v}
-            fc = ScaleFacts(**known, extra=fc.extra).merged({k: getattr(fc, k) for k in _FACTS})
+            known = {k: v for k, v in stored.loc[name].items() if k in FACT_FIELDS and v is not None and v == v}
+            fc = ScaleFacts(**known, extra=fc.extra).merged({k: getattr(fc, k) for k in FACT_FIELDS})
             fc = fc.merged(facts or {})
         store.put_rung(study, name, spec, fc)
     return ImportSummary(written=written, skipped=total - written, files=files)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from emergentlab.models.base import ScaleFacts
+from emergentlab.models.base import FACT_FIELDS, ScaleFacts
 from emergentlab.records import KEY_FIELDS, Record
 
 SCHEMA_VERSION = 2  # 2: records WITHOUT ROWID (the key is the table's only B-tree: ~1.8x faster writes)
@@ -26,13 +26,12 @@ _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target
                 "choice_logprobs", "choice_ntokens", "choice_scores", "metadata")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_FACT_FIELDS = ("params", "non_embedding_params", "tokens", "flops", "loss", "step")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rungs (
     study TEXT NOT NULL, model TEXT NOT NULL, spec TEXT NOT NULL,
-    {", ".join(f"{f} REAL" for f in _FACT_FIELDS)}, extra TEXT NOT NULL DEFAULT '{{}}',
+    {", ".join(f"{f} REAL" for f in FACT_FIELDS)}, extra TEXT NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (study, model));
 CREATE TABLE IF NOT EXISTS records (
     {", ".join(f"{f} {'INTEGER' if f == 'correct' else 'TEXT'}" for f in _RECORD_FIELDS)},
@@ -76,7 +75,7 @@ class Store:
     # --- rungs -----------------------------------------------------------------------------------------
     def put_rung(self, study: str, model: str, spec: str, facts: ScaleFacts) -> None:
         """Record (or update) where `model` sits on each scale axis."""
-        vals = [getattr(facts, f) for f in _FACT_FIELDS]
+        vals = [getattr(facts, f) for f in FACT_FIELDS]
         with self.db:
             self.db.execute(
                 f"INSERT OR REPLACE INTO rungs VALUES (?, ?, ?, {', '.join('?' * len(vals))}, ?)",

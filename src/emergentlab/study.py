@@ -28,9 +28,9 @@ from typing import Any
 
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
+from emergentlab.models.base import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
-FACT_FIELDS = ("params", "non_embedding_params", "tokens", "flops", "loss", "step")
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
 _RUNG_KEYS = {"name", "model", "trust_remote_code", *FACT_FIELDS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -58,6 +58,10 @@ class ScaleFacts:
         if facts.flops is None and facts.params is not None and facts.tokens is not None:
             facts = ScaleFacts(**{**asdict(facts), "flops": 6.0 * facts.params * facts.tokens})
         return facts
+
+
+# The scale facts a rung can have, in the order the store's columns and a study file's fields use.
+FACT_FIELDS = tuple(f.name for f in fields(ScaleFacts) if f.name != "extra")
 
 
 @runtime_checkable
