@@ -295,14 +295,13 @@ def import_lmeval(paths: Iterable[str | Path], store: Store, *, study: str = "lm
             recs = _load_file(f, study, model, None)
             files += 1
             total += len(recs)
-            for name in {r.model for r in recs}:
-                rungs.setdefault(name, (f"lmeval:{f}", lmeval_facts(f).merged(facts or {})))
+            for name in {r.model for r in recs} - set(rungs):
+                rungs[name] = (f"lmeval:{f}", lmeval_facts(f).merged(facts or {}))
             written += store.put_records(recs)
     stored = store.rungs(study).set_index("model")
     for name, (spec, fc) in rungs.items():
         if name in stored.index:  # a re-import keeps facts given before unless given again
             known = {k: v for k, v in stored.loc[name].items() if k in FACT_FIELDS and v is not None and v == v}
             fc = ScaleFacts(**known, extra=fc.extra).merged({k: getattr(fc, k) for k in FACT_FIELDS})
-            fc = fc.merged(facts or {})
         store.put_rung(study, name, spec, fc)
     return ImportSummary(written=written, skipped=total - written, files=files)
