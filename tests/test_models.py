@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emergentlab.models import load_backend
-from emergentlab.models.base import Backend, cut_at_stop
+from emergentlab.models.base import Backend, cut_at_stop, pack_batches
 from emergentlab.models.tiny import PAD, CharTokenizer, TinyBackend
 
 
@@ -57,3 +57,13 @@ def test_facts_come_from_the_checkpoint(tiny_ckpt: Path) -> None:
     facts = load_backend(f"tiny:{tiny_ckpt}").facts()
     assert facts.params and facts.non_embedding_params and facts.params > facts.non_embedding_params
     assert facts.tokens == 1e5 and facts.loss == 4.0 and facts.step == 100
+
+
+def test_pack_batches_caps_rows_and_padded_tokens() -> None:
+    lengths = [3, 5, 2, 8, 8]
+    batches = pack_batches([2, 0, 1, 3, 4], lengths, max_tokens=16)
+    assert [i for b in batches for i in b] == [2, 0, 1, 3, 4]  # order kept, nothing lost
+    assert all(len(b) * max(lengths[i] for i in b) <= 16 for b in batches)
+    assert batches == [[2, 0, 1], [3, 4]]
+    assert pack_batches([0, 1, 2], [1, 1, 1], max_tokens=100, max_rows=2) == [[0, 1], [2]]
+    assert pack_batches([3], lengths, max_tokens=4) == [[3]]  # a row longer than the cap still gets a batch

@@ -89,3 +89,20 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """`text` up to the first stop string, and whether one was found."""
     cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def pack_batches(order: Sequence[int], lengths: Sequence[int], max_tokens: int,
+                 max_rows: int | None = None) -> list[list[int]]:
+    """Indices in `order`, cut into batches whose rows × longest row stays within `max_tokens` (tokens, padding
+    included) and, if given, within `max_rows` rows. Order `order` by length to keep padding small."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    longest = 0
+    for i in order:
+        grown = max(longest, lengths[i])
+        if cur and ((max_rows is not None and len(cur) >= max_rows) or (len(cur) + 1) * grown > max_tokens):
+            out.append(cur)
+            cur, grown = [], lengths[i]
+        cur.append(i)
+        longest = grown
+    return out + [cur] if cur else out

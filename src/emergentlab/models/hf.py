@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import save_model
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop
+from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop, pack_batches
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _STEP = re.compile(r"(?:^|[^a-z])step[-_]?(\d+)", re.IGNORECASE)
@@ -259,19 +259,6 @@ class HFBackend:
         ours = self._logits(self.base(input_ids=ids).last_hidden_state)
         return bool(torch.allclose(full, ours, atol=1e-4, rtol=1e-4))
 
-    def _batches(self, order: list[int], lengths: Sequence[int]) -> list[list[int]]:
-        out: list[list[int]] = []
-        cur: list[int] = []
-        longest = 0
-        for i in order:
-            longest2 = max(longest, lengths[i])
-            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * longest2 > self.batch_tokens):
-                out.append(cur)
-                cur, longest2 = [], lengths[i]
-            cur.append(i)
-            longest = longest2
-        return out + [cur] if cur else out
-
     def _hidden(self, rows: list[list[int]], prefix: int) -> torch.Tensor:
         """Final hidden states (B, T, d) for right-padded `rows[i][prefix:]`, running the shared prefix once."""
         cache = None
@@ -304,9 +291,9 @@ class HFBackend:
             if not n_cont[i]:
                 out[i] = TokenScores((), (), ())
         # sorting by the token ids puts rows with a common prefix (same few-shot context, same item's choices) side
-        # by side; the length cap of `_batches` bounds the padding this costs
+        # by side; the token cap of `pack_batches` bounds the padding this costs
         order = sorted(todo, key=lambda i: rows[i])
-        for batch in self._batches(order, [len(r) for r in rows]):
+        for batch in pack_batches(order, [len(r) for r in rows], self.batch_tokens, self.batch_size):
             seqs = [rows[i] for i in batch]
             # the prefix (run on its own, its hidden states not kept) must stop before every row's first scored
             # position, len(row) - n_cont: choices sharing their first tokens would otherwise lose a scored position
@@ -347,7 +334,8 @@ class HFBackend:
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self._prefix_token
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[Generation | None] = [None] * len(prompts)
-        for batch in self._batches(order, [len(e) + max_new_tokens for e in encoded]):
+        for batch in pack_batches(order, [len(e) + max_new_tokens for e in encoded], self.batch_tokens,
+                                  self.batch_size):
             T = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), T), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), T), dtype=torch.long)
@@ -359,7 +347,7 @@ class HFBackend:
                                       do_sample=False, pad_token_id=pad, **kw)
             eos = self.tok.eos_token_id
             for r, i in enumerate(batch):
-                new = [t for t in gen[r, T:].tolist()]
+                new = gen[r, T:].tolist()
                 if eos is not None and eos in new:
                     new = new[: new.index(eos)]
                 text, _ = cut_at_stop(str(self.tok.decode(new)), stop)
@@ -376,5 +364,5 @@ class HFBackend:
 
 def flops_per_token(backend: HFBackend) -> float:
     """Forward FLOPs per scored token, 2 × non-embedding parameters (Kaplan et al. 2020), ignoring attention."""
-    f = backend.facts()
-    return 2.0 * (f.non_embedding_params or 0.0) if not math.isnan(f.non_embedding_params or 0.0) else 0.0
+    n = backend.facts().non_embedding_params
+    return 2.0 * n if n is not None and not math.isnan(n) else 0.0

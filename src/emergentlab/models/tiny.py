@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop
+from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop, pack_batches
 
 PAD = 0  # NUL never appears in task text, so it doubles as padding and beginning-of-sequence
 
@@ -218,15 +218,7 @@ class TinyBackend:
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices grouped by similar length so padding is small; each batch under `batch_tokens`."""
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        out: list[list[int]] = []
-        cur: list[int] = []
-        for i in order:
-            if cur and (len(cur) + 1) * lengths[i] > self.batch_tokens:
-                out.append(cur)
-                cur = []
-            cur.append(i)
-        return out + [cur] if cur else out
+        return pack_batches(sorted(range(len(lengths)), key=lambda i: lengths[i]), lengths, self.batch_tokens)
 
     def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         T = max(len(s) for s in seqs)
