@@ -62,15 +62,14 @@ def _task_sections(a: Analysis, out_dir: Path) -> list[Section]:
             paras.append(f"{h.metric}: {h.verdict}" + (f" (confidence {h.confidence:.0%})" if np.isfinite(
                 h.confidence) else "") + f"; excess e = {h.excess:.3g} [{h.excess_lo:.3g}, {h.excess_hi:.3g}], "
                 f"change D = {h.change:.3g} [{h.change_lo:.3g}, {h.change_hi:.3g}] ({h.shape}).")
-            mine = pairs[(pairs["task"] == task) & (pairs["variant"] == variant) & (pairs["metric"] == h.metric)]
+            mine = plots.rows_of(pairs, task, variant, h.metric)
             for r in mine.itertuples(index=False):
                 partner = r.partner if isinstance(r.partner, str) else "no continuous partner"
                 conf = f", confidence {r.confidence:.0%}" if np.isfinite(r.confidence) else ""
                 detail = (f": {r.partner_shape}, change {r.partner_change:.3g}" if isinstance(r.partner, str)
                           else "")
                 paras.append(f"  · with {partner}{detail} → {r.verdict}{conf}" + (f" ({r.note})" if r.note else ""))
-        wei = a.verdicts_.wei_
-        for w in wei[(wei["task"] == task) & (wei["variant"] == variant)].itertuples(index=False):
+        for w in plots.rows_of(a.verdicts_.wei_, task, variant).itertuples(index=False):
             paras.append(f"Wei et al. definition for {w.metric}: {'yes' if w.wei_emergent else 'no'} — smallest "
                          f"rung {w.smallest:.3g} vs chance {w.chance:.3g} (absent: {w.absent_small}); largest "
                          f"{w.largest:.3g} (present: {w.present_large}); excess over the small-model trend "
@@ -80,20 +79,18 @@ def _task_sections(a: Analysis, out_dir: Path) -> list[Section]:
         if lf is not None:
             images.append(lf)
         tables = []
-        mir = a.verdicts_.mirage_
-        m = mir[(mir["task"] == task) & (mir["variant"] == variant)]
+        m = plots.rows_of(a.verdicts_.mirage_, task, variant)
         if not m.empty:
             tables.append(m.rename(columns={"r2": "R²", "observed": "observed EM", "predicted": "p^k"}))
         for ax, fc in a.forecasts_.items():
             s = fc.summary_
             if s.empty:
                 continue
-            s = s[(s["task"] == task) & (s["variant"] == variant)]
+            s = plots.rows_of(s, task, variant)
             if not s.empty:
                 tables.append(s.drop(columns=["task", "variant"]).assign(axis=ax))
-        pu = a.passuntil_
-        if not pu.empty:
-            p = pu[(pu["task"] == task) & (pu["variant"] == variant)]
+        if not a.passuntil_.empty:
+            p = plots.rows_of(a.passuntil_, task, variant)
             if not p.empty:
                 paras.append("PassUntil (Hu et al. 2023): log(−log PU) fitted linearly in log N, PU = mean "
                              "exp(Σ log p) of the greedy target.")

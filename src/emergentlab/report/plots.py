@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from emergentlab.analysis.analyze import Analysis  # noqa: E402
 from emergentlab.analysis.curves import CurveSet  # noqa: E402
@@ -17,6 +18,12 @@ AXIS_LABEL = {"params": "parameters", "non_embedding_params": "non-embedding par
               "tokens": "training tokens", "step": "training step", "loss": "pre-training loss (nats/token)"}
 _COLORS = {"emergent": "#c0392b", "mirage": "#8e44ad", "smooth": "#27ae60", "inverse": "#d35400",
            "U-shaped": "#e67e22", "flat": "#7f8c8d", "inconclusive": "#95a5a6"}
+
+
+def rows_of(df: pd.DataFrame, task: str, variant: str, metric: str | None = None) -> pd.DataFrame:
+    """The rows of `df` for one (task, variant), and one metric if given."""
+    keep = (df["task"] == task) & (df["variant"] == variant)
+    return df[keep & (df["metric"] == metric)] if metric is not None else df[keep]
 
 
 def _x(cs: CurveSet) -> np.ndarray:
@@ -47,9 +54,8 @@ def task_figure(a: Analysis, task: str, variant: str, out: Path) -> Path:
     last backtest's interval band, the threshold, and (exact match) the mirage prediction p^k."""
     cs = a.sets_[a.axis_]
     keys = cs.keys
-    tab = a.table_[(a.table_["task"] == task) & (a.table_["variant"] == variant)]
-    pairs = a.verdicts_.pairs_
-    pairs = pairs[(pairs["task"] == task) & (pairs["variant"] == variant)]
+    tab = rows_of(a.table_, task, variant)
+    pairs = rows_of(a.verdicts_.pairs_, task, variant)
     heads = list(dict.fromkeys(tab["metric"]))
     ncol = 1 + max(int(pairs[pairs["metric"] == h]["partner"].notna().sum()) for h in heads)
     fig, axes = plt.subplots(len(heads), ncol, figsize=(2.9 * ncol, 2.7 * len(heads)), squeeze=False,
@@ -67,7 +73,7 @@ def task_figure(a: Analysis, task: str, variant: str, out: Path) -> Path:
             gx = np.power(10.0, fit["t"]) if cs.axis != "loss" else -fit["t"]
             ax0.plot(gx, fit["y"], "--", color="#34495e", lw=1, label="trend")
             bt = fc.backtest_
-            last = bt[(bt["task"] == task) & (bt["metric"] == head) & (bt["variant"] == variant)]
+            last = rows_of(bt, task, variant, head)
             if not last.empty:
                 last = last[last["origin"] == last["origin"].min()]
                 bx = _x(cs)[last["rung"].to_numpy()]
@@ -81,7 +87,7 @@ def task_figure(a: Analysis, task: str, variant: str, out: Path) -> Path:
             ax0.axhline(a.threshold, color="#34495e", lw=0.6, ls=":")
         mir = a.verdicts_.mirage_
         if head == "exact_match" and not mir.empty:
-            m = mir[(mir["task"] == task) & (mir["variant"] == variant)]
+            m = rows_of(mir, task, variant)
             if not m.empty:
                 ax0.plot(_x(cs), m["predicted"].iat[0], ":", color="#8e44ad", lw=1.5,
                          label=f"p^k, k={m['k_tokens'].iat[0]:.1f}")
@@ -119,7 +125,7 @@ def loss_figure(a: Analysis, task: str, variant: str, out: Path) -> Path | None:
     lv = a.loss_view_
     for ax, i in zip(axes[0], rows, strict=True):
         _panel(ax, cs, int(i), "#16a085")
-        m = lv[(lv["task"] == task) & (lv["metric"] == cs.keys["metric"].iat[i]) & (lv["variant"] == variant)]
+        m = rows_of(lv, task, variant, cs.keys["metric"].iat[i])
         if not m.empty and m["hinge_delta_aic"].iat[0] > 2:
             ax.axvline(m["loss_threshold"].iat[0], color="#c0392b", ls="--", lw=1)
         _setup_axis(ax, "loss")
