@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,11 +58,3 @@ class Task:
     def format(self, ex: Example) -> str:
         """The text of one item as the model sees it, up to where the answer starts."""
         return f"{self.input_prefix}{ex.input}{self.output_prefix}"
-
-
-def check_unique_ids(examples: Sequence[Example], where: str) -> None:
-    seen: set[str] = set()
-    for ex in examples:
-        if ex.id in seen:
-            raise ValueError(f"{where}: duplicate example id {ex.id!r}")
-        seen.add(ex.id)
