@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from emergentlab.analysis.dynamics import Jump, first_step_at, locate_jump
 from emergentlab.models.tiny import GPT, Block, GPTConfig
 from emergentlab.store import Store
-from emergentlab.train.loop import cpu_has_bf16
+from emergentlab.train.loop import cpu_has_bf16, torch_threads
 
 Op = Literal["+", "-", "*", "/"]
 OPS: dict[str, str] = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
@@ -216,13 +216,8 @@ def run_grokking(cfg: GrokConfig | None = None, store: Store | None = None, stud
     weight_norm, fourier_sparsity, wall_s.
     """
     cfg = cfg or GrokConfig()
-    old_threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         result = _run(cfg, progress)
-    finally:
-        torch.set_num_threads(old_threads)
     if store is not None:
         put_history(store, study, "grokking", run or cfg.run_name, result.history)
     return result

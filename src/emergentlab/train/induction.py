@@ -34,7 +34,7 @@ from emergentlab.analysis.dynamics import Jump, locate_jump
 from emergentlab.models.tiny import GPT, Block, GPTConfig, save_checkpoint
 from emergentlab.store import Store
 from emergentlab.train.grokking import put_history
-from emergentlab.train.loop import cpu_has_bf16, log_steps
+from emergentlab.train.loop import cpu_has_bf16, log_steps, torch_threads
 
 # Called at every logged step with (step, total_steps, row) where row holds that step's logged metrics.
 InductionProgress = Callable[[int, int, dict[str, float]], None]
@@ -192,13 +192,8 @@ def run_induction(cfg: InductionConfig | None = None, store: Store | None = None
     saved as a checkpoint `out_dir/step-000123/` (safetensors + config.json), a "model × step" ladder.
     """
     cfg = cfg or InductionConfig()
-    old_threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         result = _run(cfg, progress, out_dir)
-    finally:
-        torch.set_num_threads(old_threads)
     if store is not None:
         put_history(store, study, "induction", run or cfg.run_name, result.history)
     return result

@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -159,13 +159,20 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path,
     if len(lines) < 2:
         raise ValueError("need at least 2 training lines (some are held out for validation)")
     t0 = time.perf_counter()
-    old_threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _train(model_cfg, cfg, lines, out, progress, extra_meta or {}, t0)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` inside the block (0: left as they are), restored after it."""
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
     finally:
-        torch.set_num_threads(old_threads)
+        torch.set_num_threads(old)
 
 
 def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, progress: Progress | None,
