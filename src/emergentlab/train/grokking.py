@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
@@ -240,12 +239,10 @@ def _run(cfg: GrokConfig, progress: GrokProgress | None) -> GrokResult:
                             betas=(cfg.beta1, cfg.beta2), fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     use_bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
-    autocast: Callable[[], AbstractContextManager[Any]] = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if use_bf16 else nullcontext)
     to_log = set(logged_steps(cfg))
     rows: list[dict[str, float]] = []
     for step in range(1, cfg.steps + 1):
-        with autocast():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             logits = grok_logits(model, x_tr)
         loss = F.cross_entropy(logits.float(), y_tr)
         opt.zero_grad(set_to_none=True)

@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -192,8 +192,6 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
     model = GPT(model_cfg).train()
     opt = _optimizer(model, cfg)
     use_bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
-    autocast: Callable[[], AbstractContextManager[Any]] = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if use_bf16 else nullcontext)
     n_params = model.num_params()
     facts = {"params": n_params, "non_embedding_params": model.num_params(non_embedding=True),
              "seed": cfg.seed, "train": {**asdict(cfg), "bf16": use_bf16}, "command": shlex.join(sys.argv),
@@ -215,7 +213,7 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
             g["lr"] = lr_at(step, cfg)
         # the math kernel, not flash: on CPU flash attention's backward took 43 % of a step at T = 64 and the
         # math path is 1.05-1.3x faster end to end on the shapes in benchmarks/train_throughput.py
-        with autocast(), sdpa_kernel(SDPBackend.MATH):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16), sdpa_kernel(SDPBackend.MATH):
             loss = _loss(model, next(batches))
         opt.zero_grad(set_to_none=True)
         loss.backward()
