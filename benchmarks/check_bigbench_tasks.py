@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from _machine import cpu_model
+
 from emergentlab.errors import UserError
 from emergentlab.tasks.bigbench import load_bigbench
 
@@ -47,8 +49,7 @@ def main(src: Path) -> None:
                 n_ex += len(t)
         secs = time.perf_counter() - t0
         n_tasks = sum(kinds.values())
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [
         "# BIG-bench task.json loading", "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",

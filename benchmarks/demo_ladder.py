@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _machine import cpu_model
 
 from emergentlab import metrics
 from emergentlab.models.tiny import TinyBackend
@@ -37,13 +38,6 @@ def evaluate_rung(path: Path, task: str, n: int, seed: int) -> dict[str, float]:
     recs = evaluate(TinyBackend.from_path(path), t, list(t.examples), 0, "demo-ladder", path.name, seed)
     vals = metrics.compute(pd.DataFrame([asdict(r) for r in recs]), MEANS)
     return {**vals.groupby("metric").value.mean().to_dict(), "n": float(len(recs))}
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:
@@ -72,8 +66,8 @@ def main() -> None:
     weights = sum((args.out / r["rung"] / "model.safetensors").stat().st_size for r in results)
     md = [
         "# Demo ladder: exact match jumps, per-token metrics rise smoothly", "",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; machine: {_cpu()}, {torch.get_num_threads()} torch "
-        f"threads (shared with other jobs), native bf16 autocast: {cpu_has_bf16()}",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
+        f"{torch.get_num_threads()} torch threads (shared with other jobs), native bf16 autocast: {cpu_has_bf16()}",
         f"- spec: `src/emergentlab/data/demo_ladder/ladder.toml` (training tasks {spec.tasks}, {spec.lines:,} lines, "
         f"seed {spec.seed}); weights fp32 safetensors, {weights / 1e6:.1f} MB in all",
         f"- training wall time, all rungs: {total_train:.0f} s (this run: {wall:.0f} s incl. any skipped rungs)",

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from _machine import cpu_model
+
 from emergentlab.records import Record
 from emergentlab.store import Store
 
@@ -100,7 +102,7 @@ def main() -> None:
     md = [
         "# Store write and resume", "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {_cpu()}, SQLite WAL, synchronous=NORMAL, on the local disk (tempdir)",
+        f"- machine: {cpu_model()}, SQLite WAL, synchronous=NORMAL, on the local disk (tempdir)",
         f"- records: synthetic add3-like rows (4-token targets with log-probs), {MODELS} models × {TASKS} tasks × "
         f"{VARIANTS} variants; one run of `python benchmarks/store_bench.py --n {args.n} --batch {args.batch}`",
         "",
@@ -118,13 +120,6 @@ def main() -> None:
     ]
     args.out.write_text("\n".join(md) + "\n")
     print("\n".join(md))
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import cpu_model
 from torch import nn
 
 from emergentlab.models.tiny import GPT, GPTConfig
@@ -144,13 +144,6 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 30) -> float:
 def flops_per_token(c: GPTConfig, block: int) -> float:
     """Training FLOPs per token: 6·N (N all parameters) + attention scores and mixing, 6·2·L·T·d (PaLM, App. B)."""
     return 6 * GPT(c).num_params() + 12 * c.n_layer * block * c.n_embd
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
