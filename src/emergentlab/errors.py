@@ -1,7 +1,10 @@
-"""The one exception type for user errors: the CLI prints it as one line and exits 2."""
+"""The one exception type for user errors (the CLI prints it as one line and exits 2), and the readers of user
+files that raise it naming the file, and the line where there is one."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +30,19 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise UserError("no such file", source=str(p)) from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"malformed TOML: {e}", source=str(p)) from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line of a JSONL file; a missing file or a line that is not
+    JSON is a UserError naming the file (and line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("no such file", source=str(p))
+    with p.open(encoding="utf-8") as f:
+        for n, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                yield n, json.loads(text)
+            except json.JSONDecodeError as e:
+                raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", source=f"{p}:{n}") from None

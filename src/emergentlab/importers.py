@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from emergentlab.errors import UserError
+from emergentlab.errors import UserError, read_jsonl
 from emergentlab.models.base import FACT_FIELDS, ScaleFacts
 from emergentlab.records import Record
 from emergentlab.store import Store
@@ -105,39 +105,30 @@ def _requests(args: Any, path: Path, line: int) -> list[tuple[str, Any]]:
 
 def _read(path: Path) -> list[_Line]:
     """The lines of one samples file, one per document (extra lines of other filters fold into the first)."""
-    if not path.is_file():
-        raise UserError("no such file", source=str(path))
     by_doc: dict[int | str, _Line] = {}
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise _bad(path, n, f"not valid JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise _bad(path, n, f"expected a JSON object, got {type(row).__name__}")
-            for key in ("doc_id", "arguments", "resps"):
-                if key not in row:
-                    raise _bad(path, n, "missing (is this an lm-eval --log_samples file?)", key)
-            doc_id = row["doc_id"]
-            if not isinstance(doc_id, int | str) or isinstance(doc_id, bool):
-                raise _bad(path, n, "must be an integer or a string", "doc_id")
-            filt = str(row.get("filter", "none"))
-            scores = {k: v for k, v in row.items() if k in row.get("metrics", ()) and isinstance(v, int | float)}
-            if doc_id in by_doc:  # the same responses under another filter (e.g. strict-match / flexible-extract)
-                by_doc[doc_id].filtered[filt] = row.get("filtered_resps")
-                by_doc[doc_id].metrics.update({f"{filt}/{k}": v for k, v in scores.items()})
-                continue
-            reqs = _requests(row["arguments"], path, n)
-            resps = row["resps"]
-            if not isinstance(resps, list) or len(resps) != len(reqs):
-                raise _bad(path, n, f"expected one response per request ({len(reqs)})", "resps")
-            # resps[i] holds one entry per repeat; greedy requests have one, and the first is what was scored
-            first = [r[0] if isinstance(r, list) and r else r for r in resps]
-            by_doc[doc_id] = _Line(n, doc_id, row.get("target"), reqs, first, {filt: row.get("filtered_resps")},
-                                   {f"{filt}/{k}": v for k, v in scores.items()})
+    for n, row in read_jsonl(path):
+        if not isinstance(row, dict):
+            raise _bad(path, n, f"expected a JSON object, got {type(row).__name__}")
+        for key in ("doc_id", "arguments", "resps"):
+            if key not in row:
+                raise _bad(path, n, "missing (is this an lm-eval --log_samples file?)", key)
+        doc_id = row["doc_id"]
+        if not isinstance(doc_id, int | str) or isinstance(doc_id, bool):
+            raise _bad(path, n, "must be an integer or a string", "doc_id")
+        filt = str(row.get("filter", "none"))
+        scores = {k: v for k, v in row.items() if k in row.get("metrics", ()) and isinstance(v, int | float)}
+        if doc_id in by_doc:  # the same responses under another filter (e.g. strict-match / flexible-extract)
+            by_doc[doc_id].filtered[filt] = row.get("filtered_resps")
+            by_doc[doc_id].metrics.update({f"{filt}/{k}": v for k, v in scores.items()})
+            continue
+        reqs = _requests(row["arguments"], path, n)
+        resps = row["resps"]
+        if not isinstance(resps, list) or len(resps) != len(reqs):
+            raise _bad(path, n, f"expected one response per request ({len(reqs)})", "resps")
+        # resps[i] holds one entry per repeat; greedy requests have one, and the first is what was scored
+        first = [r[0] if isinstance(r, list) and r else r for r in resps]
+        by_doc[doc_id] = _Line(n, doc_id, row.get("target"), reqs, first, {filt: row.get("filtered_resps")},
+                               {f"{filt}/{k}": v for k, v in scores.items()})
     if not by_doc:
         raise UserError("holds no samples", source=str(path))
     return list(by_doc.values())

@@ -9,12 +9,11 @@ task is `numeric`, otherwise `generative`.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from emergentlab.errors import UserError
+from emergentlab.errors import UserError, read_jsonl
 from emergentlab.tasks.base import Example, Task
 
 _NUMBER = re.compile(r"\s*[-+]?\d+(?:\.\d+)?\s*")
@@ -76,25 +75,16 @@ def load_jsonl(path: str | Path, name: str | None = None) -> Task:
     is not JSON, a missing `input`/`target`, a bad `correct` index, duplicate ids, or no test items at all.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError("no such file", source=str(path))
     test: list[Example] = []
     train: list[Example] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise UserError(f"not valid JSON ({e.msg}, column {e.colno})", source=f"{path}:{line}") from None
-            ex, split = _example(row, str(path), line)
-            if ex.id in seen:
-                raise UserError(f"duplicate id {ex.id!r} (first on line {seen[ex.id]})", source=f"{path}:{line}",
-                                field="id")
-            seen[ex.id] = line
-            (train if split == "train" else test).append(ex)
+    for line, row in read_jsonl(path):
+        ex, split = _example(row, str(path), line)
+        if ex.id in seen:
+            raise UserError(f"duplicate id {ex.id!r} (first on line {seen[ex.id]})", source=f"{path}:{line}",
+                            field="id")
+        seen[ex.id] = line
+        (train if split == "train" else test).append(ex)
     if not test:
         raise UserError("holds no test items", source=str(path))
     mc = [ex.is_multiple_choice for ex in test + train]
