@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 KEY_FIELDS = ("study", "model", "task", "example_id", "variant")
+
+# What every long-running call reports to whoever shows progress: (what is running, units done, units in all or
+# None while unknown). The CLI turns it into a progress bar on a terminal and a line per stage when piped.
+Progress = Callable[[str, int, int | None], None]
+
+
+def no_progress(description: str, done: int, total: int | None) -> None:
+    """The progress callback that shows nothing."""
 
 
 @dataclass(frozen=True)
