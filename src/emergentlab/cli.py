@@ -188,6 +188,62 @@ def demo(
           {"records": d.run.study.store_path, "report": d.report.path})
 
 
+@app.command()
+@_guard
+def compare(old: Annotated[str, typer.Argument(help="OLD model spec (tiny:PATH, hf:ORG/NAME, gguf:FILE, …)")],
+            new: Annotated[str, typer.Argument(help="NEW model spec")],
+            suite: Annotated[str, typer.Option(help="shipped suite (starter), folder of JSONL/BIG-bench tasks, "
+                                                    "a .jsonl, or a TOML with [[tasks]]")] = "starter",
+            out: Annotated[Path, typer.Option(help="folder for report, JSON, JUnit XML")] = Path("runs/compare"),
+            alpha: float = 0.05, correction: Annotated[str, typer.Option(help="holm, bh or none")] = "holm",
+            seed: int = 0, as_json: JSON = False) -> None:
+    """Upgrade gate: paired tests of NEW against OLD on the same items. Exit 1 on a significant regression."""
+    with _progress() as progress:
+        r = pipeline.compare(old, new, suite, out, alpha, correction, seed, progress)
+    _show([("paired tests", r.comparison.tests)], r.csvs, as_json, {"gate": r.verdict, "tests": r.comparison.tests},
+          {"report": r.report, "json": r.json, "junit": r.junit})
+    print_line(err, r.verdict)
+    if r.comparison.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_guard
+def check(policy: Annotated[Path, typer.Argument(help="policy TOML: [[thresholds]] task, metric, warning, critical")],
+          run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")],
+          seed: int = 0, as_json: JSON = False) -> None:
+    """Capability thresholds: which rungs cross each warning/critical line, and when the next crossing is expected.
+    Exit 0 none crossed, 3 a warning line, 4 a critical line."""
+    r = pipeline.check_policy(policy, run_dir, seed)
+    _show([("policy: lines and forecasts", r.check.forecasts)], r.csvs, as_json,
+          {"level": r.check.level.name.lower(), "forecasts": r.check.forecasts}, {"report": r.report})
+    raise typer.Exit(r.exit_code)
+
+
+@app.command()
+@_guard
+def select(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")],
+           task: Annotated[str, typer.Option()], metric: Annotated[str, typer.Option()],
+           bar: Annotated[float, typer.Option(help="the level to clear, in the metric's unit")],
+           cost: Annotated[str, typer.Option(help="params, flops_per_token or price")] = "params",
+           variant: str | None = None, confidence: float = 0.95,
+           prices: Annotated[Path | None, typer.Option(help="CSV model,price for --cost price")] = None,
+           as_json: JSON = False) -> None:
+    """Model selection: the cheapest rung whose metric clears the bar at the confidence; else the forecast scale."""
+    s = pipeline.select_model(run_dir, task, metric, bar, cost, variant, confidence, prices)
+    _show([("rungs, cheapest first", s.table)], [], as_json, {**vars(s), "summary": pipeline.selection_summary(s)}, {})
+    if not as_json:
+        print_line(console, pipeline.selection_summary(s))
+
+
+@app.command()
+@_guard
+def catalog(as_json: JSON = False) -> None:
+    """The documented emergent capabilities (Wei et al. 2022, Table 1) with the scale each emerged at."""
+    df = pipeline.catalog()
+    _show([("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
+
+
 def main() -> None:
     app()
 

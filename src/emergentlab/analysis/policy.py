@@ -130,9 +130,9 @@ def load_policy(path: str | Path) -> Policy:
 @dataclass
 class PolicyCheck:
     """`rungs`: one row per (threshold, curve, rung): the rung's mean and 95 % interval (metric unit), the level it
-    crosses and the level its interval reaches (`Level` codes). `forecasts`: one row per (threshold, curve, level): the first rung
-    that crossed it, or the forecast scale (axis unit) of the crossing with its 90 % interval. `level`: the
-    highest level any rung crossed."""
+    crosses and the level its interval reaches (`Level` codes). `forecasts`: one row per (threshold, curve, line):
+    the first rung that crossed it, or the forecast scale (axis unit) of the crossing with its 90 % interval.
+    `level`: the highest level any rung crossed."""
 
     rungs: pd.DataFrame
     forecasts: pd.DataFrame

@@ -38,7 +38,8 @@ def curve_set(store: Store, study: str | None, names: Sequence[str], axis: str |
                           records=records)[ax]
 
 
-def _levels(df: pd.DataFrame) -> pd.DataFrame:
+def level_names(df: pd.DataFrame) -> pd.DataFrame:
+    """A policy check's rung table with its `Level` codes as words (below, warning, critical) for people."""
     return df.assign(**{c: [Level(v).name.lower() for v in df[c]] for c in ("level", "interval_reaches")})
 
 
@@ -63,7 +64,7 @@ def policy_sections(check: PolicyCheck) -> list[Section]:
     fc = check.forecasts.rename(columns={"value": "level value", "crossed_by": "first rung past it",
                                          "forecast": f"forecast ({unit})", "forecast_lo": "90 % lo",
                                          "forecast_hi": "90 % hi"})
-    rungs = _levels(check.rungs).rename(columns={"lo": "95 % lo", "hi": "95 % hi", "level": "line crossed",
+    rungs = level_names(check.rungs).rename(columns={"lo": "95 % lo", "hi": "95 % hi", "level": "line crossed",
                                                  "interval_reaches": "interval reaches"})
     return [Section(title="Capability thresholds", summary=[f"Policy check: {head}.", *summary], paragraphs=[
         "Each threshold declares a warning and a critical level of a metric (in the metric's unit). A rung crosses "
@@ -76,8 +77,8 @@ def policy_sections(check: PolicyCheck) -> list[Section]:
                       "examples and the line it crosses.", key="policy-rungs")])]
 
 
-def selection_sections(sel: Selection) -> list[Section]:
-    """The selection: one sentence (the rung to take, or the forecast scale), then the per-rung table."""
+def selection_summary(sel: Selection) -> str:
+    """One sentence: the rung to take and why, or the scale at which the trend reaches the bar."""
     unit = AXIS_UNIT.get(sel.axis, sel.axis)
     what = f"{sel.metric} ≥ {sel.bar:g}" if metrics.METRICS[sel.metric].higher_is_better else \
         f"{sel.metric} ≤ {sel.bar:g}"
@@ -92,7 +93,12 @@ def selection_sections(sel: Selection) -> list[Section]:
     else:
         line = (f"No rung clears {what} on {sel.task} ({sel.variant}) at {sel.confidence:.0%}, and the trend does "
                 "not reach the bar within the extrapolation range.")
-    return [Section(title="Model selection", summary=[line], tables=[Table(
+    return line
+
+
+def selection_sections(sel: Selection) -> list[Section]:
+    """The selection: its one sentence, then the per-rung table."""
+    return [Section(title="Model selection", summary=[selection_summary(sel)], tables=[Table(
         sel.table.rename(columns={"cost": f"cost ({COST_UNIT[sel.cost]})", "bound": f"{sel.confidence:.0%} bound"}),
         f"Per rung, cheapest first: {sel.metric}'s mean over examples and its one-sided {sel.confidence:.0%} "
         "bootstrap bound (metric unit); clears: the bound is past the bar.", key="selection")])]

@@ -177,7 +177,7 @@ def _items(records: pd.DataFrame, scores: pd.DataFrame, config: UpgradeConfig) -
     base = rec[rec["model"] == "new"].set_index(key)[["prompt", "target"]]
     out = base.join(wide.rename(columns={r: f"{r}_output" for r in ROLES}))
     for col, table in (("pass", PASS_METRIC), ("p", PROB_METRIC)):
-        want = scores["metric"].to_numpy() == scores["task"].map(lambda t: table[kind[t]]).to_numpy()
+        want = scores["metric"].to_numpy() == scores["task"].map(kind).map(table).to_numpy()
         piv = scores[want].pivot_table(index=key, columns="model", values="value", aggfunc="first")
         out = out.join(piv.rename(columns={r: f"{r}_{col}" for r in ROLES}))
     out = out.reset_index()
@@ -198,8 +198,9 @@ def compare(store: Store, config: UpgradeConfig) -> Comparison:
         raise UserError("holds no scores of both models; run the comparison first", source=str(store.path))
     scores = metrics.compute(records)
     kind = records.groupby("task")["kind"].first()
-    tested = scores["metric"].to_numpy() == scores["task"].map(lambda t: PASS_METRIC[kind[t]]).to_numpy()
-    tested |= scores["metric"].to_numpy() == scores["task"].map(lambda t: CONTINUOUS_METRIC[kind[t]]).to_numpy()
+    task_kind = scores["task"].map(kind)
+    tested = scores["metric"].to_numpy() == task_kind.map(PASS_METRIC).to_numpy()
+    tested |= scores["metric"].to_numpy() == task_kind.map(CONTINUOUS_METRIC).to_numpy()
     wide = (scores[tested].pivot_table(index=["task", "variant", "metric", "example_id"], columns="model",
                                        values="value", aggfunc="first").reset_index())
     tests = compare_scores(wide, config.alpha, config.correction, config.n_boot, config.seed)
