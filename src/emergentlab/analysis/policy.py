@@ -183,5 +183,5 @@ def check(policy: Policy, cs: CurveSet, n_boot: int = 100, seed: int = 0) -> Pol
                                    forecast_hi=hit["crossing_hi"].iat[0])
                 fc_rows.append(row)
     rung_df = pd.DataFrame(rows)
-    level = max(rung_df["level"], default=Level.BELOW)
+    level = Level(int(max(rung_df["level"], default=Level.BELOW)))  # pandas stores the codes as plain ints
     return PolicyCheck(rung_df, pd.DataFrame(fc_rows), level, cs.axis)
