@@ -77,6 +77,8 @@ def test_policy_file_errors_name_the_field() -> None:
 def test_unknown_task_is_a_user_error(planted: CurveSet) -> None:
     with pytest.raises(UserError, match="no task 'nope'"):
         check(Policy((Threshold("nope", "exact_match", 0.1, 0.5),)), planted)
+    with pytest.raises(UserError, match="variant '3shot' .*variants plain"):
+        check(Policy((Threshold("steps1", "exact_match", 0.1, 0.5, variant="3shot"),)), planted)
 
 
 def planted_run(root: Path) -> Path:

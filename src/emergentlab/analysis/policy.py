@@ -146,10 +146,14 @@ def _curves(cs: CurveSet, th: Threshold, src: str, where: str) -> list[int]:
     if th.variant is not None:
         hit &= k["variant"] == th.variant
     if not hit.any():
-        have = sorted(set(k.loc[k["task"] == th.task, "variant"])) if (k["task"] == th.task).any() else []
-        why = (f"no {th.metric} curve for variant {th.variant!r} (variants: {', '.join(have)})" if have
-               else f"the run has no task {th.task!r} (tasks: {', '.join(sorted(set(k['task'])))})")
-        raise UserError(why, source=src, field=where)
+        if not (k["task"] == th.task).any():
+            raise UserError(f"the run has no task {th.task!r} (tasks: {', '.join(sorted(set(k['task'])))})",
+                            source=src, field=where)
+        have = k[k["task"] == th.task]
+        raise UserError(f"no {th.metric} curve for task {th.task!r}"
+                        + (f" and variant {th.variant!r}" if th.variant is not None else "")
+                        + f" (it has {', '.join(sorted(set(have['metric'])))} for variants "
+                        f"{', '.join(sorted(set(have['variant'])))})", source=src, field=where)
     return [int(i) for i in np.flatnonzero(hit.to_numpy())]
 
 
