@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def test_suite_forms_and_errors(tmp_path: Path) -> None:
     one.write_text('{"input": "Q: 1+1? A:", "target": "2"}\n')
     assert upgrade.suite_tasks(str(one)) == ([{"jsonl": "cat.jsonl"}], tmp_path)
     assert upgrade.suite_tasks(str(tmp_path))[0] == [{"jsonl": "cat.jsonl"}]
+    # a BIG-bench task folder beside it is one more category, loaded by the BIG-bench reader
+    shutil.copytree(Path(__file__).parent / "data/bigbench/plural_irregular_json", tmp_path / "plural")
+    assert upgrade.suite_tasks(str(tmp_path))[0] == [{"jsonl": "cat.jsonl"}, {"bigbench": "plural"}]
+    study = upgrade.make_study(upgrade.UpgradeConfig(GOOD, BAD, str(tmp_path), tmp_path / "out"))
+    assert [t.name for t in study.tasks] == ["cat", "plural"] and [r.name for r in study.ladder] == ["old", "new"]
     with pytest.raises(UserError, match="not a shipped suite"):
         upgrade.suite_tasks(str(tmp_path / "nope"))
     bad = tmp_path / "s.toml"
