@@ -234,19 +234,26 @@ def sections(c: Comparison) -> list[Section]:
     items that flipped."""
     cfg = c.config
     corr = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}[cfg.correction]
-    tests = Table(c.tests.rename(columns={
-        "old": "old mean", "new": "new mean", "delta": "change", "delta_lo": "change 95 % lo",
-        "delta_hi": "change 95 % hi", "regressed_items": "items worse", "improved_items": "items better",
-        "p_adjusted": "adjusted p"}),
+    t = c.tests
+    shown_tests = pd.DataFrame({
+        "task": t["task"], "variant": t["variant"], "metric": t["metric"], "test": t["test"], "n": t["n"],
+        "old → new": [f"{a:.3g} → {b:.3g}" for a, b in zip(t["old"], t["new"], strict=True)],
+        "change [95 %]": [f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]" for d, lo, hi in zip(t["delta"], t["delta_lo"],
+                                                                                  t["delta_hi"], strict=True)],
+        "worse / better": [f"{w} / {b}" for w, b in zip(t["regressed_items"], t["improved_items"], strict=True)],
+        "adjusted p": t["p_adjusted"], "status": t["status"], "gates": t["gates"]})
+    tests = Table(shown_tests,
         f"Paired tests per category (task × prompt variant) and metric, OLD = {cfg.old}, NEW = {cfg.new}. "
-        "Means and changes are in the metric's unit (fractions for pass/fail metrics, nats/token for "
-        "target_logprob, probabilities for correct_choice_prob). mcnemar: McNemar's exact test on the items that "
-        "flipped (its interval is the Wald interval for paired proportions); bootstrap: paired bootstrap over "
-        f"items ({cfg.n_boot} resamples). adjusted p: {corr} correction across categories of each metric; "
-        f"status at α = {cfg.alpha:g}. gates: whether a regression in this row fails the gate.", key="upgrade-tests")
+        "old → new: the means; change: NEW − OLD with its 95 % interval; both in the metric's unit (fractions for "
+        "pass/fail metrics, nats/token for target_logprob, probabilities for correct_choice_prob). worse / better: "
+        "items whose score fell / rose. mcnemar: McNemar's exact test on the items that flipped (its interval is "
+        "the Wald interval for paired proportions); bootstrap: paired bootstrap over items "
+        f"({cfg.n_boot} resamples). adjusted p: {corr} correction across categories of each metric; status at "
+        f"α = {cfg.alpha:g}. gates: whether a regression in this row fails the gate. Unrounded numbers and "
+        "unadjusted p-values: tests.csv.", key="upgrade-tests")
     shown = ["task", "variant", "example_id", "prompt", "target", "old_output", "new_output", "old_p", "new_p"]
     out = [Section(title="Upgrade gate", paragraphs=[
-        f"Suite {cfg.suite}: {c.items['task'].nunique()} categories, {len(c.items)} items. Both models answered "
+        f"Suite {cfg.suite}: {len(c.items)} items in {c.items['task'].nunique()} category(ies). Both models answered "
         "the same items, so each item is its own control. Exit status 1 when the gate fails."],
         tables=[tests], summary=[verdict(c), *(_sentence(r, cfg.alpha) for _, r in c.tests.iterrows())])]
     for title, frame, what in (
