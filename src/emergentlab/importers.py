@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError, read_jsonl
-from emergentlab.models.base import FACT_FIELDS, ScaleFacts
-from emergentlab.records import Record
+from emergentlab.records import FACT_FIELDS, Record, ScaleFacts
 from emergentlab.store import Store
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d.:-]+)\.jsonl$")

@@ -1,9 +1,14 @@
-"""`Record`: everything one model did on one example under one prompt variant. Metrics are computed from these."""
+"""The plain data every layer shares (this module imports nothing of ours).
+
+`Record`: everything one model did on one example under one prompt variant; metrics are computed from these.
+`ScaleFacts`: where a ladder rung sits on each scale axis; `FACT_FIELDS` names those axes in store-column order.
+`Progress`: the callback every long-running call reports to.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 KEY_FIELDS = ("study", "model", "task", "example_id", "variant")
@@ -49,3 +54,33 @@ class Record:
     @property
     def key(self) -> tuple[str, str, str, str, str]:
         return (self.study, self.model, self.task, self.example_id, self.variant)
+
+
+@dataclass(frozen=True)
+class ScaleFacts:
+    """Where a model sits on each scale axis. Any may be unknown (None).
+
+    params / non_embedding_params: parameter counts; tokens: training tokens seen; flops: training FLOPs
+    (6·N·D when not given); loss: validation or pre-training loss in nats per token; step: optimizer steps.
+    """
+
+    params: float | None = None
+    non_embedding_params: float | None = None
+    tokens: float | None = None
+    flops: float | None = None
+    loss: float | None = None
+    step: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, override: dict[str, Any]) -> ScaleFacts:
+        """These facts with the non-None values of `override` on top (e.g. from a study file)."""
+        base = {k: v for k, v in asdict(self).items() if k != "extra"}
+        known = {k: v for k, v in override.items() if k in base and v is not None}
+        facts = ScaleFacts(**{**base, **known}, extra={**self.extra})
+        if facts.flops is None and facts.params is not None and facts.tokens is not None:
+            facts = ScaleFacts(**{**asdict(facts), "flops": 6.0 * facts.params * facts.tokens})
+        return facts
+
+
+# The scale facts a rung can have, in the order the store's columns and a study file's fields use.
+FACT_FIELDS = tuple(f.name for f in fields(ScaleFacts) if f.name != "extra")

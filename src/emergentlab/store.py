@@ -17,8 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from emergentlab.models.base import FACT_FIELDS, ScaleFacts
-from emergentlab.records import KEY_FIELDS, Record
+from emergentlab.records import FACT_FIELDS, KEY_FIELDS, Record, ScaleFacts
 
 SCHEMA_VERSION = 2  # 2: records WITHOUT ROWID (the key is the table's only B-tree: ~1.8x faster writes)
 

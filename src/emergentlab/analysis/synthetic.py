@@ -13,8 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from emergentlab.models.base import ScaleFacts
-from emergentlab.records import Record
+from emergentlab.records import Record, ScaleFacts
 
 Shape = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
