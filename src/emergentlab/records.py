@@ -29,6 +29,10 @@ class Record:
     Log-probs are in nats. `target_*` come from teacher-forced scoring of the reference answer;
     `generation*` from greedy decoding; `choice_logprobs[i]` is log p(choice i | prompt) summed over its
     `choice_ntokens[i]` tokens. `kind` is the task kind: generative, numeric or multiple_choice.
+    `generated` is False for a record that holds no generation at all (an imported lm-eval loglikelihood
+    request), as opposed to a generation that happens to be empty. `target_loglikelihood` is log p(target |
+    prompt) in nats for records that know only that sum, not one value per token (imported lm-eval records).
+    `metadata` is provenance for people (where a record came from); no metric reads it.
     """
 
     study: str
@@ -49,6 +53,8 @@ class Record:
     choice_logprobs: tuple[float, ...] | None = None
     choice_ntokens: tuple[int, ...] | None = None
     choice_scores: tuple[float, ...] | None = None
+    generated: bool = True
+    target_loglikelihood: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
