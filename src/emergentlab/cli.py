@@ -21,7 +21,6 @@ from emergentlab import pipeline
 from emergentlab.errors import UserError
 from emergentlab.records import Progress as ProgressFn
 from emergentlab.report.terminal import print_line, print_table, to_json
-from emergentlab.store import StoreError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="A laboratory for emergent capabilities of language models.")
@@ -38,7 +37,7 @@ def _guard(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (UserError, StoreError) as e:
+        except UserError as e:  # StoreError is one: a file that is not a usable store
             print_line(err, f"error: {e}")
             raise typer.Exit(2) from None
         except (typer.Exit, KeyboardInterrupt):

@@ -17,21 +17,39 @@ import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
+from emergentlab.records import KEY_FIELDS
+
 Row = Mapping[str, Any]
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_INF = math.inf
 
 
 @dataclass(frozen=True)
-class Metric:
-    """A per-example metric. `kind` is "discontinuous" or "continuous"; `applies` lists task kinds. Its name and
+class Declared:
+    """What a curve needs to know of its metric, whether computed here (`Metric`) or read from a published table
+    (`PUBLISHED`). `kind` is "discontinuous" or "continuous".
+
+    `bounds` (lo, hi) is the range of one example's value, in `unit` (±inf where open): curves, fitted trends and
+    forecast bands stay inside it. `chance` is what a model that knows nothing scores: a number, or, where that
+    depends on the example (multiple choice: the share of right choices), a function of the record; None when
+    unknown.
+    """
+
+    kind: str
+    unit: str
+    higher_is_better: bool
+    bounds: tuple[float, float]
+    chance: float | Callable[[Row], float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric(Declared):
+    """A per-example metric: `fn` of one record, for records of the task kinds in `applies`. Its name and
     documentation are the function's."""
 
     fn: Callable[[Row], float]
-    kind: str
     applies: frozenset[str]
-    higher_is_better: bool
-    unit: str
 
     @property
     def name(self) -> str:
@@ -53,16 +71,9 @@ def parse_number(text: str) -> float | None:
     return float(m.group()) if m else None
 
 
-def _generated(r: Row) -> bool:
-    """False for records that hold no generation at all (imported lm-eval loglikelihood requests), as opposed to a
-    generation that happens to be empty."""
-    meta = r.get("metadata")
-    return not (isinstance(meta, dict) and meta.get("generated") is False)
-
-
 def exact_match(r: Row) -> float:
     """1 if the greedy generation equals the target after trimming whitespace, else 0; NaN without a generation."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     return float(normalize(r["generation"]) == normalize(r["target"]))
 
@@ -76,7 +87,7 @@ def token_accuracy(r: Row) -> float:
 def token_edit_distance(r: Row) -> float:
     """Levenshtein distance, in tokens, between the generation's tokens and the target's tokens; NaN when either
     text is there without its tokens (imported records)."""
-    if not _generated(r) or any(r[text] and not len(r[toks]) for text, toks in
+    if not r["generated"] or any(r[text] and not len(r[toks]) for text, toks in
                                 (("generation", "generation_tokens"), ("target", "target_tokens"))):
         return math.nan
     return float(Levenshtein.distance(list(r["generation_tokens"]), list(r["target_tokens"])))
@@ -85,12 +96,11 @@ def token_edit_distance(r: Row) -> float:
 def expected_exact_match(r: Row) -> float:
     """exp(Σ log p(target token)): the probability that sampling reproduces the whole target (0..1).
 
-    Imported records that carry only the sum (`metadata["target_loglikelihood"]`, nats) use it."""
+    Imported records that carry only the sum (`target_loglikelihood`, nats) use it."""
     lp = r["target_logprobs"]
     if not len(lp):
-        meta = r.get("metadata")
-        total = meta.get("target_loglikelihood") if isinstance(meta, dict) else None
-        return math.exp(total) if isinstance(total, int | float) else math.nan
+        total = r["target_loglikelihood"]
+        return math.exp(total) if total is not None else math.nan
     return math.exp(sum(lp))
 
 
@@ -130,13 +140,25 @@ def correct_choice_prob(r: Row) -> float:
     return float(np.sum(_choice_probs(r) * _choice_truth(r)))
 
 
+def uniform_guess_grade(r: Row) -> float:
+    """mc_grade (and probability on the right choices) of a model that spreads its mass evenly: right choices /
+    choices (0..1)."""
+    return float(np.mean(_choice_truth(r)))
+
+
+def uniform_guess_brier(r: Row) -> float:
+    """Brier score of the uniform distribution over the choices (0..2)."""
+    truth = _choice_truth(r)
+    return float(np.sum((1.0 / len(truth) - truth) ** 2))
+
+
 def _numbers(r: Row) -> tuple[float | None, float | None]:
     return parse_number(r["generation"]), parse_number(r["target"])
 
 
 def numeric_exact(r: Row) -> float:
     """1 if the first number in the generation equals the target number, else 0; NaN without a generation."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     pred, tgt = _numbers(r)
     return float(pred is not None and tgt is not None and pred == tgt)
@@ -161,19 +183,29 @@ _NUM = frozenset({"numeric"})
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric(exact_match, "discontinuous", _GEN, True, "fraction"),
-        Metric(token_accuracy, "continuous", _GEN, True, "fraction"),
-        Metric(token_edit_distance, "continuous", _GEN, False, "tokens"),
-        Metric(expected_exact_match, "continuous", _GEN, True, "probability"),
-        Metric(target_logprob, "continuous", _GEN, True, "nats/token"),
-        Metric(mc_grade, "discontinuous", _MC, True, "fraction"),
-        Metric(brier, "continuous", _MC, False, "Brier (0..2)"),
-        Metric(correct_choice_prob, "continuous", _MC, True, "probability"),
-        Metric(numeric_exact, "discontinuous", _NUM, True, "fraction"),
-        Metric(abs_distance, "continuous", _NUM, False, "task units"),
-        Metric(rel_distance, "continuous", _NUM, False, "ratio"),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=exact_match, applies=_GEN),
+        Metric("continuous", "fraction", True, (0.0, 1.0), fn=token_accuracy, applies=_GEN),
+        Metric("continuous", "tokens", False, (0.0, _INF), fn=token_edit_distance, applies=_GEN),
+        Metric("continuous", "probability", True, (0.0, 1.0), fn=expected_exact_match, applies=_GEN),
+        Metric("continuous", "nats/token", True, (-_INF, 0.0), fn=target_logprob, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), uniform_guess_grade, fn=mc_grade, applies=_MC),
+        Metric("continuous", "Brier (0..2)", False, (0.0, 2.0), uniform_guess_brier, fn=brier, applies=_MC),
+        Metric("continuous", "probability", True, (0.0, 1.0), uniform_guess_grade, fn=correct_choice_prob,
+               applies=_MC),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=numeric_exact, applies=_NUM),
+        Metric("continuous", "task units", False, (0.0, _INF), fn=abs_distance, applies=_NUM),
+        Metric("continuous", "ratio", False, (0.0, _INF), fn=rel_distance, applies=_NUM),
     )
 }
+
+PUBLISHED = Declared("discontinuous", "fraction", True, (0.0, 1.0), 0.0)
+"""What a metric name outside `METRICS` is taken to be: a published table's own accuracy (a share right, 0..1)."""
+
+
+def declared(name: str) -> Declared:
+    """What is declared of the metric called `name`; names outside `METRICS` are published accuracies."""
+    return METRICS.get(name, PUBLISHED)
+
 
 # Each discontinuous metric and the continuous metrics that see the same ability without the cliff.
 PAIRS: dict[str, tuple[str, ...]] = {
@@ -181,8 +213,6 @@ PAIRS: dict[str, tuple[str, ...]] = {
     "mc_grade": ("brier", "correct_choice_prob"),
     "numeric_exact": ("abs_distance", "rel_distance"),
 }
-
-KEYS = ["study", "model", "task", "example_id", "variant"]
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -201,9 +231,9 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
     rows = records.to_dict("records")
     out: list[tuple[Any, ...]] = []
     for r in rows:
-        key = tuple(r[k] for k in KEYS)
+        key = tuple(r[k] for k in KEY_FIELDS)
         for n in names:
             m = METRICS[n]
             if r["kind"] in m.applies:
                 out.append((*key, n, m.fn(r)))
-    return pd.DataFrame(out, columns=[*KEYS, "metric", "value"])
+    return pd.DataFrame(out, columns=[*KEY_FIELDS, "metric", "value"])

@@ -29,7 +29,7 @@ from typing import Any
 
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
-from emergentlab.models.base import FACT_FIELDS
+from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}

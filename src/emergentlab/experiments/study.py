@@ -164,7 +164,8 @@ def task_figure(a: Analysis, task: str, variant: str) -> Figure:
         if fc is not None and (task, h.metric, variant) in fc.fits_:
             fit_ = fc.fits_[(task, h.metric, variant)]
             gx = np.power(10.0, fit_["t"]) if cs.axis != "loss" else -fit_["t"]
-            lines.append(Line(x=tuple(gx), y=tuple(fit_["y"]), label="forecast trend", style="dashed",
+            lines.append(Line(x=tuple(np.asarray(gx, dtype=float)), y=tuple(np.asarray(fit_["y"], dtype=float)),
+                              label="forecast trend", style="dashed",
                               markers=False))
         mir = _rows(a.verdicts_.mirage_, task, variant) if not a.verdicts_.mirage_.empty else pd.DataFrame()
         if h.metric == "exact_match" and not mir.empty:
