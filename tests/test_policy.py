@@ -12,7 +12,7 @@ from emergentlab.analysis.policy import Level, Policy, Threshold, check, parse_p
 from emergentlab.analysis.simulator import Compositional, ladder_params, records_frame, rungs_frame, simulate
 from emergentlab.cli import app
 from emergentlab.errors import UserError
-from emergentlab.models import ScaleFacts
+from emergentlab.records import ScaleFacts
 from emergentlab.store import Store
 
 # one sub-skill, a logistic in log10 params centred at 10^9, half a decade wide: at the 8 rungs (10^6 … 10^10)
