@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_by_axis, primary_axis
+from emergentlab.analysis.curves import AXIS_UNIT, CURVE_KEYS, CurveSet, curves_by_axis, primary_axis
 from emergentlab.analysis.forecast import Forecaster, pass_until
 from emergentlab.analysis.verdict import Verdicts, curve_shapes
 
@@ -75,19 +75,20 @@ def _fmt(v: float, lo: float, hi: float) -> str:
 
 
 def verdict_table(analysis: Analysis) -> pd.DataFrame:
-    """The verdict table as printable strings, one row per (task, metric pair, variant), best first.
+    """The verdict table as people read it (the CLI prints it, the report shows it): one row per headline (task,
+    discontinuous metric, variant) in `Analysis.table_` order, every cell a string.
 
     Columns: task, variant, pair, verdict, confidence, score (extrapolation excess e with its 95 % interval, in the
-    metric's unit), B (BIG-bench breakthroughness), Wei (Wei et al. definition met), forecast (the axis value at
-    which the discontinuous metric crosses the threshold, with its 90 % interval), note.
+    metric's unit), B (BIG-bench breakthroughness), Wei (Wei et al. definition met), forecast (the primary axis'
+    value, in `AXIS_UNIT`, at which the discontinuous metric crosses the threshold, with its 90 % interval), note
+    (`verdict.note`). The typed numbers behind each cell are in `Analysis.table_`.
     """
     t = analysis.table_
     if t.empty:
         return pd.DataFrame(columns=["task", "variant", "pair", "verdict", "confidence", "score", "B", "Wei",
                                      "forecast", "note"])
     ax = analysis.axis_
-    unit = {"params": "params", "flops": "FLOPs", "loss": "nats", "tokens": "tokens", "step": "steps",
-            "non_embedding_params": "params"}.get(ax, ax)
+    unit = AXIS_UNIT[ax]
     out = pd.DataFrame({
         "task": t["task"], "variant": t["variant"],
         "pair": [f"{m} / {p}" if isinstance(p, str) else f"{m} / –" for m, p in zip(t["metric"], t["partner"],

@@ -21,6 +21,10 @@ from emergentlab import metrics
 SCALE_AXES = ("params", "non_embedding_params", "flops", "tokens", "step", "loss")
 """Scale axes a ladder may carry, in the order a primary axis is chosen. Loss falls as capability grows."""
 
+AXIS_UNIT = {"params": "params", "non_embedding_params": "params", "flops": "FLOPs", "tokens": "tokens",
+             "step": "steps", "loss": "nats"}
+"""The unit a value on each scale axis is counted in (`axis_value` gives values in it)."""
+
 CURVE_KEYS = ["task", "metric", "variant"]
 
 _CHUNK_ELEMS = 2**20  # float32 replicate entries per bootstrap matmul (4 MB: one rung of a block of curves)
@@ -159,8 +163,8 @@ class CurveSet:
     `rungs`: one row per rung (model and every scale axis); `mean`/`n`: (C, R) in the metric's own unit and
     example counts; `boot`: (B, C, R) replicates of `mean`, or None when no uncertainty is known (any memory
     layout is read correctly; the `rung_major` one, which `bootstrap_means` returns, is the fast one);
-    `chance`: (C,) the score of a model that knows nothing (NaN when unknown); `k_tokens`: (C,) mean target
-    length in tokens (NaN when unknown).
+    `chance`: (C,) the score of a model that knows nothing, from the metric's declaration (`chance_levels`; NaN
+    when unknown); `k_tokens`: (C,) mean target length in tokens (NaN when unknown).
     """
 
     keys: pd.DataFrame
