@@ -214,9 +214,6 @@ class CurveSet:
         return out
 
 
-KEY_PROPERTIES = ["kind", "unit", "higher_is_better", "bound_lo", "bound_hi"]
-
-
 def curve_keys(keys: pd.DataFrame) -> pd.DataFrame:
     """(task, metric, variant) rows with each metric's declared properties (`metrics.declared`): kind, unit,
     higher_is_better and its range (bound_lo, bound_hi) in its unit."""
@@ -236,17 +233,14 @@ def chance_levels(keys: pd.DataFrame, records: pd.DataFrame | None) -> np.ndarra
     out = np.full(len(keys), np.nan)
     for c, (task, name, variant) in enumerate(keys[CURVE_KEYS].itertuples(index=False, name=None)):
         ch = metrics.declared(name).chance
-        if ch is None or (callable(ch) and records is None):
-            continue
-        if not callable(ch):
+        if isinstance(ch, int | float):
             out[c] = ch
-            continue
-        assert records is not None
-        m = metrics.METRICS[name]
-        rows = records[(records["task"] == task) & (records["variant"] == variant) & records["kind"].isin(m.applies)]
-        vals = [v for v in map(ch, rows.to_dict("records")) if np.isfinite(v)]
-        if vals:
-            out[c] = float(np.mean(vals))
+        elif callable(ch) and records is not None:
+            applies = metrics.METRICS[name].applies
+            mine = records[(records["task"] == task) & (records["variant"] == variant) & records["kind"].isin(applies)]
+            vals = [v for v in map(ch, mine.to_dict("records")) if np.isfinite(v)]
+            if vals:
+                out[c] = float(np.mean(vals))
     return out
 
 
