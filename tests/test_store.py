@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emergentlab.records import Record, ScaleFacts
@@ -50,3 +51,13 @@ def test_schema_version_mismatch_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(StoreError, match="schema version 99"):
         Store(path)
+
+
+def test_typed_import_fields_round_trip(tmp_path: Path) -> None:
+    only_sum = rec(2, generation="", generation_tokens=(), target_logprobs=(), generated=False,
+                   target_loglikelihood=-1.25)
+    with Store(tmp_path / "r.sqlite") as s:
+        s.put_records([rec(1), only_sum])
+        rows = s.records().set_index("example_id")
+    assert rows["generated"].dtype == bool and rows["generated"].tolist() == [True, False]
+    assert rows.loc["e2", "target_loglikelihood"] == -1.25 and np.isnan(rows.loc["e1", "target_loglikelihood"])

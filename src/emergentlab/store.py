@@ -132,6 +132,7 @@ class Store:
             df[f] = [json.loads(v) if isinstance(v, str) else None for v in df[f]]
         df["correct"] = df["correct"].astype("Int64")
         df["generated"] = df["generated"].astype(bool)
+        df["target_loglikelihood"] = df["target_loglikelihood"].astype(float)  # NaN where unknown
         return df
 
     # --- series (training dynamics: step → value) -------------------------------------------------------

@@ -21,6 +21,10 @@ from emergentlab import metrics
 SCALE_AXES = ("params", "non_embedding_params", "flops", "tokens", "step", "loss")
 """Scale axes a ladder may carry, in the order a primary axis is chosen. Loss falls as capability grows."""
 
+AXIS_UNIT = {"params": "params", "non_embedding_params": "params", "flops": "FLOPs", "tokens": "tokens",
+             "step": "steps", "loss": "nats"}
+"""The unit a value on each scale axis is counted in (`axis_value` gives values in it)."""
+
 CURVE_KEYS = ["task", "metric", "variant"]
 
 _CHUNK_ELEMS = 2**20  # float32 replicate entries per bootstrap matmul (4 MB: one rung of a block of curves)
@@ -159,8 +163,8 @@ class CurveSet:
     `rungs`: one row per rung (model and every scale axis); `mean`/`n`: (C, R) in the metric's own unit and
     example counts; `boot`: (B, C, R) replicates of `mean`, or None when no uncertainty is known (any memory
     layout is read correctly; the `rung_major` one, which `bootstrap_means` returns, is the fast one);
-    `chance`: (C,) the score of a model that knows nothing (NaN when unknown); `k_tokens`: (C,) mean target
-    length in tokens (NaN when unknown).
+    `chance`: (C,) the score of a model that knows nothing, from the metric's declaration (`chance_levels`; NaN
+    when unknown); `k_tokens`: (C,) mean target length in tokens (NaN when unknown).
     """
 
     keys: pd.DataFrame
@@ -210,9 +214,6 @@ class CurveSet:
         return out
 
 
-KEY_PROPERTIES = ["kind", "unit", "higher_is_better", "bound_lo", "bound_hi"]
-
-
 def curve_keys(keys: pd.DataFrame) -> pd.DataFrame:
     """(task, metric, variant) rows with each metric's declared properties (`metrics.declared`): kind, unit,
     higher_is_better and its range (bound_lo, bound_hi) in its unit."""
@@ -232,17 +233,14 @@ def chance_levels(keys: pd.DataFrame, records: pd.DataFrame | None) -> np.ndarra
     out = np.full(len(keys), np.nan)
     for c, (task, name, variant) in enumerate(keys[CURVE_KEYS].itertuples(index=False, name=None)):
         ch = metrics.declared(name).chance
-        if ch is None or (callable(ch) and records is None):
-            continue
-        if not callable(ch):
+        if isinstance(ch, int | float):
             out[c] = ch
-            continue
-        assert records is not None
-        m = metrics.METRICS[name]
-        rows = records[(records["task"] == task) & (records["variant"] == variant) & records["kind"].isin(m.applies)]
-        vals = [v for v in map(ch, rows.to_dict("records")) if np.isfinite(v)]
-        if vals:
-            out[c] = float(np.mean(vals))
+        elif callable(ch) and records is not None:
+            applies = metrics.METRICS[name].applies
+            mine = records[(records["task"] == task) & (records["variant"] == variant) & records["kind"].isin(applies)]
+            vals = [v for v in map(ch, mine.to_dict("records")) if np.isfinite(v)]
+            if vals:
+                out[c] = float(np.mean(vals))
     return out
 
 

@@ -1,6 +1,6 @@
 """Forecasts with backtests: where will a metric be at the next rung, and at what scale does it cross a threshold?
 
-The trend model is a sigmoid in log scale for metrics whose declared range (`metrics.Metric.bounds`) is finite
+The trend model is a sigmoid in log scale for metrics whose declared range (`metrics.Declared.bounds`) is finite
 (fractions and probabilities in [0, 1], Brier in [0, 2]): y = lo + (hi − lo) / (1 + exp(−(t − t0) / s)),
 t = log10(scale) (or −loss), with lo and hi inside the range; a straight line in t for the rest, cut at the range's
 finite end if it has one. Intervals come from refitting on bootstrap replicates of the rung means (parameter
@@ -36,9 +36,9 @@ def fit_trend(t: np.ndarray, y: np.ndarray, bounds: Bounds) -> np.ndarray:
 
     The sigmoid is fitted to y rescaled to [0, 1] by the bounds. It is linear in (lo, hi) once (t0, s) is fixed, so
     every replicate is fitted at once by solving the 2-parameter least squares on a grid of (t0, s) and keeping each
-    replicate's best. A single curve goes through
-    the same grid (no local polish), so a point estimate and its bootstrap replicates come from one estimator and
-    the point cannot fall outside its own interval by a change of method.
+    replicate's best. A single curve goes through the same grid (no local polish), so a point estimate and its
+    bootstrap replicates come from one estimator and the point cannot fall outside its own interval by a change of
+    method.
     """
     y2 = np.atleast_2d(np.asarray(y, dtype=float))
     ok = np.isfinite(y2).all(axis=0)

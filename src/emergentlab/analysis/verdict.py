@@ -109,7 +109,6 @@ def _rule_table() -> np.ndarray:
     """_TABLE[s_D, s_C] (s_C = `NO_PARTNER` without a partner): the VERDICT paragraph of the rule as a lookup."""
     S, V = Shape, Verdict
     t = np.full((len(S), len(S) + 1), V.INCONCLUSIVE, dtype=np.int8)
-    t[S.FLAT] = V.INCONCLUSIVE
     t[S.FLAT, [S.FLAT, NO_PARTNER]] = V.FLAT
     t[S.FLAT, S.RISE] = V.SMOOTH
     t[S.FLAT, S.DECLINE] = V.INVERSE

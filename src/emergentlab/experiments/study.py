@@ -15,7 +15,7 @@ import pandas as pd
 
 from emergentlab import metrics
 from emergentlab.analysis.analyze import Analysis
-from emergentlab.analysis.curves import CurveSet, usable_axes
+from emergentlab.analysis.curves import AXIS_UNIT, CurveSet, usable_axes
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.errors import UserError
 from emergentlab.records import Progress
@@ -27,8 +27,6 @@ from emergentlab.study import Study, save_study
 NAME = "study"
 AXIS_LABEL = {"params": "parameters", "non_embedding_params": "non-embedding parameters", "flops": "training FLOPs",
               "tokens": "training tokens", "step": "training step", "loss": "pre-training loss (nats/token)"}
-AXIS_UNIT = {"params": "params", "non_embedding_params": "params", "flops": "FLOPs", "tokens": "tokens",
-             "step": "steps", "loss": "nats/token"}
 _BOUNDED_UNITS = {"fraction": (0.0, 1.0), "probability": (0.0, 1.0)}
 EXAMPLES_SHOWN = 3
 
@@ -163,8 +161,7 @@ def task_figure(a: Analysis, task: str, variant: str) -> Figure:
         lines = [_curve_line(cs, i, str(h.metric))]
         if fc is not None and (task, h.metric, variant) in fc.fits_:
             fit_ = fc.fits_[(task, h.metric, variant)]
-            gx = np.power(10.0, fit_["t"]) if cs.axis != "loss" else -fit_["t"]
-            lines.append(Line(x=tuple(np.asarray(gx, dtype=float)), y=tuple(np.asarray(fit_["y"], dtype=float)),
+            lines.append(Line(x=tuple(np.asarray(fit_["x"], dtype=float)), y=tuple(np.asarray(fit_["y"], dtype=float)),
                               label="forecast trend", style="dashed",
                               markers=False))
         mir = _rows(a.verdicts_.mirage_, task, variant) if not a.verdicts_.mirage_.empty else pd.DataFrame()
