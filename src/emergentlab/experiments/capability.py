@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 
 from emergentlab import metrics
-from emergentlab.analysis.curves import CurveSet, curves_by_axis, primary_axis, usable_axes
+from emergentlab.analysis.curves import AXIS_UNIT, CurveSet, curves_by_axis, primary_axis, usable_axes
 from emergentlab.analysis.policy import Level, PolicyCheck
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.analysis.select import COST_UNIT, Selection
 from emergentlab.errors import UserError
-from emergentlab.experiments.study import AXIS_UNIT
 from emergentlab.sections import Section, Table
 from emergentlab.store import Store
 
