@@ -24,6 +24,8 @@ class Record:
     Log-probs are in nats. `target_*` come from teacher-forced scoring of the reference answer;
     `generation*` from greedy decoding; `choice_logprobs[i]` is log p(choice i | prompt) summed over its
     `choice_ntokens[i]` tokens. `kind` is the task kind: generative, numeric or multiple_choice.
+    `truncated_tokens` counts the prompt tokens dropped from the left to fit the model's context (0: none;
+    None: the backend cannot tell).
     """
 
     study: str
@@ -45,6 +47,7 @@ class Record:
     choice_ntokens: tuple[int, ...] | None = None
     choice_scores: tuple[float, ...] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    truncated_tokens: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
