@@ -18,9 +18,9 @@ from rich.table import Table
 
 from emergentlab import metrics
 from emergentlab.errors import UserError
-from emergentlab.runner import run_study
+from emergentlab.runner import prepare, run_study
 from emergentlab.store import Store, StoreError
-from emergentlab.study import Study, check_writable, load_study
+from emergentlab.study import Study, check_writable, load_study, study_name
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="A laboratory for emergent capabilities of language models.")
@@ -70,10 +70,11 @@ def _save_study(study: Study) -> None:
 
 def execute(study: Study) -> pd.DataFrame:
     """Run a study into its store and return the per-example scores."""
+    plan = prepare(study)  # every check that needs no store, before anything is written
     check_writable(study)
     with Store(study.store_path) as store, _progress() as bar:
         job = bar.add_task("evaluating", total=None)
-        summary = run_study(study, store, lambda d, n, t: bar.update(job, description=d, completed=n, total=t))
+        summary = run_study(plan, store, lambda d, n, t: bar.update(job, description=d, completed=n, total=t))
         _save_study(study)
         scores = metrics.compute(store.records(study.name), study.metrics)
     err.print(f"records: {summary.written} written, {summary.skipped} already stored → {study.store_path}")
@@ -185,8 +186,7 @@ def make_report(run_dir: Path, study: str | None) -> Path:
 @_guard
 def report(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")]) -> None:
     """Rebuild verdicts, forecasts, figures and report.html from the stored records alone (no model runs)."""
-    meta = run_dir / "study.json"
-    study = json.loads(meta.read_text())["name"] if meta.is_file() else None
+    study = study_name(run_dir)
     path = make_report(run_dir, study)
     print_verdicts(path)
     console.print(f"report: {path}")

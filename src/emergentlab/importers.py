@@ -87,7 +87,11 @@ def _bool(x: Any, path: Path, line: int) -> bool:
 def _requests(args: Any, path: Path, line: int) -> list[tuple[str, Any]]:
     """`arguments` as written by lm-eval ≥ 0.4.3 ({"gen_args_0": {"arg_0": ..., "arg_1": ...}}) or before ([[...]])."""
     if isinstance(args, dict):
-        rows = [args[k] for k in sorted(args, key=lambda k: int(k.rsplit("_", 1)[-1]) if k[-1].isdigit() else -1)]
+        order = {k: re.search(r"_(\d+)$", k) for k in args}
+        bad = next((k for k, m in order.items() if m is None), None)
+        if bad is not None:
+            raise _bad(path, line, f"request key {bad!r} is not lm-eval's gen_args_N", "arguments")
+        rows = [args[k] for k in sorted(args, key=lambda k: int(order[k].group(1)))]  # type: ignore[union-attr]
         rows = [[r.get(f"arg_{i}") for i in range(len(r))] if isinstance(r, dict) else r for r in rows]
     elif isinstance(args, list):
         rows = args
@@ -279,6 +283,9 @@ def import_lmeval(paths: Iterable[str | Path], store: Store, *, study: str = "lm
     Each model's rung gets the facts lm-eval logged (parameter count) under `facts` (e.g. tokens, loss from the
     user); `spec` is `lmeval:<first file>`. Keys already stored are skipped, so importing twice adds nothing.
     """
+    for k, v in (facts or {}).items():
+        if v is not None and (not isinstance(v, int | float) or not math.isfinite(v) or v <= 0):
+            raise UserError(f"must be a positive finite number, got {v!r}", field=f"--{k}")
     written = total = files = 0
     rungs: dict[str, tuple[str, ScaleFacts]] = {}
     for p in paths:

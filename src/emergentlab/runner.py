@@ -168,7 +168,7 @@ def _check_rung(rung: Rung, src: str, where: str) -> None:
         try:
             check_checkpoint(Path(rest))
         except UserError as e:
-            raise UserError(f"{e} (in {where}.model)", source=src, field=f"{where}.model") from None
+            raise UserError(str(e), source=src, field=f"{where}.model") from None
 
 
 def prepare(study: Study) -> Plan:
@@ -182,7 +182,7 @@ def prepare(study: Study) -> Plan:
     built: list[tuple[dict[str, Any], Task, int, tuple[str, ...]]] = []
     for i, spec in enumerate(study.tasks):
         data = _data_parts(spec)
-        for task in build_tasks(spec, study.seed, src):
+        for task in build_tasks(spec, study.seed, src, f"tasks[{i}]"):
             for j, shots in enumerate(spec.shots):
                 try:
                     prompts = tuple(build_prompt(task, ex, shots, study.seed) for ex in task)
