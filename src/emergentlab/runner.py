@@ -294,7 +294,7 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                     skips[key[1:]] = Skip(*key[1:], state.reason or "")
                     done += len(cell.task)
                     continue
-                stored = store.done(*key)
+                stored = store.done_ids(*key)
                 todo = [(ex, p) for ex, p in zip(cell.task, cell.prompts, strict=True) if ex.id not in stored]
                 if not todo and rung.name in known:
                     done += len(cell.task)
@@ -302,7 +302,7 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                 if not store.claim(*key):
                     waiting.append(cell)
                     continue
-                stored = store.done(*key)  # another run may have finished it while we looked
+                stored = store.done_ids(*key)  # another run may have finished it while we looked
                 todo = [(ex, p) for ex, p in todo if ex.id not in stored]
                 done += len(cell.task) - len(todo)
                 if backend is None:

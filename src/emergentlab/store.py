@@ -29,15 +29,17 @@ from emergentlab.errors import UserError
 from emergentlab.models.base import FACT_FIELDS, ScaleFacts
 from emergentlab.records import KEY_FIELDS, Record
 
-# 3: records live in cells (integer key + example id: ~2x faster writes), cells carry fingerprints, claims and
-#    skip reasons, records carry `truncated_tokens` and a hash of their prompt, target and choices
+# 3: records live in cells (integer key + example id), their list fields in one JSON array (one encoding per row
+#    instead of nine); cells carry fingerprints, claims and skip reasons; records carry `truncated_tokens` and a
+#    hash of their prompt, target and choices
 SCHEMA_VERSION = 3
 
 _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
                 "choice_logprobs", "choice_ntokens", "choice_scores", "metadata")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _CELL_FIELDS = ("study", "model", "task", "variant")
-_ROW_FIELDS = tuple(f for f in _RECORD_FIELDS if f not in _CELL_FIELDS)  # example_id first, as stored
+# stored as columns: example_id first; the list and dict fields travel together in one JSON array, `payload`
+_ROW_FIELDS = tuple(f for f in _RECORD_FIELDS if f not in _CELL_FIELDS and f not in _JSON_FIELDS)
 _INT_FIELDS = ("correct", "truncated_tokens")
 _encoder = json.JSONEncoder(separators=(",", ":"))
 _dumps = _encoder.encode
@@ -51,7 +53,7 @@ def _json(v: Any) -> str:
     return "".join(_c_encoder(v, 0)) if _c_encoder is not None else _dumps(v)
 
 _get_row = attrgetter(*_ROW_FIELDS)
-_JSON_AT = tuple(i for i, f in enumerate(_ROW_FIELDS) if f in _JSON_FIELDS)
+_get_json = attrgetter(*_JSON_FIELDS)
 
 # A claim whose owner has not written for this long is taken over even if its process looks alive (seconds).
 CLAIM_TIMEOUT_S = 600.0
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS cells (
     UNIQUE (study, model, task, variant));
 CREATE TABLE IF NOT EXISTS records (
     cell INTEGER NOT NULL, {", ".join(f"{f} {'INTEGER' if f in _INT_FIELDS else 'TEXT'}" for f in _ROW_FIELDS)},
-    input_hash INTEGER NOT NULL,
+    payload TEXT NOT NULL, input_hash INTEGER NOT NULL,
     PRIMARY KEY (cell, example_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     study TEXT NOT NULL, experiment TEXT NOT NULL, run TEXT NOT NULL, step REAL NOT NULL,
@@ -277,15 +279,14 @@ class Store:
         Also refreshes the heartbeat of the cells written, so a claim stays live while its run makes progress."""
         rows = []
         cells = set()
+        last: tuple[str, str, str, str] | None = None
+        cell = 0
         for r in records:
-            cell = self._cell((r.study, r.model, r.task, r.variant))
-            cells.add(cell)
-            row = list(_get_row(r))
-            for i in _JSON_AT:
-                v = row[i]
-                if v is not None:
-                    row[i] = _json(v)
-            rows.append((cell, *row, input_hash(r.prompt, r.target, r.choices)))
+            key = (r.study, r.model, r.task, r.variant)
+            if key != last:
+                cell, last = self._cell(key), key
+                cells.add(cell)
+            rows.append((cell, *_get_row(r), _json(_get_json(r)), input_hash(r.prompt, r.target, r.choices)))
         if not rows:
             return 0
         with self.db:
@@ -297,21 +298,30 @@ class Store:
                                 [(time.time(), c) for c in cells])
             return added
 
-    def done(self, study: str, model: str, task: str, variant: str) -> dict[str, int]:
-        """Example id → `input_hash` of the records stored for this cell: what a resumed run skips, and what it
-        checks its own prompts against."""
-        cell = self._cells.get((study, model, task, variant))
+    def _known(self, key: tuple[str, str, str, str]) -> int | None:
+        """The cell id of a key the store has seen, without creating it."""
+        cell = self._cells.get(key)
         if cell is None:
             row = self.db.execute("SELECT cell FROM cells WHERE study=? AND model=? AND task=? AND variant=?",
-                                  (study, model, task, variant)).fetchone()
+                                  key).fetchone()
             if row is None:
-                return {}
-            cell = self._cells[(study, model, task, variant)] = int(row[0])
+                return None
+            cell = self._cells[key] = int(row[0])
+        return cell
+
+    def done(self, study: str, model: str, task: str, variant: str) -> dict[str, int]:
+        """Example id → `input_hash` of the records stored for this cell: what a run checks its prompts against."""
+        cell = self._known((study, model, task, variant))
+        if cell is None:
+            return {}
         return dict(self.db.execute("SELECT example_id, input_hash FROM records WHERE cell=?", (cell,)))
 
     def done_ids(self, study: str, model: str, task: str, variant: str) -> set[str]:
-        """Example ids already stored for this (study, model, task, variant)."""
-        return set(self.done(study, model, task, variant))
+        """Example ids already stored for this (study, model, task, variant): what a resumed run skips."""
+        cell = self._known((study, model, task, variant))
+        if cell is None:
+            return set()
+        return {r[0] for r in self.db.execute("SELECT example_id FROM records WHERE cell=?", (cell,))}
 
     def count(self, study: str | None = None) -> int:
         if study is None:
@@ -328,13 +338,15 @@ class Store:
         if tasks:
             where.append(f"c.task IN ({', '.join('?' * len(tasks))})")
             args.extend(tasks)
-        cols = ", ".join(f"c.{f}" if f in _CELL_FIELDS else f"r.{f}" for f in _RECORD_FIELDS)
+        cols = ", ".join([*(f"c.{f}" for f in _CELL_FIELDS), *(f"r.{f}" for f in _ROW_FIELDS), "r.payload"])
         q = f"SELECT {cols} FROM records r JOIN cells c USING (cell)" + (f" WHERE {' AND '.join(where)}"
                                                                         if where else "")
         order = ", ".join(f"c.{f}" if f in _CELL_FIELDS else f"r.{f}" for f in KEY_FIELDS)
         df = pd.read_sql_query(q + f" ORDER BY {order}", self.db, params=args)
-        for f in _JSON_FIELDS:
-            df[f] = [json.loads(v) if isinstance(v, str) else None for v in df[f]]
+        payload = [json.loads(v) for v in df.pop("payload")]
+        for i, f in enumerate(_JSON_FIELDS):
+            df[f] = [p[i] for p in payload]
+        df = df[list(_RECORD_FIELDS)]
         for f in _INT_FIELDS:
             df[f] = df[f].astype("Int64")
         return df
