@@ -116,3 +116,27 @@ def test_metrics_on_any_strings(target: str, generation: str, logprobs: list[flo
     frame = pd.DataFrame([rec.__dict__])
     out = metrics.compute(frame)
     assert len(out) > 0
+
+
+values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+                      lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                      max_leaves=8)
+rungs = st.dictionaries(st.sampled_from(["name", "model", "params", "tokens", "trust_remote_code", "x"]),
+                        values | st.just("tiny:nowhere") | st.just("openai:m"), max_size=4)
+task_specs = st.dictionaries(st.sampled_from(["generator", "n", "choices", "shots", "name", "params", "jsonl"]),
+                             values | st.sampled_from(["add1", "add2", "copy"]) | st.integers(-2, 40), max_size=5)
+studies = st.fixed_dictionaries({}, optional={
+    "name": values, "seed": values, "out": values, "shots": values | st.lists(st.integers(-1, 3), max_size=3),
+    "ladder": values | st.lists(rungs, max_size=2), "tasks": values | st.lists(task_specs, max_size=2),
+    "batch_size": values, "metrics": values})
+
+
+@fast
+@given(studies)
+def test_study_validation_on_any_structure(tmp_path: Path, data: dict[str, object]) -> None:
+    """Arbitrary values in every study field: `parse_study` and `prepare` give a Plan or a UserError."""
+    from emergentlab.runner import prepare
+    from emergentlab.study import parse_study
+
+    with contextlib.suppress(UserError):
+        prepare(parse_study(data, "s.toml", tmp_path))

@@ -302,30 +302,34 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                 if not store.claim(*key):
                     waiting.append(cell)
                     continue
-                stored = store.done_ids(*key)  # another run may have finished it while we looked
-                todo = [(ex, p) for ex, p in todo if ex.id not in stored]
-                done += len(cell.task) - len(todo)
-                if backend is None:
-                    backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
-                    store.put_rung(s.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
-                    known.add(rung.name)
-                reason = _cannot(backend, cell)
-                if reason is not None:
-                    store.release(*key, status="skipped", reason=reason)
-                    skips[key[1:]] = Skip(*key[1:], reason)
-                    done += len(todo)
-                    continue
-                for i in range(0, len(todo), s.batch_size):
-                    batch = todo[i : i + s.batch_size]
-                    recs = evaluate(backend, cell.task, [ex for ex, _ in batch], cell.shots, s.name, rung.name,
-                                    s.seed, [p for _, p in batch])
-                    added = store.put_records(recs)
-                    written += added
-                    truncated += sum(1 for r in recs if r.truncated_tokens) if added else 0
-                    done += len(batch)
-                    if progress:
-                        progress(f"{rung.name} · {cell.task.name} · {cell.variant}", done, plan.total)
-                store.release(*key)
+                try:
+                    stored = store.done_ids(*key)  # another run may have finished it while we looked
+                    todo = [(ex, p) for ex, p in todo if ex.id not in stored]
+                    done += len(cell.task) - len(todo)
+                    if backend is None:
+                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
+                        store.put_rung(s.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
+                        known.add(rung.name)
+                    reason = _cannot(backend, cell)
+                    if reason is not None:
+                        store.release(*key, status="skipped", reason=reason)
+                        skips[key[1:]] = Skip(*key[1:], reason)
+                        done += len(todo)
+                        continue
+                    for i in range(0, len(todo), s.batch_size):
+                        batch = todo[i : i + s.batch_size]
+                        recs = evaluate(backend, cell.task, [ex for ex, _ in batch], cell.shots, s.name, rung.name,
+                                        s.seed, [p for _, p in batch])
+                        added = store.put_records(recs)
+                        written += added
+                        truncated += sum(1 for r in recs if r.truncated_tokens) if added else 0
+                        done += len(batch)
+                        if progress:
+                            progress(f"{rung.name} · {cell.task.name} · {cell.variant}", done, plan.total)
+                    store.release(*key)
+                except BaseException:  # an error or Ctrl-C: free the cell now rather than after CLAIM_TIMEOUT_S
+                    store.release(*key, status="open")
+                    raise
         if waiting and len(waiting) == len(pending):
             time.sleep(POLL_S)  # every cell left is another run's: wait for it to finish or die
         pending = waiting
