@@ -107,6 +107,29 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _create(path: Path) -> None:
+    """A new, empty store at `path`, made whole in a temporary file and linked into place, so a crash never
+    leaves a half-made store behind and two runs creating the same store at once both end up with one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(f"BEGIN; {_SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+    try:
+        os.link(tmp, path)  # unlike a rename, never replaces a store another run made meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+        for side in ("-wal", "-shm"):
+            Path(f"{tmp}{side}").unlink(missing_ok=True)
+
+
 def _check_file(path: Path) -> None:
     """Refuse, before SQLite touches it, a file that is not a whole SQLite database: SQLite would turn an empty
     file into a fresh store and only notice a truncated one at the first missing page."""
@@ -135,13 +158,12 @@ class Store:
         self.path = Path(path)
         if self.path.is_dir():
             raise StoreError("is a folder, not a records store", source=str(self.path))
-        fresh = not self.path.exists()
-        if not fresh:
-            _check_file(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            _create(self.path)
+        _check_file(self.path)
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
         try:
-            self._open(fresh)
+            self._open()
         except sqlite3.DatabaseError as e:
             self.db.close()
             raise StoreError(f"not a usable records store ({e})", source=str(self.path)) from None
@@ -150,23 +172,18 @@ class Store:
             raise
         self._cells: dict[tuple[str, str, str, str], int] = {}
 
-    def _open(self, fresh: bool) -> None:
-        if not fresh:
-            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "meta" not in tables:
-                raise StoreError("an SQLite database, but not a records store (no meta table)", source=str(self.path))
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = row[0] if row else "none"
-            if version != str(SCHEMA_VERSION):
-                raise StoreError(f"schema version {version}, this emergentlab reads {SCHEMA_VERSION}: the store was "
-                                 "written by another release; run the study into a new `out` folder",
-                                 source=str(self.path))
+    def _open(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            raise StoreError("an SQLite database, but not a records store (no meta table)", source=str(self.path))
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = row[0] if row else "none"
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(f"schema version {version}, this emergentlab reads {SCHEMA_VERSION}: the store was "
+                             "written by another release; run the study into a new `out` folder",
+                             source=str(self.path))
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        if fresh:
-            with self.db:
-                self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def __enter__(self) -> Store:
         return self
