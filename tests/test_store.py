@@ -83,7 +83,7 @@ def test_bind_refuses_another_fingerprint_once_records_exist(tmp_path: Path) -> 
         s.bind("s", "m", "t", "0shot", "bbb", {"seed": 2})  # nothing stored yet: the new settings win
         s.put_records([rec(0)])
         state = s.cell_state("s", "m", "t", "0shot")
-        assert state is not None and state.fingerprint == "bbb" and state.parts == {"seed": 2} and state.records == 1
+        assert state is not None and state.fingerprint == "bbb" and state.parts == {"seed": 2} and state.has_records
         with pytest.raises(StoreError, match="other settings"):
             s.bind("s", "m", "t", "0shot", "ccc", {"seed": 3})
 

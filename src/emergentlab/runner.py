@@ -235,7 +235,7 @@ def check_store(plan: Plan, store: Store) -> None:
     study = plan.study
     for cell in plan.cells:
         state = store.cell_state(study.name, cell.rung.name, cell.task.name, cell.variant)
-        if state is None or state.records == 0:
+        if state is None or not state.has_records:
             continue
         changed = None
         if state.fingerprint != cell.fingerprint:

@@ -86,13 +86,14 @@ class StoreError(UserError):
 @dataclass(frozen=True)
 class CellState:
     """What the store holds about one (study, model, task, variant): the fingerprint its records were made
-    under and the settings behind it (`parts`), its status (open / done / skipped) and a skip's reason."""
+    under and the settings behind it (`parts`), its status (open / done / skipped), a skip's reason, and whether
+    it holds any record."""
 
     fingerprint: str | None
     parts: dict[str, Any] | None
     status: str
     reason: str | None
-    records: int
+    has_records: bool
 
 
 def input_hash(prompt: str, target: str, choices: Sequence[str] | None) -> int:
@@ -156,6 +157,12 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._cells: dict[tuple[str, str, str, str], int] = {}
+        if str(path) == ":memory:":  # a throwaway store (tests, previews)
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return
         if self.path.is_dir():
             raise StoreError("is a folder, not a records store", source=str(self.path))
         if not self.path.exists():
@@ -170,7 +177,6 @@ class Store:
         except BaseException:
             self.db.close()
             raise
-        self._cells: dict[tuple[str, str, str, str], int] = {}
 
     def _open(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -232,8 +238,8 @@ class Store:
             "AND variant=?", (study, model, task, variant)).fetchone()
         if row is None:
             return None
-        n = self.db.execute("SELECT COUNT(*) FROM records WHERE cell=?", (row[0],)).fetchone()[0]
-        return CellState(row[1], json.loads(row[2]) if row[2] else None, row[3], row[4], int(n))
+        n = self.db.execute("SELECT EXISTS (SELECT 1 FROM records WHERE cell=?)", (row[0],)).fetchone()[0]
+        return CellState(row[1], json.loads(row[2]) if row[2] else None, row[3], row[4], bool(n))
 
     def bind(self, study: str, model: str, task: str, variant: str, fingerprint: str, parts: dict[str, Any]) -> None:
         """Set the fingerprint of a cell. The caller checks `cell_state` first: binding a cell that holds records
@@ -243,8 +249,8 @@ class Store:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             fp, n = self.db.execute(
-                "SELECT fingerprint, (SELECT COUNT(*) FROM (SELECT 1 FROM records WHERE cell=?1 LIMIT 1)) "
-                "FROM cells WHERE cell=?1", (cell,)).fetchone()
+                "SELECT fingerprint, EXISTS (SELECT 1 FROM records WHERE cell=?1) FROM cells WHERE cell=?1",
+                (cell,)).fetchone()
             if fp == fingerprint:
                 return
             if fp is not None and n:
