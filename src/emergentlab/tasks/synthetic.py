@@ -166,8 +166,8 @@ def _draw(name: str, split: str, n: int, seed: int, unique: bool, **overrides: A
     out: list[Item] = []
     seen: set[str] = set()
     attempts = misses = 0
-    # past 10 draws per possible key without a new item the split is exhausted: stop rather than spin
-    give_up = 10 * capacity(name, **overrides) + 1000 if unique else 200 * n + 1000
+    # as many draws in a row as there are keys without a new item: the split is (all but) exhausted, stop
+    give_up = capacity(name, **overrides) + 1000 if unique else 200 * n + 1000
     while len(out) < n and attempts < 200 * n + 1000 and misses < give_up:
         attempts += 1
         item = fn(rng, **params)
@@ -192,7 +192,7 @@ def make_task(
     """
     _, kind, _ = _task_family(name)
     most = capacity(name, **overrides)
-    if n > most * TEST_FRACTION * 1.25:
+    if n > max(1.25 * TEST_FRACTION * most, 1000):  # refused at once: drawing would spin long before giving up
         raise ValueError(f"task {name!r} has at most {most:,} distinct items, about {most * TEST_FRACTION:,.0f} "
                          f"of them in the test split: n = {n:,} is more than it can give")
     test = _draw(name, "test", n, seed, unique=True, **overrides)

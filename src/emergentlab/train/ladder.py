@@ -158,10 +158,10 @@ def load_ladder_spec(path: str | Path) -> LadderSpec:
 def _differs(meta: dict[str, Any], spec: LadderSpec, mcfg: GPTConfig, tcfg: TrainConfig) -> str | None:
     """What differs between a stored rung's config.json and the rung `spec` asks for (None: it is the same rung).
 
-    Compared: the model config, the training config (but `threads`, which changes speed, not the model) and what
-    the corpus is drawn from (tasks, lines, seed)."""
-    stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k not in ("bf16", "threads")}
-    want_train = {k: v for k, v in asdict(tcfg).items() if k != "threads"}
+    Compared: the model config, the training config (but `threads`, which changes speed, not the model, and
+    `bf16` when left to auto-detection) and what the corpus is drawn from (tasks, lines, seed)."""
+    want_train = {k: v for k, v in asdict(tcfg).items() if k != "threads" and not (k == "bf16" and v is None)}
+    stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k in want_train}
     corpus = {k: (meta.get("ladder") or {}).get(k) for k in ("tasks", "lines", "seed")}
     pairs = [("model", meta.get("model"), asdict(mcfg)), ("train", stored_train, want_train),
              ("corpus", corpus, {"tasks": spec.tasks, "lines": spec.lines, "seed": spec.seed})]
