@@ -92,6 +92,13 @@ def _show(tables: list[tuple[str, Any]], csvs: list[Path], as_json: bool, payloa
         print_line(console, f"{k}: {v}")
 
 
+def _summary(s: pipeline.RunSummary) -> None:
+    print_line(err, f"records: {s.written} written, {s.skipped} already stored"
+               + (f", {s.truncated} with prompts cut to fit the model's context" if s.truncated else ""))
+    for k in s.skips:
+        print_line(err, f"skipped {k.model} × {k.task} · {k.variant}: {k.reason}")
+
+
 @app.command()
 @_guard
 def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, out")],
@@ -99,7 +106,7 @@ def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tas
     """Run a study: every model × task × example × variant → records → metrics → curves."""
     with _progress() as progress:
         r = pipeline.run_study(study_file, progress)
-    print_line(err, f"records: {r.summary.written} written, {r.summary.skipped} already stored")
+    _summary(r.summary)
     tables = [(f"{t} · {v}: mean per rung", b.droplevel([0, 1]).reset_index())
               for (t, v), b in r.means.groupby(level=["task", "variant"], sort=False)]
     _show(tables, [r.csv], as_json, {"written": r.summary.written, "skipped": r.summary.skipped,
@@ -179,7 +186,7 @@ def demo(
     """Tiny ladder × synthetic tasks → records → paired metrics → curves → verdicts → report.html."""
     with _progress() as progress:
         d = pipeline.demo(out, retrain, n, seed, progress)
-    print_line(err, f"records: {d.run.summary.written} written, {d.run.summary.skipped} already stored")
+    _summary(d.run.summary)
     tables = [(f"{t} · {v} across the ladder", b.droplevel([0, 1]).reset_index())
               for (t, v), b in d.run.means.groupby(level=["task", "variant"], sort=False)]
     _show([*tables, ("verdicts", d.report.verdicts)], [d.run.csv, *d.report.csvs], as_json,

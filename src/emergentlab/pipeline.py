@@ -26,7 +26,7 @@ from emergentlab.experiments.capability import selection_summary as selection_su
 from emergentlab.records import Progress, no_progress
 from emergentlab.report.html import write_report
 from emergentlab.report.text import write_csv
-from emergentlab.runner import RunSummary
+from emergentlab.runner import RunSummary, prepare
 from emergentlab.sections import Section
 from emergentlab.store import Store
 from emergentlab.study import Study, check_writable, load_saved_study, load_study, parse_study
@@ -66,9 +66,10 @@ def rung_means(scores: pd.DataFrame, rungs: pd.DataFrame) -> pd.DataFrame:
 
 def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
     """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv."""
+    plan = prepare(study)  # every check that needs no store, before anything is written
     check_writable(study)
     with Store(study.store_path) as store:
-        summary = study_exp.run(study, store, progress)
+        summary = study_exp.run(plan, store, progress)
         scores = metrics.compute(store.records(study.name), study.metrics)
         means = rung_means(scores, store.rungs(study.name))
     csv = study.out / "means.csv"
@@ -111,6 +112,7 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) ->
         dynamics = [s for exp in EXPERIMENTS.values() for s in exp.sections(store, name)]
         has_records = store.count() > 0
         fitted = study_exp.fit(store, name, seed, source=str(store_path)) if has_records or not dynamics else None
+        skips = store.skips(name)
     sections = [*dynamics, *extra]
     if fitted is None:
         path = write_report(run_dir, f"emergentlab report — {run_dir.name}",
@@ -122,7 +124,7 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) ->
     subtitle = (f"{len(rungs)} rungs × {records['task'].nunique()} task(s), {len(records)} records, primary axis "
                 f"{a.axis_}; built {_stamp()} from {store_path}")
     path = write_report(run_dir, f"emergentlab report — {records['study'].iat[0]}", subtitle,
-                        [*study_exp.sections(a, records), *sections], appendix=_rule())
+                        [*study_exp.sections(a, records, skips), *sections], appendix=_rule())
     return Report(path, vt, csvs)
 
 
@@ -201,14 +203,15 @@ class Imported:
 def import_lmeval(samples: Sequence[Path], out: Path, study: str, model: str | None,
                   facts: dict[str, float]) -> Imported:
     """`emergentlab import-lmeval`: lm-eval `--log_samples` files as records in OUT/records.sqlite."""
-    from emergentlab.importers import import_lmeval as _import
+    from emergentlab.importers import read_lmeval, write_lmeval
 
+    samples_read = read_lmeval(samples, study=study, model=model, facts=facts or None)  # all checked first
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot write the run folder: {e.strerror}", source=str(out), field="--out") from None
     with Store(out / STORE_NAME) as store:
-        s = _import(samples, store, study=study, model=model, facts=facts or None)
+        s = write_lmeval(samples_read, store)
     return Imported(s.files, s.written, s.skipped, out / STORE_NAME)
 
 
