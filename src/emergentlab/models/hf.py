@@ -264,7 +264,7 @@ class HFBackend:
         cache = None
         if prefix:
             out = self.base(input_ids=torch.tensor([rows[0][:prefix]]), use_cache=True)
-            cache = out.past_key_values
+            cache = out.cache
             if len(rows) > 1 and cache is not None:
                 cache.batch_repeat_interleave(len(rows))
         T = max(len(r) for r in rows) - prefix
@@ -275,7 +275,7 @@ class HFBackend:
         if cache is None:
             return self.base(input_ids=ids).last_hidden_state
         pos = torch.arange(prefix, prefix + T)[None].expand(len(rows), T)
-        return self.base(input_ids=ids, past_key_values=cache, position_ids=pos, use_cache=True).last_hidden_state
+        return self.base(input_ids=ids, cache=cache, position_ids=pos, use_cache=True).last_hidden_state
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenScores]:
