@@ -74,7 +74,8 @@ def run_study(study: Study, store: Store, progress: Progress | None = None) -> R
         done += sum(len(t) - len(exs) for t, _, exs in todo)
         if rung.name in known and not any(exs for _, _, exs in todo):
             continue
-        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
+        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
+                               precision=rung.precision)
         store.put_rung(study.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
         for task, shots, exs in todo:
             for i in range(0, len(exs), study.batch_size):

@@ -8,7 +8,11 @@ batch (few-shot context, the stem of multiple-choice items) is run once and its 
 vocabulary projection is applied only at the positions that predict a continuation token.
 
 Weights load from safetensors or GGUF only (`use_safetensors=True`); a folder with only pickled weights is refused.
-Log-probs are computed in fp32 whatever the checkpoint's dtype.
+`precision` picks the dtype the weights run in ("fp32", the default, or "bf16": about 2x faster on a CPU with native
+bf16 matmuls, at ~1e-2 nats per item); the log-softmax is taken in fp32 either way.
+
+Generation is our own batched greedy loop over transformers' KV cache: rows leave the batch as soon as they emit EOS
+or a stop string, and the vocabulary projection runs at the last position only.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _STEP = re.compile(r"(?:^|[^a-z])step[-_]?(\d+)", re.IGNORECASE)
 # Pythia trained every model with 1024 sequences of 2048 tokens per optimizer step.
 _PYTHIA_TOKENS_PER_STEP = 2_097_152
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -116,15 +121,15 @@ def gguf_cache_dir(gguf: Path) -> Path:
     return root / "gguf" / f"{gguf.stem}-{key}"
 
 
-def _load(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
+def _load(spec: HFSpec, trust_remote_code: bool, dtype: torch.dtype) -> tuple[Any, Any]:
     if spec.local:
         _check_local(spec)
     if spec.gguf_file:
         cached = gguf_cache_dir(Path(spec.source).expanduser() / spec.gguf_file)
         if (cached / "config.json").is_file():
-            return _load(HFSpec(str(cached)), trust_remote_code=False)
+            return _load(HFSpec(str(cached)), False, dtype)
         _check_gguf(Path(spec.source).expanduser() / spec.gguf_file)
-        tok, model = _load_uncached(spec, trust_remote_code)
+        tok, model = _load_uncached(spec, trust_remote_code, torch.float32)
         tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
         # save_pretrained refuses a GGUF-loaded model (it counts as quantized); the dequantized weights are plain
         # fp32 tensors, so write them and the config directly (save_model drops the tied duplicate)
@@ -138,11 +143,11 @@ def _load(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
             shutil.rmtree(tmp)
         else:
             tmp.replace(cached)
-        return tok, model
-    return _load_uncached(spec, trust_remote_code)
+        return tok, model.to(dtype)
+    return _load_uncached(spec, trust_remote_code, dtype)
 
 
-def _load_uncached(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
+def _load_uncached(spec: HFSpec, trust_remote_code: bool, dtype: torch.dtype) -> tuple[Any, Any]:
     from huggingface_hub import constants as hub_constants
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -152,7 +157,7 @@ def _load_uncached(spec: HFSpec, trust_remote_code: bool) -> tuple[Any, Any]:
     try:
         tok = AutoTokenizer.from_pretrained(spec.source, **kw)
         model = AutoModelForCausalLM.from_pretrained(
-            spec.source, dtype=torch.float32, use_safetensors=None if spec.gguf_file else True, **kw)
+            spec.source, dtype=dtype, use_safetensors=None if spec.gguf_file else True, **kw)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         offline = hub_constants.HF_HUB_OFFLINE and not spec.local
@@ -176,7 +181,8 @@ class HFBackend:
     """Scores and generates with a transformers causal LM.
 
     `batch_size` caps rows per forward pass and `batch_tokens` caps rows × padded length, so memory stays bounded
-    for long prompts; neither changes the log-probs beyond float noise.
+    for long prompts; neither changes the log-probs beyond float noise. The model runs in the dtype it comes in
+    (`from_spec(precision=...)` picks it); `precision` names that dtype.
     """
 
     def __init__(self, model: Any, tokenizer: Any, name: str, spec: HFSpec | None = None, batch_size: int = 32,
@@ -189,10 +195,17 @@ class HFBackend:
         self.head = model.get_output_embeddings()
         self._exact_head = self._head_matches()
 
+    @property
+    def precision(self) -> str:
+        """The key of `PRECISIONS` for the dtype the weights run in ("fp32" for any other dtype, e.g. fp16)."""
+        return "bf16" if self.model.dtype == torch.bfloat16 else "fp32"
+
     @classmethod
     def from_spec(cls, spec: HFSpec, name: str | None = None, trust_remote_code: bool = False,
-                  **kw: Any) -> HFBackend:
-        tok, model = _load(spec, trust_remote_code)
+                  precision: str = "fp32", **kw: Any) -> HFBackend:
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})", field="precision")
+        tok, model = _load(spec, trust_remote_code, PRECISIONS[precision])
         return cls(model, tok, name or spec.label, spec, **kw)
 
     # ---- scale facts ------------------------------------------------------------------------------------------
@@ -331,25 +344,11 @@ class HFBackend:
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
         room = max(self.max_length - max_new_tokens, 1)
         encoded = [(self._encode(p) if p else [self._prefix_token])[-room:] for p in prompts]
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self._prefix_token
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[Generation | None] = [None] * len(prompts)
         for batch in pack_batches(order, [len(e) + max_new_tokens for e in encoded], self.batch_tokens,
                                   self.batch_size):
-            T = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), T), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), T), dtype=torch.long)
-            for r, i in enumerate(batch):  # left-padded so every row's next token comes from the last column
-                ids[r, T - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[r, T - len(encoded[i]):] = 1
-            kw: dict[str, Any] = {"stop_strings": list(stop), "tokenizer": self.tok} if any(stop) else {}
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=pad, **kw)
-            eos = self.tok.eos_token_id
-            for r, i in enumerate(batch):
-                new = gen[r, T:].tolist()
-                if eos is not None and eos in new:
-                    new = new[: new.index(eos)]
+            for i, new in zip(batch, self._greedy([encoded[i] for i in batch], max_new_tokens, stop), strict=True):
                 text, _ = cut_at_stop(str(self.tok.decode(new)), stop)
                 pieces, acc = [], 0
                 for t in new:
@@ -360,6 +359,52 @@ class HFBackend:
                     acc += len(piece)
                 out[i] = Generation(text, tuple(pieces))
         return [o for o in out if o is not None]
+
+    def _greedy(self, rows: list[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[list[int]]:
+        """Greedy token ids after each row (EOS excluded), up to `max_new_tokens` or the first stop string.
+
+        Rows are left-padded so every row's next token is predicted at the last column; a row that is done is
+        dropped from the batch (and its KV cache) at once, so a batch costs what its live rows cost.
+        """
+        from transformers import DynamicCache
+
+        T = max(len(r) for r in rows)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self._prefix_token
+        ids = torch.full((len(rows), T), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), T), dtype=torch.long)
+        for r, s in enumerate(rows):
+            ids[r, T - len(s):] = torch.tensor(s)
+            mask[r, T - len(s):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        eos = self.tok.eos_token_id
+        # each token decodes to at least one character, so a stop string lies within the last len(stop) tokens
+        window = max((len(x) for x in stop), default=0) + 1
+        new: list[list[int]] = [[] for _ in rows]
+        live = list(range(len(rows)))
+        for _ in range(max_new_tokens):
+            h = self.base(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
+                          use_cache=True).last_hidden_state[:, -1]
+            nxt = self._logits(h).argmax(-1)
+            keep = []
+            for j, t in enumerate(nxt.tolist()):
+                row = new[live[j]]
+                if t == eos:
+                    continue
+                row.append(t)
+                if not (any(stop) and cut_at_stop(str(self.tok.decode(row[-window:])), stop)[1]):
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(live):
+                idx = torch.tensor(keep)
+                cache.batch_select_indices(idx)
+                nxt, mask, pos = nxt[idx], mask[idx], pos[idx]
+                live = [live[j] for j in keep]
+            ids = nxt[:, None]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+            pos = pos[:, -1:] + 1
+        return new
 
 
 def flops_per_token(backend: HFBackend) -> float:
