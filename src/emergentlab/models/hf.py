@@ -110,13 +110,18 @@ def _check_gguf(path: Path) -> None:
 
 
 def gguf_cache_dir(gguf: Path) -> Path:
-    """Where the fp32 dequantization of `gguf` is kept: keyed by the file's path, size and mtime.
+    """Where the fp32 dequantization of `gguf` is kept: keyed by the SHA-256 of the file's bytes.
 
     Dequantizing a GGUF in transformers takes about a minute even for a 135M model; the safetensors copy loads in
-    seconds. The root is $EMERGENTLAB_CACHE, else ~/.cache/emergentlab.
+    seconds. Keying by content (0.1 s per 100 MB to hash) shares the copy between paths, venvs and re-downloads of
+    the same file, and never serves a stale copy for a file rewritten in place. The root is $EMERGENTLAB_CACHE,
+    else ~/.cache/emergentlab.
     """
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    with gguf.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    key = h.hexdigest()[:16]
     root = Path(os.environ.get("EMERGENTLAB_CACHE") or Path.home() / ".cache" / "emergentlab")
     return root / "gguf" / f"{gguf.stem}-{key}"
 
@@ -193,6 +198,9 @@ class HFBackend:
         self.max_length = int(getattr(cfg, "max_position_embeddings", None) or 2048)
         self.base = model.base_model
         self.head = model.get_output_embeddings()
+        # the vocabulary projection runs in fp32 whatever the body's dtype: in bf16, logits of 10-30 nats would
+        # carry ~0.1 nats of rounding each, the largest part of bf16's error (only scored positions pay for it)
+        self._head_w = self.head.weight.float()
         self._exact_head = self._head_matches()
 
     @property
@@ -253,9 +261,14 @@ class HFBackend:
 
     # ---- scoring ----------------------------------------------------------------------------------------------
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        """fp32 logits from final hidden states, with the output scalings some architectures apply."""
+        """fp32 logits from final hidden states (the projection itself in fp32), with the output scalings."""
+        bias = getattr(self.head, "bias", None)
+        return self._scaled(torch.nn.functional.linear(h.float(), self._head_w,
+                                                       None if bias is None else bias.float()))
+
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """The output scalings some architectures apply to their logits."""
         cfg = self.model.config
-        logits = self.head(h).float()
         if (scale := getattr(cfg, "logit_scale", None)) is not None:
             logits = logits * scale
         if (scale := getattr(cfg, "logits_scaling", None)) is not None:
@@ -269,7 +282,7 @@ class HFBackend:
         """Whether base model + output head reproduces the full model's logits (else score via the full model)."""
         ids = torch.tensor([[self._prefix_token, *self._encode(" 1 2 3")]])
         full = self.model(input_ids=ids).logits.float()
-        ours = self._logits(self.base(input_ids=ids).last_hidden_state)
+        ours = self._scaled(self.head(self.base(input_ids=ids).last_hidden_state).float())
         return bool(torch.allclose(full, ours, atol=1e-4, rtol=1e-4))
 
     def _hidden(self, rows: list[list[int]], prefix: int) -> torch.Tensor:
@@ -344,7 +357,8 @@ class HFBackend:
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
         room = max(self.max_length - max_new_tokens, 1)
         encoded = [(self._encode(p) if p else [self._prefix_token])[-room:] for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        # sorted by token ids as in `score`: prompts sharing a few-shot context sit side by side
+        order = sorted(range(len(prompts)), key=lambda i: encoded[i])
         out: list[Generation | None] = [None] * len(prompts)
         for batch in pack_batches(order, [len(e) + max_new_tokens for e in encoded], self.batch_tokens,
                                   self.batch_size):
@@ -363,20 +377,27 @@ class HFBackend:
     def _greedy(self, rows: list[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[list[int]]:
         """Greedy token ids after each row (EOS excluded), up to `max_new_tokens` or the first stop string.
 
-        Rows are left-padded so every row's next token is predicted at the last column; a row that is done is
-        dropped from the batch (and its KV cache) at once, so a batch costs what its live rows cost.
+        A prefix shared by every row (the few-shot context) runs once; the rest of each row is left-padded after
+        it (the padding masked out), so every row's next token is predicted at the last column. A row that is done
+        is dropped from the batch (and its KV cache) at once, so a batch costs what its live rows cost.
         """
         from transformers import DynamicCache
 
-        T = max(len(r) for r in rows)
+        cache = DynamicCache(config=self.model.config)
+        # every row keeps at least its last token out of the prefix, to predict from
+        prefix = min(_common_prefix_len(rows), min(len(r) for r in rows) - 1) if len(rows) > 1 else 0
+        if prefix:
+            self.base(input_ids=torch.tensor([rows[0][:prefix]]), cache=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(rows))
+        T = max(len(r) for r in rows) - prefix
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self._prefix_token
         ids = torch.full((len(rows), T), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), T), dtype=torch.long)
+        own = torch.zeros((len(rows), T), dtype=torch.long)
         for r, s in enumerate(rows):
-            ids[r, T - len(s):] = torch.tensor(s)
-            mask[r, T - len(s):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+            ids[r, T - len(s) + prefix:] = torch.tensor(s[prefix:])
+            own[r, T - len(s) + prefix:] = 1
+        mask = torch.cat([own.new_ones((len(rows), prefix)), own], dim=1)
+        pos = prefix + (own.cumsum(-1) - 1).clamp(min=0)
         eos = self.tok.eos_token_id
         # each token decodes to at least one character, so a stop string lies within the last len(stop) tokens
         window = max((len(x) for x in stop), default=0) + 1
