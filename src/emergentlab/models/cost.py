@@ -34,9 +34,11 @@ class CostEstimate:
     peak_rss_mb: float
 
 
-# benchmarks/results/cost.md (SmolLM2-135M-Instruct, fp32, 1 thread, on a shared 2-core AMD EPYC)
+# SmolLM2-135M-Instruct, fp32. Growth with prompt length and peak RSS from benchmarks/results/cost.md (items/s at 100
+# and 1000 tokens = 0.0976× and 0.00627× that at 10 tokens); the machine was heavily shared then, so the 10-token
+# rate is the quiet-machine one of benchmarks/results/lmeval.md (49.2 items/s scoring, 2 threads, 2026-11-23)
 MEASURED_PARAMS = 134.5e6
-MEASURED = (CostPoint(10, 40.0, 1050), CostPoint(100, 6.0, 1100), CostPoint(1000, 0.45, 1450))
+MEASURED = (CostPoint(10, 49.2, 1116), CostPoint(100, 4.80, 1341), CostPoint(1000, 0.308, 1765))
 
 
 def _seconds_per_item(length: float, table: Sequence[CostPoint]) -> float:
