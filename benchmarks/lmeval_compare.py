@@ -230,6 +230,9 @@ def report(runs: dict[str, list[tuple[str, str, dict[str, Any]]]], peak_gflops: 
                   f"its batch-16 run (target 2.5×), {auto['wall_s'] / best['wall_s']:.2f}× its batch-auto run (target "
                   f"3.5×); scoring alone {lm16['score_s'] / best['score_s']:.2f}× and "
                   f"{auto['score_s'] / best['score_s']:.2f}×. Per-item max |Δ| {dmax:.1e} nats (target < 1e-3).",
+                  "- Each lm-eval run against the ours run right after it (the fairest pairing on a busy box): "
+                  + ", ".join(f"batch {b}: {r['wall_s'] / n['wall_s']:.2f}×" for (s, b, r), (_, _, n)
+                              in zip(rs, rs[1:], strict=False) if s == "lmeval") + ".",
                   f"- Ours ran {best['tokens_run']} tokens through the model for {best['scored_tokens']} scored "
                   "tokens: "
                   f"{gfs:.1f} GFLOP/s while scoring = {100 * gfs / peak_gflops:.0f} % of the fp32 matmul peak measured "
