@@ -178,7 +178,8 @@ def prepare(study: Study) -> Plan:
     src = study.source
     for i, rung in enumerate(study.ladder):
         _check_rung(rung, src, f"ladder[{i}]")
-    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code} for r in study.ladder}
+    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code, "precision": r.precision}
+              for r in study.ladder}
     built: list[tuple[dict[str, Any], Task, int, tuple[str, ...]]] = []
     for i, spec in enumerate(study.tasks):
         data = _data_parts(spec)
@@ -307,7 +308,8 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                     todo = [(ex, p) for ex, p in todo if ex.id not in stored]
                     done += len(cell.task) - len(todo)
                     if backend is None:
-                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
+                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
+                                               precision=rung.precision)
                         store.put_rung(s.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
                         known.add(rung.name)
                     reason = _cannot(backend, cell)

@@ -34,7 +34,7 @@ from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
-_RUNG_KEYS = {"name", "model", "trust_remote_code", *FACT_FIELDS}
+_RUNG_KEYS = {"name", "model", "trust_remote_code", "precision", *FACT_FIELDS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -45,6 +45,7 @@ class Rung:
     spec: str
     facts: dict[str, float] = field(default_factory=dict)
     trust_remote_code: bool = False  # only an explicit `trust_remote_code = true` in the study file turns it on
+    precision: str = "fp32"  # the dtype an hf model runs in: "fp32" or "bf16" (emergentlab.models.hf.PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,10 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         trust = r.get("trust_remote_code", False)
         if not isinstance(trust, bool):
             raise UserError(f"must be true or false, got {trust!r}", source=src, field=f"{where}.trust_remote_code")
-        ladder.append(Rung(name, spec, facts, trust))
+        precision = r.get("precision", "fp32")
+        if precision not in ("fp32", "bf16"):
+            raise UserError(f"must be \"fp32\" or \"bf16\", got {precision!r}", source=src, field=f"{where}.precision")
+        ladder.append(Rung(name, spec, facts, trust, precision))
 
     tasks: list[TaskSpec] = []
     for where, t in _tables(data, "tasks", _TASK_KEYS, src):

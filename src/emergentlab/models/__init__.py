@@ -26,8 +26,10 @@ __all__ = ["Backend", "Generation", "TokenScores", "load_backend"]
 KINDS = ("tiny", "hf", "gguf", "openai")
 
 
-def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False) -> Backend:
-    """A backend from a spec (grammar in the module docstring).
+def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False,
+                 precision: str = "fp32") -> Backend:
+    """A backend from a spec (grammar in the module docstring); `precision` ("fp32" or "bf16") is the dtype an hf
+    model's weights run in, and only the hf backend has a choice.
 
     Raises UserError with one line for a missing file or folder, a pickle-only checkpoint, a GGUF that fails to
     parse, a hub id that cannot be fetched (e.g. offline), a malformed spec, or a server without log-probs.
@@ -35,6 +37,9 @@ def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = F
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in KINDS:
         raise UserError(f"unknown backend {kind!r} in spec {spec!r} (known: {', '.join(KINDS)})", field="model")
+    if precision != "fp32" and kind not in ("hf", "gguf"):
+        raise UserError(f"precision {precision!r} needs an hf or gguf model, not {kind}", source=spec,
+                        field="precision")
     if kind == "tiny":
         from emergentlab.models.tiny import TinyBackend
 
@@ -47,7 +52,8 @@ def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = F
 
         if kind == "gguf" and not rest.endswith(".gguf"):
             raise UserError(f"{rest!r} does not end in .gguf", source=spec, field="model")
-        return HFBackend.from_spec(parse_hf_spec(rest), name, trust_remote_code=trust_remote_code)
+        return HFBackend.from_spec(parse_hf_spec(rest), name, trust_remote_code=trust_remote_code,
+                                   precision=precision)
     from emergentlab.models.openai import OpenAIBackend
 
     return OpenAIBackend.from_spec(rest, name)
