@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from emergentlab import pipeline
 from emergentlab.errors import UserError
-from emergentlab.records import Progress as ProgressFn
-from emergentlab.report.terminal import print_line, print_table, to_json
+from emergentlab.report.terminal import print_line, print_table, progress, show
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="A laboratory for emergent capabilities of language models.")
@@ -56,42 +53,6 @@ def _root() -> None:
     """A laboratory for emergent capabilities of language models."""
 
 
-@contextmanager
-def _progress() -> Iterator[ProgressFn]:
-    """A progress bar on a terminal; piped, one line on stderr each time the stage (description) changes."""
-    if err.is_terminal:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err) as bar:
-            job = bar.add_task("starting", total=None)
-            yield lambda d, n, t: bar.update(job, description=d, completed=n, total=t)
-        return
-    last = [""]
-
-    def line(d: str, n: int, t: int | None) -> None:
-        if d != last[0]:
-            last[0] = d
-            print_line(err, f"{d} ({n}/{t if t is not None else '?'})")
-
-    yield line
-
-
-def _show(tables: list[tuple[str, Any]], csvs: list[Path], as_json: bool, payload: dict[str, Any],
-          paths: dict[str, Path]) -> None:
-    """Tables on a terminal, CSV paths when piped, `payload` as JSON with --json; then the output paths."""
-    if as_json:
-        console.print_json(to_json({**payload, **{k: str(v) for k, v in paths.items()}}))
-        return
-    if console.is_terminal:
-        for title, df in tables:
-            if len(df):
-                print_table(console, df, title)
-    else:
-        for p in csvs:
-            print_line(console, f"csv: {p}")
-    for k, v in paths.items():
-        print_line(console, f"{k}: {v}")
-
-
 def _summary(s: pipeline.RunSummary) -> None:
     print_line(err, f"records: {s.written} written, {s.skipped} already stored"
                + (f", {s.truncated} with prompts cut to fit the model's context" if s.truncated else ""))
@@ -104,12 +65,12 @@ def _summary(s: pipeline.RunSummary) -> None:
 def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, out")],
         as_json: JSON = False) -> None:
     """Run a study: every model × task × example × variant → records → metrics → curves."""
-    with _progress() as progress:
-        r = pipeline.run_study(study_file, progress)
+    with progress(err) as update:
+        r = pipeline.run_study(study_file, update)
     _summary(r.summary)
     tables = [(f"{t} · {v}: mean per rung", b.droplevel([0, 1]).reset_index())
               for (t, v), b in r.means.groupby(level=["task", "variant"], sort=False)]
-    _show(tables, [r.csv], as_json, {"written": r.summary.written, "skipped": r.summary.skipped,
+    show(console, tables, [r.csv], as_json, {"written": r.summary.written, "skipped": r.summary.skipped,
                                      "means": r.means.reset_index()}, {"records": r.study.store_path})
 
 
@@ -122,8 +83,8 @@ def train(
     """Train a ladder of tiny GPTs (sizes × token budgets) on the train split of the synthetic tasks."""
     import pandas as pd
 
-    with _progress() as progress:
-        rungs = pipeline.train_ladder(ladder_file, out, progress)
+    with progress(err) as update:
+        rungs = pipeline.train_ladder(ladder_file, out, update)
     df = pd.DataFrame(rungs)[["name", "params", "non_embedding_params", "tokens", "flops", "val_loss", "wall_s",
                               "skipped"]]
     print_table(console, df, f"ladder → {out}", "val_loss in nats/token, wall_s in seconds; skipped: already "
@@ -131,7 +92,7 @@ def train(
 
 
 def _report_out(rep: pipeline.Report, as_json: bool) -> None:
-    _show([("verdicts", rep.verdicts)], rep.csvs, as_json, {"verdicts": rep.verdicts}, {"report": rep.path})
+    show(console, [("verdicts", rep.verdicts)], rep.csvs, as_json, {"verdicts": rep.verdicts}, {"report": rep.path})
 
 
 @app.command()
@@ -184,12 +145,12 @@ def demo(
     as_json: JSON = False,
 ) -> None:
     """Tiny ladder × synthetic tasks → records → paired metrics → curves → verdicts → report.html."""
-    with _progress() as progress:
-        d = pipeline.demo(out, retrain, n, seed, progress)
+    with progress(err) as update:
+        d = pipeline.demo(out, retrain, n, seed, update)
     _summary(d.run.summary)
     tables = [(f"{t} · {v} across the ladder", b.droplevel([0, 1]).reset_index())
               for (t, v), b in d.run.means.groupby(level=["task", "variant"], sort=False)]
-    _show([*tables, ("verdicts", d.report.verdicts)], [d.run.csv, *d.report.csvs], as_json,
+    show(console, [*tables, ("verdicts", d.report.verdicts)], [d.run.csv, *d.report.csvs], as_json,
           {"written": d.run.summary.written, "means": d.run.means.reset_index(), "verdicts": d.report.verdicts},
           {"records": d.run.study.store_path, "report": d.report.path})
 
@@ -204,10 +165,10 @@ def compare(old: Annotated[str, typer.Argument(help="OLD model spec (tiny:PATH, 
             alpha: float = 0.05, correction: Annotated[str, typer.Option(help="holm, bh or none")] = "holm",
             seed: int = 0, as_json: JSON = False) -> None:
     """Upgrade gate: paired tests of NEW against OLD on the same items. Exit 1 on a significant regression."""
-    with _progress() as progress:
-        r = pipeline.compare(old, new, suite, out, alpha, correction, seed, progress)
-    _show([("paired tests", r.comparison.tests)], r.csvs, as_json, {"gate": r.verdict, "tests": r.comparison.tests},
-          {"report": r.report, "json": r.json, "junit": r.junit})
+    with progress(err) as update:
+        r = pipeline.compare(old, new, suite, out, alpha, correction, seed, update)
+    show(console, [("paired tests", r.comparison.tests)], r.csvs, as_json,
+         {"gate": r.verdict, "tests": r.comparison.tests}, {"report": r.report, "json": r.json, "junit": r.junit})
     print_line(err, r.verdict)
     if r.comparison.failed:
         raise typer.Exit(1)
@@ -221,7 +182,7 @@ def check(policy: Annotated[Path, typer.Argument(help="policy TOML: [[thresholds
     """Capability thresholds: which rungs cross each warning/critical line, and when the next crossing is expected.
     Exit 0 none crossed, 3 a warning line, 4 a critical line."""
     r = pipeline.check_policy(policy, run_dir, seed)
-    _show([("policy: lines and forecasts", r.check.forecasts)], r.csvs, as_json,
+    show(console, [("policy: lines and forecasts", r.check.forecasts)], r.csvs, as_json,
           {"level": r.check.level.name.lower(), "forecasts": r.check.forecasts}, {"report": r.report})
     raise typer.Exit(r.exit_code)
 
@@ -237,7 +198,8 @@ def select(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
            as_json: JSON = False) -> None:
     """Model selection: the cheapest rung whose metric clears the bar at the confidence; else the forecast scale."""
     s = pipeline.select_model(run_dir, task, metric, bar, cost, variant, confidence, prices)
-    _show([("rungs, cheapest first", s.table)], [], as_json, {**vars(s), "summary": pipeline.selection_summary(s)}, {})
+    show(console, [("rungs, cheapest first", s.table)], [], as_json,
+         {**vars(s), "summary": pipeline.selection_summary(s)}, {})
     if not as_json:
         print_line(console, pipeline.selection_summary(s))
 
@@ -247,7 +209,7 @@ def select(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
 def catalog(as_json: JSON = False) -> None:
     """The documented emergent capabilities (Wei et al. 2022, Table 1) with the scale each emerged at."""
     df = pipeline.catalog()
-    _show([("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
+    show(console, [("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
 
 
 def main() -> None:
