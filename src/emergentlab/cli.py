@@ -63,10 +63,17 @@ def _summary(s: pipeline.RunSummary) -> None:
 @app.command()
 @_guard
 def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, out")],
+        precision: Annotated[str | None, typer.Option(help="run every rung in fp32 or bf16 (hf and gguf models)")]
+        = None,
+        dry_run: Annotated[bool, typer.Option(help="check the study and estimate its cost; run nothing")] = False,
         as_json: JSON = False) -> None:
     """Run a study: every model × task × example × variant → records → metrics → curves."""
+    if dry_run:
+        est = pipeline.dry_run(study_file, precision)
+        show(console, [("estimated scoring cost per rung (seconds, MB)", est)], [], as_json, {"estimate": est}, {})
+        return
     with progress(err) as update:
-        r = pipeline.run_study(study_file, update)
+        r = pipeline.run_study(study_file, update, precision)
     _summary(r.summary)
     tables = [(f"{t} · {v}: mean per rung", b.droplevel([0, 1]).reset_index())
               for (t, v), b in r.means.groupby(level=["task", "variant"], sort=False)]

@@ -8,7 +8,7 @@ for the caller to show; nothing here prints. Process-wide settings (torch thread
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from emergentlab.report.text import write_csv
 from emergentlab.runner import RunSummary, prepare
 from emergentlab.sections import Section
 from emergentlab.store import Store
-from emergentlab.study import Study, check_writable, load_saved_study, load_study, parse_study
+from emergentlab.study import PRECISIONS, Study, check_writable, load_saved_study, load_study, parse_study
 
 STORE_NAME = "records.sqlite"
 
@@ -77,9 +77,47 @@ def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
     return StudyRun(study, summary, means, csv)
 
 
-def run_study(study_file: Path, progress: Progress = no_progress) -> StudyRun:
-    """`emergentlab run`: load and check the whole study file first, then evaluate it."""
-    return execute(load_study(study_file), progress)
+def _load(study_file: Path, precision: str | None) -> Study:
+    study = load_study(study_file)
+    if precision is None:
+        return study
+    if precision not in PRECISIONS:
+        raise UserError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", field="--precision")
+    return replace(study, ladder=tuple(replace(r, precision=precision) for r in study.ladder))
+
+
+def run_study(study_file: Path, progress: Progress = no_progress, precision: str | None = None) -> StudyRun:
+    """`emergentlab run`: load and check the whole study file first, then evaluate it (every rung at `precision`
+    when given, overriding the study file)."""
+    return execute(_load(study_file, precision), progress)
+
+
+CHARS_PER_TOKEN = 4.0  # a BPE tokenizer's usual rate on English and digits; tiny models read one character a token
+
+
+def dry_run(study_file: Path, precision: str | None = None) -> pd.DataFrame:
+    """`emergentlab run --dry-run`: per rung, what the study asks (items to score, prompt tokens) and the scoring
+    cost `models.cost.estimate_cost` predicts (seconds, peak RSS in MB), without loading any model but tiny ones.
+
+    Parameters come from the rung's `params` fact, or a tiny checkpoint; a rung with neither gets no estimate.
+    Multiple choice scores each option; generation (greedy decoding for exact match) comes on top."""
+    from emergentlab.models import load_backend
+    from emergentlab.models.cost import estimate_cost
+
+    plan = prepare(_load(study_file, precision))
+    rows = []
+    for rung in plan.study.ladder:
+        tiny = rung.spec.startswith("tiny:")
+        params = rung.facts.get("params") or (load_backend(rung.spec, rung.name).facts().params if tiny else None)
+        per_char = 1.0 if tiny else 1.0 / CHARS_PER_TOKEN
+        tokens = [round(len(prompt) * per_char) for c in plan.cells if c.rung is rung
+                  for prompt, ex in zip(c.prompts, c.task, strict=True) for _ in (ex.choices or [ex.target])]
+        est = estimate_cost(tokens, params) if params else None
+        rows.append({"rung": rung.name, "params": params, "items scored": len(tokens),
+                     "mean prompt tokens": sum(tokens) / max(len(tokens), 1),
+                     "scoring s (est.)": est.seconds if est else None,
+                     "peak MB (est.)": est.peak_rss_mb if est else None})
+    return pd.DataFrame(rows)
 
 
 def _write_tables(a: Analysis, out_dir: Path) -> tuple[pd.DataFrame, list[Path]]:

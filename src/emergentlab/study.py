@@ -33,6 +33,7 @@ from emergentlab.metrics import METRICS
 from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
+PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
 _RUNG_KEYS = {"name", "model", "trust_remote_code", "precision", *FACT_FIELDS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
@@ -160,8 +161,9 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         if not isinstance(trust, bool):
             raise UserError(f"must be true or false, got {trust!r}", source=src, field=f"{where}.trust_remote_code")
         precision = r.get("precision", "fp32")
-        if precision not in ("fp32", "bf16"):
-            raise UserError(f"must be \"fp32\" or \"bf16\", got {precision!r}", source=src, field=f"{where}.precision")
+        if precision not in PRECISIONS:
+            raise UserError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", source=src,
+                            field=f"{where}.precision")
         ladder.append(Rung(name, spec, facts, trust, precision))
 
     tasks: list[TaskSpec] = []

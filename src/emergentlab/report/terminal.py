@@ -96,7 +96,7 @@ def show(console: Console, tables: list[tuple[str, pd.DataFrame]], csvs: list[Pa
     if as_json:
         console.print_json(to_json({**payload, **{k: str(v) for k, v in paths.items()}}))
         return
-    if console.is_terminal:
+    if console.is_terminal or not csvs:  # piped, the CSVs are the tables; without CSVs, print them
         for title, df in tables:
             if len(df):
                 print_table(console, df, title)
