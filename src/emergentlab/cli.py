@@ -18,6 +18,7 @@ from rich.table import Table
 
 from emergentlab import metrics
 from emergentlab.errors import UserError
+from emergentlab.models.openai import redact_spec
 from emergentlab.runner import run_study
 from emergentlab.store import Store, StoreError
 from emergentlab.study import Study, check_writable, load_study
@@ -65,6 +66,8 @@ def _save_study(study: Study) -> None:
     """The resolved study beside its store, so `emergentlab report RUN_DIR` needs nothing else."""
     d = asdict(study)
     d["out"] = str(study.out)
+    for rung in d["ladder"]:
+        rung["spec"] = redact_spec(rung["spec"])
     (study.out / "study.json").write_text(json.dumps(d, indent=2, default=str))
 
 

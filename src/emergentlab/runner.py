@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emergentlab.models import Backend, load_backend
+from emergentlab.models.openai import redact_spec
 from emergentlab.records import Record
 from emergentlab.store import Store
 from emergentlab.study import Study, build_tasks
@@ -74,8 +75,8 @@ def run_study(study: Study, store: Store, progress: Progress | None = None) -> R
         done += sum(len(t) - len(exs) for t, _, exs in todo)
         if rung.name in known and not any(exs for _, _, exs in todo):
             continue
-        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
-        store.put_rung(study.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
+        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code, server=rung.server)
+        store.put_rung(study.name, rung.name, redact_spec(rung.spec), backend.facts().merged(rung.facts))
         for task, shots, exs in todo:
             for i in range(0, len(exs), study.batch_size):
                 batch = exs[i : i + study.batch_size]

@@ -11,6 +11,9 @@
     model = "tiny:checkpoints/s"   # backend spec (see emergentlab.models.load_backend)
     params = 1.2e6                 # optional scale facts overriding what the backend reports:
                                    # params, non_embedding_params, tokens, flops, loss, step
+    timeout_s = 60                 # openai: rungs only: seconds per try of a request, prompts per request,
+    max_batch = 16                 # and requests in flight at once
+    concurrency = 4
 
     [[tasks]]
     generator = "add3"             # or: bigbench = "path/to/task.json", jsonl = "path/to/items.jsonl"
@@ -21,6 +24,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,10 +33,12 @@ from typing import Any
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
 from emergentlab.models.base import FACT_FIELDS
+from emergentlab.models.openai import ServerOptions, parse_openai_spec, redact_spec
 from emergentlab.tasks import TASKS, Task, make_task
 
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
-_RUNG_KEYS = {"name", "model", "trust_remote_code", *FACT_FIELDS}
+_SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
+_RUNG_KEYS = {"name", "model", "trust_remote_code", *FACT_FIELDS, *_SERVER_KEYS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -43,6 +49,7 @@ class Rung:
     spec: str
     facts: dict[str, float] = field(default_factory=dict)
     trust_remote_code: bool = False  # only an explicit `trust_remote_code = true` in the study file turns it on
+    server: ServerOptions = field(default_factory=ServerOptions)  # openai: rungs only
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ def _check_spec(spec: str, base: Path, src: str, fld: str) -> str:
         if not path.exists():
             raise UserError(f"checkpoint {path} does not exist", source=src, field=fld)
         return f"{kind}:{path}"
+    if kind == "openai":
+        parse_openai_spec(rest, source=src, field=fld)
     return spec
 
 
@@ -146,13 +155,22 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
                 if isinstance(r[f], bool) or not isinstance(r[f], int | float) or r[f] < 0:
                     raise UserError(f"must be a non-negative number, got {r[f]!r}", source=src, field=f"{where}.{f}")
                 facts[f] = float(r[f])
-        name = str(r.get("name") or r["model"].rsplit("/", 1)[-1])
+        name = str(r.get("name") or redact_spec(r["model"]).rsplit("/", 1)[-1])
         if any(x.name == name for x in ladder):
             raise UserError(f"duplicate rung name {name!r}", source=src, field=f"{where}.name")
         trust = r.get("trust_remote_code", False)
         if not isinstance(trust, bool):
             raise UserError(f"must be true or false, got {trust!r}", source=src, field=f"{where}.trust_remote_code")
-        ladder.append(Rung(name, spec, facts, trust))
+        limits = {k: r[k] for k in _SERVER_KEYS if k in r}
+        if limits and not spec.startswith("openai:"):
+            raise UserError(f"only openai: rungs take {', '.join(limits)}", source=src,
+                            field=f"{where}.{next(iter(limits))}")
+        for k, v in limits.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf or (
+                    k != "timeout_s" and not isinstance(v, int)):
+                kind = "a positive number of seconds" if k == "timeout_s" else "a positive integer"
+                raise UserError(f"must be {kind}, got {v!r}", source=src, field=f"{where}.{k}")
+        ladder.append(Rung(name, spec, facts, trust, ServerOptions(**limits)))
 
     tasks: list[TaskSpec] = []
     for where, t in _tables(data, "tasks", _TASK_KEYS, src):
