@@ -32,8 +32,8 @@ Trust, faults and secrets:
 - Transient faults (timeouts, dropped connections, 408, 429 with its Retry-After honoured, 502/503/504, a 500 on
   a one-prompt request, a 200 whose JSON is truncated or lacks what was asked for) are retried, `max_attempts`
   (5) tries in all, with random exponential backoff. A permanent refusal (any other 4xx) fails at once; a batch
-  the server refuses (4xx, or 500 on a multi-prompt request, or the wrong number of choices) is resent one
-  prompt per request, and every later request is sent that way too, `concurrency` in flight.
+  the server refuses (a 4xx other than 401/403/404, a 500, or the wrong number of choices) is not retried but
+  resent one prompt per request, and every later request is sent that way too, `concurrency` in flight.
 - The API key is read from an environment variable and sent only in the Authorization header. A password or
   token written into the URL (`user:KEY@host`, `?api-key=`) is sent as Basic auth / query parameter and
   `redact_spec` hides it wherever the spec is stored or shown; every error message is scrubbed of all of them.
@@ -82,6 +82,9 @@ PROBES = ("The capital of France is Paris. The capital of Italy is", "1, 2, 3, 4
 # by whole nats (-11.9 nats/token on English against llama-cpp-python)
 SELF_CHECK_TOL = 0.1
 MAX_RETRY_AFTER_S = 120.0
+# Refusals that say nothing about batching (auth, missing route): a refused batch with these is not resent singly
+NOT_ABOUT_BATCHES = (401, 403, 404)
+BACKOFF_S, MAX_BACKOFF_S = 1.0, 30.0  # seconds: the first retry waits up to BACKOFF_S, no wait exceeds the max
 
 
 def redact_url(url: str) -> str:
@@ -173,15 +176,18 @@ class OpenAIBackend:
 
     Up to `max_batch` prompts go in one request and `concurrency` requests are in flight; a request is tried
     `max_attempts` times, waiting random exponential backoff (`backoff_s` × 2^attempt seconds, at most
-    `max_backoff_s`) or the server's Retry-After (at most 120 s) between tries, `timeout_s` seconds per try.
+    `max_backoff_s`; module defaults BACKOFF_S, MAX_BACKOFF_S) or the server's Retry-After (at most 120 s)
+    between tries, `timeout_s` seconds per try.
     """
 
     def __init__(self, spec: OpenAISpec, name: str | None = None, *, api_key: str | None = None,
                  max_batch: int = 16, concurrency: int = 4, timeout_s: float = 60.0, max_attempts: int = 5,
-                 backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+                 backoff_s: float | None = None, max_backoff_s: float | None = None) -> None:
         self.spec, self.name = spec, name or spec.model
         self.max_batch, self.concurrency, self.max_attempts = max_batch, concurrency, max_attempts
-        self.timeout_s, self.backoff_s, self.max_backoff_s = timeout_s, backoff_s, max_backoff_s
+        self.timeout_s = timeout_s
+        self.backoff_s = BACKOFF_S if backoff_s is None else backoff_s
+        self.max_backoff_s = MAX_BACKOFF_S if max_backoff_s is None else max_backoff_s
         parts = urlsplit(spec.base_url)
         params = parse_qsl(parts.query, keep_blank_values=True)
         user, password = unquote(parts.username or ""), unquote(parts.password or "")
@@ -288,7 +294,9 @@ class OpenAIBackend:
                     return self._post(path, {**body, "prompt": [prompts[i] for i in idx]},
                                       lambda d: [parse(c, i) for i, c in zip(idx, _choices(d, len(idx)),
                                                                               strict=True)])
-                except _Refused:
+                except _Refused as e:
+                    if e.status in NOT_ABOUT_BATCHES:
+                        raise
                     self._batch_ok = False  # this server takes one prompt per request (llama-cpp-python)
             return [one(i) for i in idx]
 
