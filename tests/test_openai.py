@@ -481,6 +481,6 @@ def test_replayed_vllm_format_passes_the_self_check_and_scores(fast_backoff: Non
         got = be.score([prompt], [cont])[0]
         ex = next(r["response"]["choices"][0]["logprobs"] for r in rec["exchanges"]
                   if r["request"]["prompt"] == prompt + cont)
-        keep = [i for i, off in enumerate(ex["text_offset"]) if off >= len(prompt)]
+        keep = [i for i, off in enumerate(ex["text_offset"]) if len(prompt) <= off < len(prompt + cont)]
         assert got.tokens == tuple(ex["tokens"][i] for i in keep) and "".join(got.tokens) == cont
         assert got.logprobs == tuple(ex["token_logprobs"][i] for i in keep)

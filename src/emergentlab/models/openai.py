@@ -77,7 +77,7 @@ _REDACTED = "***"
 NEUTRAL = {"temperature": 0, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "n": 1}
 NEUTRAL_EXTRA = {"repeat_penalty": 1.0, "repetition_penalty": 1.0}
 # Texts whose greedy next token the self-check scores back; tokenizers that merge it with the text are skipped.
-PROBES = ("The capital of France is Paris. The capital of Italy is", "1, 2, 3, 4, 5, 6, 7,")
+PROBES = ("The capital of France is Paris. The capital of Italy is", "Monday, Tuesday, Wednesday, Thursday,")
 # nats: a prompt pass and an incremental decoding step of the same model agree to ~1e-3; a shifted echo is off
 # by whole nats (-11.9 nats/token on English against llama-cpp-python)
 SELF_CHECK_TOL = 0.1
