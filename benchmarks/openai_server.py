@@ -27,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -68,23 +69,29 @@ def _free_port() -> int:
 def llama_server(python: str, gguf: Path) -> Iterator[str]:
     """llama-cpp-python's server on 127.0.0.1; yields its /v1 URL."""
     port = _free_port()
-    proc = subprocess.Popen([python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL,
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
+    # the server logs a lot: a pipe nobody reads would fill and stall it, so it logs to a file
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL,
+                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            for _ in range(600):
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"llama_cpp.server exited: {log.read()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/models", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
                 time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+            else:
+                raise RuntimeError("llama_cpp.server did not answer /v1/models within 300 s")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 @contextmanager
