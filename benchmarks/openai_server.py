@@ -14,9 +14,10 @@ measures, against HFBackend on the same GGUF:
   server's defaults (repeat_penalty 1.1);
 - wall time of scoring through the server one prompt per request with `concurrency` 4 against 1 (a ratio).
 
-`--record` rewrites tests/data/openai/llama_cpp_python.json (the self-check exchanges as the server answered
-them) and tests/data/openai/vllm.json (vLLM's documented echo format, values from our gguf backend). Results go
-to benchmarks/results/openai_server.md. Without llama-cpp-python it says so and measures nothing.
+`--record` writes tests/data/openai/llama_cpp_python.json (the self-check exchanges as the server answered
+them; no test reads it yet) and rewrites tests/data/openai/vllm.json (vLLM's documented echo format, values from
+our gguf backend). Results go to benchmarks/results/openai_server.md. Without llama-cpp-python it says so
+and measures nothing.
 """
 
 from __future__ import annotations

@@ -456,22 +456,19 @@ def _fixture(name: str) -> dict[str, Any]:
     return data
 
 
-def test_replayed_llama_cpp_python_is_refused_by_the_self_check(fast_backoff: None) -> None:
-    rec = _fixture("llama_cpp_python.json")
-    seen: list[dict[str, Any]] = []
-    for url in _serve(_replay_handler(rec["exchanges"], seen)):
-        with pytest.raises(UserError, match=r"self-check failed.*#1983") as e:
-            OpenAIBackend.from_spec(f"{rec['model']}@{url}", "smol")
-        assert str(e.value).startswith(url) and "\n" not in str(e.value)
-        # one batch refused with HTTP 500 and never retried; everything after goes one prompt per request
-        assert [isinstance(s["prompt"], list) for s in seen] == [True] + [False] * (len(seen) - 1)
-        assert all(s["repeat_penalty"] == 1.0 and s["temperature"] == 0 for s in seen)
-        # generation still works one prompt per request, with the server's own greedy tokens
-        be = OpenAIBackend(parse_openai_spec(f"{rec['model']}@{url}"), backoff_s=0.01)
-        gens = be.generate(list(PROBES), 1)
-        recorded = {json.dumps(r["request"]["prompt"]): r["response"]["choices"][0]["text"]
-                    for r in rec["exchanges"] if r["status"] == 200 and not r["request"].get("echo")}
-        assert [g.text for g in gens] == [recorded[json.dumps(p)] for p in PROBES]
+def test_a_llama_cpp_python_style_server_is_refused_by_the_self_check(server: tuple[str, Behaviour],
+                                                                      tiny: TinyBackend, fast_backoff: None) -> None:
+    url, b = server
+    b.one_prompt, b.shifted = True, True  # llama-cpp-python 0.3.36: 500 on a list of prompts, echo shifted (#1983)
+    with pytest.raises(UserError, match=r"self-check failed.*#1983") as e:
+        OpenAIBackend.from_spec(f"smol@{url}", "smol")
+    assert str(e.value).startswith(url) and "\n" not in str(e.value)
+    # one batch refused with HTTP 500 and never retried; everything after goes one prompt per request
+    assert [isinstance(s["prompt"], list) for s in b.seen] == [True] + [False] * (len(b.seen) - 1)
+    assert all(s["repeat_penalty"] == 1.0 and s["temperature"] == 0 for s in b.seen)
+    # generation still works there, one prompt per request
+    gens = backend(url).generate(list(PROBES), 3)
+    assert [g.text for g in gens] == [g.text for g in tiny.generate(list(PROBES), 3)]
 
 
 def test_replayed_vllm_format_passes_the_self_check_and_scores(fast_backoff: None) -> None:
