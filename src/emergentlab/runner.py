@@ -22,6 +22,7 @@ from typing import Any
 
 from emergentlab.errors import UserError
 from emergentlab.models import Backend, load_backend
+from emergentlab.models.openai import redact_spec
 from emergentlab.records import Record
 from emergentlab.store import Store, input_hash
 from emergentlab.study import Rung, Study, TaskSpec, build_tasks
@@ -136,14 +137,15 @@ def _digest(paths: Sequence[Path]) -> str:
 
 def model_parts(spec: str) -> dict[str, Any]:
     """What identifies a model's weights: the hash of its files where they are local (so a moved checkpoint is
-    the same model and a retrained one is not), else the spec itself (a hub id with its revision, a server)."""
+    the same model and a retrained one is not), else the spec itself (a hub id with its revision, a server, with
+    any secret in its URL redacted: these parts are stored)."""
     kind, _, rest = spec.partition(":")
     path = Path(rest).expanduser()
     if kind in ("tiny", "gguf", "hf") and path.exists():
         files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".safetensors", ".gguf", ".model")
                        or p.name.startswith("tokenizer")) if path.is_dir() else [path]
         return {"backend": kind, "weights": _digest([p for p in files if p.is_file()])}
-    return {"backend": kind, "ref": rest}
+    return {"backend": kind, "ref": redact_spec(spec).partition(":")[2]}
 
 
 def _data_parts(spec: TaskSpec) -> dict[str, Any]:
@@ -309,8 +311,8 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                     done += len(cell.task) - len(todo)
                     if backend is None:
                         backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
-                                               precision=rung.precision)
-                        store.put_rung(s.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
+                                               precision=rung.precision, server=rung.server)
+                        store.put_rung(s.name, rung.name, redact_spec(rung.spec), backend.facts().merged(rung.facts))
                         known.add(rung.name)
                     reason = _cannot(backend, cell)
                     if reason is not None:

@@ -11,6 +11,9 @@
     model = "tiny:checkpoints/s"   # backend spec (see emergentlab.models.load_backend)
     params = 1.2e6                 # optional scale facts overriding what the backend reports:
                                    # params, non_embedding_params, tokens, flops, loss, step
+    timeout_s = 60                 # openai: rungs only: seconds per try of a request, prompts per request,
+    max_batch = 16                 # and requests in flight at once
+    concurrency = 4
 
     [[tasks]]
     generator = "add3"             # or: bigbench = "path/to/task.json", jsonl = "path/to/items.jsonl"
@@ -30,12 +33,14 @@ from typing import Any
 
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
+from emergentlab.models.openai import ServerOptions, parse_openai_spec, redact_spec
 from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
 PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
-_RUNG_KEYS = {"name", "model", "trust_remote_code", "precision", *FACT_FIELDS}
+_SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
+_RUNG_KEYS = {"name", "model", "trust_remote_code", "precision", *FACT_FIELDS, *_SERVER_KEYS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -47,6 +52,7 @@ class Rung:
     facts: dict[str, float] = field(default_factory=dict)
     trust_remote_code: bool = False  # only an explicit `trust_remote_code = true` in the study file turns it on
     precision: str = "fp32"  # the dtype an hf model runs in: "fp32" or "bf16" (emergentlab.models.hf.PRECISIONS)
+    server: ServerOptions = field(default_factory=ServerOptions)  # openai: rungs only
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ def _check_spec(spec: str, base: Path, src: str, fld: str) -> str:
         if not path.exists():
             raise UserError(f"checkpoint {path} does not exist", source=src, field=fld)
         return f"{kind}:{path}"
+    if kind == "openai":
+        parse_openai_spec(rest, source=src, field=fld)
     return spec
 
 
@@ -154,7 +162,7 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
                 facts[f] = float(r[f])
         if "name" in r and (not isinstance(r["name"], str) or not r["name"].strip()):
             raise UserError(f"must be a non-empty string, got {r['name']!r}", source=src, field=f"{where}.name")
-        name = str(r.get("name") or r["model"].rsplit("/", 1)[-1])
+        name = str(r.get("name") or redact_spec(r["model"]).rsplit("/", 1)[-1])
         if any(x.name == name for x in ladder):
             raise UserError(f"duplicate rung name {name!r}", source=src, field=f"{where}.name")
         trust = r.get("trust_remote_code", False)
@@ -164,7 +172,16 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         if precision not in PRECISIONS:
             raise UserError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", source=src,
                             field=f"{where}.precision")
-        ladder.append(Rung(name, spec, facts, trust, precision))
+        limits = {k: r[k] for k in _SERVER_KEYS if k in r}
+        if limits and not spec.startswith("openai:"):
+            raise UserError(f"only openai: rungs take {', '.join(limits)}", source=src,
+                            field=f"{where}.{next(iter(limits))}")
+        for k, v in limits.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf or (
+                    k != "timeout_s" and not isinstance(v, int)):
+                kind = "a positive number of seconds" if k == "timeout_s" else "a positive integer"
+                raise UserError(f"must be {kind}, got {v!r}", source=src, field=f"{where}.{k}")
+        ladder.append(Rung(name, spec, facts, trust, precision, ServerOptions(**limits)))
 
     tasks: list[TaskSpec] = []
     for where, t in _tables(data, "tasks", _TASK_KEYS, src):
@@ -264,6 +281,8 @@ def save_study(study: Study) -> Path:
     """The resolved study as `OUT/study.json`, so a run folder reloads into the same `Study` (`load_saved_study`)."""
     d = asdict(study)
     d["out"] = str(study.out)
+    for r in d["ladder"]:
+        r["spec"] = redact_spec(r["spec"])  # a key in a server URL is never written
     path = study.out / STUDY_JSON
     path.write_text(json.dumps(d, indent=2, default=str), encoding="utf-8")
     return path
@@ -279,7 +298,7 @@ def load_saved_study(run_dir: Path) -> Study | None:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
         return Study(**{**d, "out": Path(d["out"]),
-                        "ladder": tuple(Rung(**r) for r in d["ladder"]),
+                        "ladder": tuple(Rung(**{**r, "server": ServerOptions(**r["server"])}) for r in d["ladder"]),
                         "tasks": tuple(TaskSpec(**{**t, "shots": tuple(t["shots"])}) for t in d["tasks"]),
                         "metrics": tuple(d["metrics"]) if d.get("metrics") is not None else None})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:

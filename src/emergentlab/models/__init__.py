@@ -9,7 +9,8 @@ Spec grammar (the part before the first `:` picks the backend):
     gguf:/path/file.gguf           a GGUF file, dequantized to fp32 once and cached as safetensors
     openai:MODEL@BASE_URL[#ENV]    an OpenAI-compatible server, e.g. `openai:smol@http://127.0.0.1:8000/v1#MY_KEY`;
                                    the API key is read from the environment variable ENV (default OPENAI_API_KEY)
-                                   at load time and never stored
+                                   at load time and never stored; a secret in the URL is redacted
+                                   (models.openai.redact_spec) wherever the spec is stored or shown
 
 `trust_remote_code` is off unless the caller passes True (the study file's explicit flag).
 """
@@ -17,9 +18,13 @@ Spec grammar (the part before the first `:` picks the backend):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emergentlab.errors import UserError
 from emergentlab.models.base import Backend, Generation, TokenScores
+
+if TYPE_CHECKING:
+    from emergentlab.models.openai import ServerOptions
 
 __all__ = ["Backend", "Generation", "TokenScores", "load_backend"]
 
@@ -27,9 +32,9 @@ KINDS = ("tiny", "hf", "gguf", "openai")
 
 
 def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False,
-                 precision: str = "fp32") -> Backend:
+                 precision: str = "fp32", server: ServerOptions | None = None) -> Backend:
     """A backend from a spec (grammar in the module docstring); `precision` ("fp32" or "bf16") is the dtype an hf
-    model's weights run in, and only the hf backend has a choice.
+    model's weights run in, and only the hf backend has a choice; `server` sets an openai backend's limits.
 
     Raises UserError with one line for a missing file or folder, a pickle-only checkpoint, a GGUF that fails to
     parse, a hub id that cannot be fetched (e.g. offline), a malformed spec, or a server without log-probs.
@@ -56,4 +61,4 @@ def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = F
                                    precision=precision)
     from emergentlab.models.openai import OpenAIBackend
 
-    return OpenAIBackend.from_spec(rest, name)
+    return OpenAIBackend.from_spec(rest, name, server)
