@@ -170,14 +170,16 @@ def print_verdicts(report: Path) -> None:
 
 def make_report(run_dir: Path, study: str | None) -> Path:
     """report.html (+ PNGs, CSVs) in `run_dir`, from its records store alone, with any training-dynamics sections."""
-    from emergentlab.report.dynamics import dynamics_sections
+    from emergentlab.experiments import experiment_sections
     from emergentlab.report.html import build_report
+    from emergentlab.report.sections import Section as HtmlSection
 
     store_path = run_dir / "records.sqlite"
     if not store_path.is_file():
         raise UserError("no records.sqlite here: not a run folder", source=str(run_dir))
-    with Store(store_path) as store:
-        extra = dynamics_sections(store, study, run_dir / "plots")
+    with Store(store_path) as store:  # figure specs are dropped until the report renders emergentlab.sections
+        extra = [HtmlSection(s.title, [*s.summary, *s.paragraphs, *(t.caption for t in s.tables)],
+                             tables=[t.frame for t in s.tables]) for s in experiment_sections(store, study)]
     return build_report(store_path, study, run_dir, extra_sections=extra)
 
 
@@ -328,7 +330,9 @@ def grok(
     sweep_frac: Annotated[str, typer.Option(help="comma-separated train fractions to sweep, e.g. 0.3,0.5")] = "",
 ) -> None:
     """Grokking on a ∘ b mod p: memorisation point, generalisation jump (step, sharpness), report."""
-    from emergentlab.train.grokking import GrokConfig, run_grokking, sweep_configs, sweep_table
+    from emergentlab.experiments import grokking
+    from emergentlab.experiments.base import torch_threads
+    from emergentlab.experiments.grokking import GrokConfig, sweep_configs, sweep_table
 
     try:
         base = GrokConfig(p=p, op=op, train_frac=train_frac, weight_decay=weight_decay, lr=lr,  # type: ignore[arg-type]
@@ -338,14 +342,14 @@ def grok(
     except ValueError as e:
         raise UserError(str(e), source="emergentlab grok") from None
     results = []
-    with Store(out / "records.sqlite") as store, _progress() as bar:
+    with Store(out / "records.sqlite") as store, _progress() as bar, torch_threads(grokking.THREADS):
         for cfg in configs:
             job = bar.add_task(cfg.run_name, total=cfg.steps)
 
-            def update(step: int, total: int, row: dict[str, float], job: Any = job, name: str = cfg.run_name) -> None:
-                bar.update(job, completed=step, description=f"{name} val acc {row['val_acc']:.2f}")
+            def update(what: str, done: int, total: int | None, job: Any = job) -> None:
+                bar.update(job, completed=done, description=what)
 
-            results.append(run_grokking(cfg, store=store, study="grok", progress=update))
+            results.append(grokking.run(cfg, store, update, study="grok"))
     table = Table(title=f"grokking → {out}", title_justify="left",
                   caption="steps; jump = where val accuracy is halfway up, width = its 10→90 % span, sharpness = "
                           "jump / width", caption_justify="left")
@@ -369,7 +373,9 @@ def induction(
     out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")] = Path("runs/induction"),
 ) -> None:
     """Induction heads: per model the phase-change step, ICL-score and loss drops, and the top heads by name."""
-    from emergentlab.train.induction import InductionConfig, run_induction
+    from emergentlab.experiments import induction as ind
+    from emergentlab.experiments.base import torch_threads
+    from emergentlab.experiments.induction import InductionConfig
 
     try:
         configs = [InductionConfig(n_layer=n, steps=steps, seed=seed)
@@ -378,15 +384,15 @@ def induction(
         raise UserError(str(e), source="emergentlab induction") from None
     if not configs:
         raise UserError("no layer counts given", field="--layers")
-    with Store(out / "records.sqlite") as store, _progress() as bar:
+    with Store(out / "records.sqlite") as store, _progress() as bar, torch_threads(ind.THREADS):
         results = []
         for cfg in configs:
             job = bar.add_task(cfg.run_name, total=cfg.steps)
 
-            def update(step: int, total: int, row: dict[str, float], job: Any = job, name: str = cfg.run_name) -> None:
-                bar.update(job, completed=step, description=f"{name} induction {row['induction_score']:.2f}")
+            def update(what: str, done: int, total: int | None, job: Any = job) -> None:
+                bar.update(job, completed=done, description=what)
 
-            results.append(run_induction(cfg, store=store, study="induction", progress=update))
+            results.append(ind.run(cfg, store, update, study="induction"))
     for res in results:
         last = res.history.iloc[-1]
         heads = sorted(((k.removesuffix(".prefix_matching"), float(v)) for k, v in last.items()
