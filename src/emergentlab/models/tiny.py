@@ -230,10 +230,12 @@ class GPT(nn.Module):
         resid = self.wte.weight[None] + self.wpe.weight[:T, None]  # (T, V, C): token v at position t
         q, k, v = blk.attn.qkv(blk.ln_1(resid)).view(T, V, 3, H, D).unbind(2)  # each (T, V, H, D)
         scores = torch.einsum("qhd,tkhd->tqkh", q[-1], k) / math.sqrt(D)  # (T, V last token, V token at t, H)
-        pos, last = torch.arange(T, device=idx.device), idx[:, -1:]
-        att = scores[pos, last, idx].softmax(1)  # (B, T, H)
-        out = (att[..., None] * v[pos, idx]).sum(1)  # (B, H, D)
-        h = resid[-1, idx[:, -1]] + blk.attn.proj(out.reshape(B, C))
+        # gathers go through F.embedding on flattened tables: its backward is a dense index-add, faster than indexing's
+        t = torch.arange(T, device=idx.device) * V
+        att = F.embedding((t + idx[:, -1:]) * V + idx, scores.reshape(-1, H)).softmax(1)  # (B, T, H)
+        vals = F.embedding(t + idx, v.reshape(T * V, C)).view(B, T, H, D)
+        out = (att[..., None] * vals).sum(1)  # (B, H, D)
+        h = F.embedding(idx[:, -1] + (T - 1) * V, resid.reshape(T * V, C)) + blk.attn.proj(out.reshape(B, C))
         if blk.mlp is not None:
             h = h + blk.mlp(blk.ln_2(h))
         return self.lm_head(self.ln_f(h))
