@@ -1,8 +1,5 @@
-"""The `emergentlab` command: parse, call `pipeline`, print. Exit 0 ok, 1 failure, 2 user error.
-
-On a terminal: progress bars and tables. Piped: a line per stage on stderr and the paths of the CSVs on stdout.
-`--json`: one JSON object on stdout for scripts.
-"""
+"""The `emergentlab` command: parse, call `pipeline`, print (`report.terminal`: tables on a terminal, CSV paths
+when piped, one JSON object with --json). Exit 0 ok, 1 failure, 2 user error."""
 
 from __future__ import annotations
 
@@ -88,12 +85,8 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for the checkpoints, one per rung")] = Path("checkpoints"),
 ) -> None:
     """Train a ladder of tiny GPTs (sizes × token budgets) on the train split of the synthetic tasks."""
-    import pandas as pd
-
     with progress(err) as update:
-        rungs = pipeline.train_ladder(ladder_file, out, update)
-    df = pd.DataFrame(rungs)[["name", "params", "non_embedding_params", "tokens", "flops", "val_loss", "wall_s",
-                              "skipped"]]
+        df = pipeline.train_ladder(ladder_file, out, update)
     print_table(console, df, f"ladder → {out}", "val_loss in nats/token, wall_s in seconds; skipped: already "
                 "trained with this config")
 
@@ -112,14 +105,10 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
 
 @app.command()
 @_guard
-def analyze(
-    scores_csv: Annotated[
-        Path, typer.Argument(help="CSV with columns model, params, task, metric, value; optional tokens, flops, "
-                                  "loss, n")],
-    out: Annotated[Path, typer.Option(help="folder for report.html and figures")] = Path("runs/analyze"),
-    seed: int = 0,
-    as_json: JSON = False,
-) -> None:
+def analyze(scores_csv: Annotated[Path, typer.Argument(help="CSV with columns model, params, task, metric, value; "
+                                                         "optional tokens, flops, loss, n")],
+            out: Annotated[Path, typer.Option(help="folder for report.html and figures")] = Path("runs/analyze"),
+            seed: int = 0, as_json: JSON = False) -> None:
     """Verdicts, forecasts and the report from published scores: no models needed."""
     _report_out(pipeline.analyze_csv(scores_csv, out, seed), as_json)
 
@@ -217,6 +206,39 @@ def catalog(as_json: JSON = False) -> None:
     """The documented emergent capabilities (Wei et al. 2022, Table 1) with the scale each emerged at."""
     df = pipeline.catalog()
     show(console, [("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
+
+
+@app.command()
+@_guard
+def grok(p: Annotated[int, typer.Option(help="the modulus (a prime)")] = 97,
+         op: Annotated[str, typer.Option(help="+, -, * or /")] = "+",
+         train_frac: Annotated[float, typer.Option(help="share of the p² pairs used for training")] = 0.3,
+         weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1.0,
+         lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-3,
+         steps: Annotated[int, typer.Option(help="full-batch optimizer steps per run")] = 6000, seed: int = 0,
+         out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")] = Path("runs/grok"),
+         sweep_wd: Annotated[str, typer.Option(help="comma-separated weight decays, e.g. 0,0.3,1")] = "",
+         sweep_frac: Annotated[str, typer.Option(help="comma-separated train fractions, e.g. 0.3,0.5")] = "",
+         as_json: JSON = False) -> None:
+    """Grokking on a ∘ b mod p: memorisation point, generalisation jump (step, width, sharpness), report."""
+    with progress(err) as update:
+        d = pipeline.grok(dict(p=p, op=op, train_frac=train_frac, weight_decay=weight_decay, lr=lr, steps=steps,
+                               seed=seed), sweep_wd, sweep_frac, out, update)
+    show(console, [("grokking runs (steps; final_val_acc 0–1; wall_s seconds)", d.table)], [], as_json,
+         {"runs": d.table}, {"report": d.report.path})
+
+
+@app.command()
+@_guard
+def induction(layers: Annotated[str, typer.Option(help="comma-separated layer counts, one model each")] = "1,2",
+              steps: Annotated[int, typer.Option(help="training steps per model")] = 1500, seed: int = 0,
+              out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")]
+              = Path("runs/induction"), as_json: JSON = False) -> None:
+    """Induction heads: per model the phase-change step, ICL-score and loss drops, and the top head by name."""
+    with progress(err) as update:
+        d = pipeline.induction(layers, steps, seed, out, update)
+    show(console, [("induction runs (steps; icl score nats; val loss nats/token)", d.table)], [], as_json,
+         {"runs": d.table}, {"report": d.report.path})
 
 
 def main() -> None:

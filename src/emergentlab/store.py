@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS series (
     study TEXT NOT NULL, experiment TEXT NOT NULL, run TEXT NOT NULL, step REAL NOT NULL,
     metric TEXT NOT NULL, value REAL,
     PRIMARY KEY (study, experiment, run, step, metric));
+CREATE TABLE IF NOT EXISTS runs (
+    study TEXT NOT NULL, experiment TEXT NOT NULL, run TEXT NOT NULL, config TEXT NOT NULL,
+    PRIMARY KEY (study, experiment, run));
 """
 
 
@@ -392,6 +395,19 @@ class Store:
                 args.append(val)
         q = "SELECT * FROM series" + (f" WHERE {' AND '.join(where)}" if where else "")
         return pd.read_sql_query(q + " ORDER BY study, experiment, run, metric, step", self.db, params=args)
+
+    # --- runs (an experiment's typed config per run, beside its series) ---------------------------------
+    def put_run(self, study: str, experiment: str, run: str, config: dict[str, Any]) -> None:
+        """Record (or replace) the config a run was made with, as JSON."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
+                            (study, experiment, run, json.dumps(config, sort_keys=True)))
+
+    def runs(self, experiment: str, study: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """(study, run) → config of every run of `experiment` under `study` (every study if None)."""
+        q = "SELECT study, run, config FROM runs WHERE experiment = ? AND (? IS NULL OR study = ?) ORDER BY study, run"
+        rows = self.db.execute(q, (experiment, study, study)).fetchall()
+        return {(st, run): json.loads(cfg) for st, run, cfg in rows}
 
 
 def _alive(owner: str, heartbeat: float | None) -> bool:
