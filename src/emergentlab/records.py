@@ -24,6 +24,9 @@ class Record:
     Log-probs are in nats. `target_*` come from teacher-forced scoring of the reference answer;
     `generation*` from greedy decoding; `choice_logprobs[i]` is log p(choice i | prompt) summed over its
     `choice_ntokens[i]` tokens. `kind` is the task kind: generative, numeric or multiple_choice.
+    `targets` lists every accepted answer when the task gives several (empty: just `target`); `stop_string` and
+    `output_regex` are the task's rule from generation to response (BIG-bench's); `metrics` names metrics the task
+    declares beyond those of its kind.
     """
 
     study: str
@@ -44,6 +47,10 @@ class Record:
     choice_logprobs: tuple[float, ...] | None = None
     choice_ntokens: tuple[int, ...] | None = None
     choice_scores: tuple[float, ...] | None = None
+    targets: tuple[str, ...] = ()
+    stop_string: str | None = None
+    output_regex: str | None = None
+    metrics: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -20,10 +20,10 @@ import pandas as pd
 from emergentlab.models.base import FACT_FIELDS, ScaleFacts
 from emergentlab.records import KEY_FIELDS, Record
 
-SCHEMA_VERSION = 2  # 2: records WITHOUT ROWID (the key is the table's only B-tree: ~1.8x faster writes)
+SCHEMA_VERSION = 3  # 2: records WITHOUT ROWID (~1.8x faster writes); 3: targets, stop_string, output_regex, metrics
 
 _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
-                "choice_logprobs", "choice_ntokens", "choice_scores", "metadata")
+                "choice_logprobs", "choice_ntokens", "choice_scores", "targets", "metrics", "metadata")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
