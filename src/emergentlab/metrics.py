@@ -360,7 +360,7 @@ METRICS: dict[str, Metric] = {
         Metric(rouge2, "continuous", _GEN, True, "ROUGE-2 F (0..100)"),
         Metric(rougeLsum, "continuous", _GEN, True, "ROUGE-Lsum F (0..100)"),
         Metric(sequence_f1, "continuous", _GEN, True, "percent"),
-        Metric(numeric_match_with_0_1_relative_error, "discontinuous", _GEN, True, "fraction"),
+        Metric(numeric_match_with_0_1_relative_error, "discontinuous", _NUM, True, "fraction"),
         Metric(log_likelihood, "continuous", _GEN, True, "nats"),
         Metric(multiple_choice_grade, "discontinuous", _MC, True, "fraction"),
         Metric(calibration_multiple_choice_brier_score, "continuous", _MC, False, "Brier (0..1)"),
