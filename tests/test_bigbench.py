@@ -51,9 +51,9 @@ def test_two_shot_prompts_are_bigbenchs() -> None:
         "  choice: 4\n  choice: banana\n  choice: 5\nA: ")
     ld = _one("logical_deduction_three_objects")
     assert build_prompt(ld, ld.examples[1], 2) == (
-        LD_PREFIX + LD_1 + " The blue book is the rightmost.\n\nOn a shelf, there are three books: a purple book, a red "
-        "book, and a yellow book. The purple book is to the right of the yellow book. The yellow book is to the right "
-        "of the red book. The yellow book is the second from the left.\n\n" + LD_1 + " ")
+        LD_PREFIX + LD_1 + " The blue book is the rightmost.\n\nOn a shelf, there are three books: a purple book, a "
+        "red book, and a yellow book. The purple book is to the right of the yellow book. The yellow book is to the "
+        "right of the red book. The yellow book is the second from the left.\n\n" + LD_1 + " ")
     wu = _one("word_unscrambling")
     # a demonstration shows one of its targets, drawn by the same generator ("hits" of five)
     assert build_prompt(wu, wu.examples[1], 2) == (

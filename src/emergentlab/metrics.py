@@ -323,7 +323,9 @@ def multiple_choice_grade(r: Row) -> float:
     """BIG-bench multiple_choice_grade: the target score of the highest-probability choice (1 or 0 for a single
     right answer; graded scores count as given)."""
     lp = np.asarray(r["choice_logprobs"], dtype=float)
-    return float(_choice_weights(r)[_bigbench_argmax(lp - logsumexp(lp))])
+    if np.count_nonzero(lp == lp.max()) > 1:  # the hash that breaks a tie reads the normalised values
+        lp = lp - logsumexp(lp)
+    return float(_choice_weights(r)[_bigbench_argmax(lp)])
 
 
 def calibration_multiple_choice_brier_score(r: Row) -> float:

@@ -44,9 +44,11 @@ def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: i
     flat_p = [p for p, ex in zip(prompts, examples, strict=True) for _ in ex.choices or ()]
     scores = iter(backend.score(flat_p, [c for ex in examples for c in ex.choices or ()]) if flat_p else [])
     per = [[next(scores) for _ in ex.choices or ()] for ex in examples]
-    choice = [dict(choices=ex.choices, correct=ex.correct, choice_logprobs=tuple(s.total for s in sc),
-                   choice_ntokens=tuple(len(s.logprobs) for s in sc), choice_scores=ex.choice_scores)
-              if ex.choices else {} for ex, sc in zip(examples, per, strict=True)]
+    choice: list[dict[str, Any]] = [
+        dict(choices=ex.choices, correct=ex.correct, choice_logprobs=tuple(s.total for s in sc),
+             choice_ntokens=tuple(len(s.logprobs) for s in sc), choice_scores=ex.choice_scores) if ex.choices else {}
+        for ex, sc in zip(examples, per, strict=True)
+    ]
     if task.kind == "multiple_choice":
         out = []
         for b, c, ex, sc in zip(base, choice, examples, per, strict=True):
