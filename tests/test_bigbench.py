@@ -244,3 +244,41 @@ def test_inline_subtasks_and_duplicates_dropped(tmp_path: Path) -> None:
     assert t.name == "p:s" and len(t) == 3
     assert t.examples[0].target == "b" and t.examples[0].targets == ("b", "c")
     assert build_prompt(t, t.examples[0], 1).startswith("\nQ: d\nA: e\n")
+
+
+class _Echo:
+    """A backend that answers every prompt with a fixed text and likes continuations made of the answer's
+    characters (-0.1 nats each, -1 for any other)."""
+
+    name = "echo"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def score(self, prompts: list[str], continuations: list[str]) -> list:
+        from emergentlab.models.base import TokenScores
+
+        return [TokenScores(tuple(-0.1 if ch in self.answer else -1.0 for ch in c), tuple(True for _ in c), tuple(c))
+                for c in continuations]
+
+    def generate(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = ()) -> list:
+        from emergentlab.models.base import Generation
+
+        return [Generation(self.answer, tuple(self.answer)) for _ in prompts]
+
+
+def test_runner_records_carry_what_every_declared_metric_needs() -> None:
+    import pandas as pd
+
+    from emergentlab.runner import evaluate
+
+    ar = _one("arithmetic_1_digit_addition")
+    recs = evaluate(_Echo("0 + 0 = 0\nQ: What"), ar, ar.examples[:2], 0, "s", "m", 0)  # type: ignore[arg-type]
+    assert recs[0].choices == ar.examples[0].choices and recs[0].choice_logprobs is not None
+    assert recs[0].generation.startswith("0 + 0") and recs[0].output_regex == "[-+]?\\d+"
+    got = M.compute(pd.DataFrame([r.__dict__ for r in recs]))
+    by = got.groupby("metric")["value"].apply(list).to_dict()
+    assert by["exact_str_match"] == [1.0, 0.0]  # the regex picks "0": right for 0 + 0, wrong for 0 + 1
+    # "0" is the likeliest choice of 0 + 0 (the others hold characters the answer lacks)
+    assert by["multiple_choice_grade"][0] == 1.0 and len(by["calibration_multiple_choice_brier_score"]) == 2
+    assert {"token_accuracy", "correct_choice_prob"} <= set(by) and "mc_grade" not in by
