@@ -189,7 +189,8 @@ def compare_task(ours: BigBenchTask, ref: Any, jt: Any, tm: Any, mu: Any, nshot:
         finally:
             ref._ds = full
         for i, ex in enumerate(ours.examples[:n]):
-            rec = {"kind": ours.kind, "generation": outs[i], "target": ex.target, "targets": ex.targets,
+            rec = {"kind": ours.kind, "generation": outs[i], "generated": True, "target": ex.target,
+                   "targets": ex.targets,
                    "stop_string": ours.stop_string, "output_regex": ours.output_regex, "metrics": ours.metrics,
                    "target_logprobs": [float(target_lp[i][0])] if len(ex.targets) == 1 else target_lp[i],
                    "choice_logprobs": choice_lp[i] if ex.choices else None, "choice_scores": ex.choice_scores,

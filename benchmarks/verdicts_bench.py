@@ -89,7 +89,7 @@ def demo_sized_store(root: Path, rungs: int = 7, n: int = 200) -> Path:
     recs += [dataclasses.replace(r, study="demo")
              for r in synthetic.records({"add3_step": synthetic.step}, n_examples=n, rungs=rungs, seed=3)]
     with Store(root / "records.sqlite") as st:
-        for model, facts in synthetic.ladder("demo", rungs):
+        for model, facts in synthetic.ladder(rungs):
             st.put_rung("demo", model, "synthetic", facts)
         st.put_records(recs)
     return root

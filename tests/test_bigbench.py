@@ -87,8 +87,8 @@ def test_declared_metrics_name_ours() -> None:
 
 
 def _rec(gen: str, target: str = "5", **kw: object) -> dict:
-    return {"kind": "generative", "generation": gen, "target": target, "targets": (), "stop_string": None,
-            "output_regex": None, "metadata": {}, **kw}
+    return {"kind": "generative", "generation": gen, "generated": True, "target": target, "targets": (),
+            "stop_string": None, "output_regex": None, "metadata": {}, **kw}
 
 
 @pytest.mark.parametrize("gen, stop, regex, want", [

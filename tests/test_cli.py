@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
-from emergentlab import metrics
+from emergentlab import cli, metrics
 from emergentlab.cli import app
 from emergentlab.store import Store
 
@@ -25,10 +29,26 @@ def study(tmp_path: Path, ckpt: Path, extra: str = "", out: str = "run") -> Path
 def test_run_prints_curves_and_writes_the_store(tmp_path: Path, tiny_ckpt: Path) -> None:
     res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt))])
     assert res.exit_code == 0, res.output
-    assert "exact_match" in res.output and "token_accuracy" in res.output
+    assert f"csv: {tmp_path / 'run/means.csv'}" in res.stdout  # piped: where the tables are, not the tables
+    means = pd.read_csv(tmp_path / "run/means.csv")
+    assert {"exact_match", "token_accuracy"} <= set(means["metric"])
+    js = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt)), "--json"])
+    assert js.exit_code == 0 and json.loads(js.stdout)["written"] == 0
     with Store(tmp_path / "run/records.sqlite") as s:
         assert s.count() == 6
     assert (tmp_path / "run/study.json").is_file()
+
+
+def test_terminal_tables_fit_80_columns_without_truncating_names(tmp_path: Path, tiny_ckpt: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    buf = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=buf, force_terminal=True, color_system=None, width=80))
+    res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt))])
+    assert res.exit_code == 0, res.output
+    lines = buf.getvalue().splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└"]
+    assert table and max(map(len, table)) <= 80 and "…" not in buf.getvalue()
+    assert any("expected_exact_match" in ln for ln in lines) and any(" exact_match " in ln for ln in lines)
 
 
 @pytest.mark.parametrize(("extra", "needle"), [
@@ -87,9 +107,10 @@ def test_impossible_model_config_exits_2(tmp_path: Path, tiny_ckpt: Path) -> Non
 @pytest.mark.slow
 def test_demo_end_to_end_shows_a_jump_beside_a_smooth_partner_then_resumes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", "--out", str(out), "--n", "60"])
+    res = runner.invoke(app, ["demo", "--out", str(out), "--n", "60", "--json"])
     assert res.exit_code == 0, res.output
-    assert "across the ladder" in res.output and "verdict" in res.output
+    payload = json.loads(res.stdout)
+    assert payload["written"] > 0 and {"mirage", "emergent"} & {v["verdict"] for v in payload["verdicts"]}
     assert (out / "report.html").is_file() and list(out.glob("**/*.png"))
     with Store(out / "records.sqlite") as s:
         records, rungs = s.records("demo"), s.rungs("demo")
@@ -100,8 +121,9 @@ def test_demo_end_to_end_shows_a_jump_beside_a_smooth_partner_then_resumes(tmp_p
     assert len(em) >= 5
     assert em[0] <= 0.05 and em[-1] >= em[0] + 0.2  # exact match: ~0 on the small rungs, clearly above at the top
     assert acc[0] >= em[0] + 0.15  # ...while per-token accuracy is well above zero from the start
-    again = runner.invoke(app, ["demo", "--out", str(out), "--n", "60"])
+    again = runner.invoke(app, ["demo", "--out", str(out), "--n", "60"])  # piped: CSV paths, not tables
     assert again.exit_code == 0 and "0 written" in again.output
+    assert f"csv: {out / 'verdict_table.csv'}" in again.stdout and "report:" in again.stdout
 
 
 def test_import_lmeval_writes_records_once_and_bad_paths_exit_2(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from emergentlab.analysis import forecast
 from emergentlab.analysis import synthetic as syn
-from emergentlab.analysis.curves import curves_from_scores
+from emergentlab.analysis.curves import curves_by_axis
 from emergentlab.analysis.forecast import Forecaster, crossing, fit_trend, pass_until, predict_trend
 
 
@@ -22,7 +22,7 @@ def test_backtest_on_known_sigmoid_recovers_its_crossing() -> None:
     t = np.log10(syn.sizes())
     true_t0 = 8.3  # the sigmoid crosses 0.5 (midpoint of 0.02..0.98) at 10^8.3 parameters
     p = 0.02 + 0.96 / (1 + np.exp(-(t - true_t0) / 0.5))
-    cs = curves_from_scores(_sigmoid_scores(p, 300, seed=2), syn.rungs_frame(), n_boot=400, seed=0)
+    cs = curves_by_axis(_sigmoid_scores(p, 300, seed=2), syn.rungs_frame(), ["params"], n_boot=400, seed=0)["params"]
     f = Forecaster(threshold=0.5, n_boot=200, seed=0).fit(cs)
     s = f.summary_.iloc[0]
     assert s["crossing_lo"] <= 10**true_t0 <= s["crossing_hi"]
@@ -36,10 +36,10 @@ def test_backtest_on_known_sigmoid_recovers_its_crossing() -> None:
 def test_trend_fit_many_agrees_with_single() -> None:
     t = np.linspace(6, 10, 8)
     y = 0.1 + 0.8 / (1 + np.exp(-(t - 8) / 0.4))
-    one = fit_trend(t, y, bounded=True)
-    many = fit_trend(t, np.stack([y, y]), bounded=True)
+    one = fit_trend(t, y, bounds=(0.0, 1.0))
+    many = fit_trend(t, np.stack([y, y]), bounds=(0.0, 1.0))
     assert abs(crossing(one, 0.5) - 8) < 1e-3 and abs(crossing(many[0], 0.5) - 8) < 0.1
-    line = fit_trend(t, 2 + 0.5 * t, bounded=False)
+    line = fit_trend(t, 2 + 0.5 * t, bounds=(-np.inf, np.inf))
     assert np.allclose(line, [2, 0.5]) and np.isclose(crossing(line, 6.0), 8.0)
 
 
@@ -49,7 +49,7 @@ def test_pass_until_recovers_the_task_scaling_law() -> None:
     pu = np.exp(-c * n**-alpha)
     scores = _sigmoid_scores(np.zeros(8), 1, 0, "expected_exact_match")
     scores["value"] = pu
-    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=10, seed=0)
+    cs = curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=10, seed=0)["params"]
     row = pass_until(cs).iloc[0]
     assert np.isclose(row["alpha"], alpha, rtol=1e-6) and np.isclose(row["c"], c, rtol=1e-6)
     assert row["r2"] > 0.999 and row["rungs_used"] == 8
@@ -60,10 +60,39 @@ def test_sigmoid_grid_fit_does_not_depend_on_grid_blocks(monkeypatch: pytest.Mon
     rng = np.random.default_rng(1)
     reps = np.clip(0.1 + 0.8 / (1 + np.exp(-(t - 8.5) / 0.4)) + rng.normal(0, 0.05, (30, 7)), 0, 1)
     reps[3] = reps[4]  # equal rows: equal fits
-    whole = fit_trend(t, reps, bounded=True)
+    whole = fit_trend(t, reps, bounds=(0.0, 1.0))
     monkeypatch.setattr(forecast, "_GRID_BLOCK", 1)  # one grid point per block: the running minimum decides
-    assert np.array_equal(fit_trend(t, reps, bounded=True), whole)
+    assert np.array_equal(fit_trend(t, reps, bounds=(0.0, 1.0)), whole)
     assert np.array_equal(whole[3], whole[4])
     rows = np.stack([predict_trend(p, t) for p in whole])
     assert np.array_equal(predict_trend(whole, t), rows)
     assert np.abs(rows - reps).mean() < 0.06  # the fits follow their replicates
+
+
+def test_bands_and_trends_stay_inside_the_metrics_range() -> None:
+    # few examples per rung near 0 and 1: the noise term alone would carry a band below 0 and above 1
+    t = np.log10(syn.sizes())
+    p = 0.01 + 0.98 / (1 + np.exp(-(t - 8.5) / 0.3))
+    cs = curves_by_axis(_sigmoid_scores(p, 12, seed=3), syn.rungs_frame(), ["params"], n_boot=300, seed=0)["params"]
+    f = Forecaster(n_boot=100, seed=0).fit(cs)
+    bt = f.backtest_
+    assert bt["lo"].min() == 0.0 and bt["hi"].max() == 1.0  # cut at the range, where the interval would leave it
+    assert (bt["lo"] <= bt["predicted"]).all() and (bt["predicted"] <= bt["hi"]).all()
+    fit = next(iter(f.fits_.values()))
+    assert ((fit["y"] >= 0) & (fit["y"] <= 1)).all() and np.allclose(np.log10(fit["x"]), fit["t"])
+    # a line through a falling distance (tokens, never below 0) is cut at 0 past the ladder
+    dist = _sigmoid_scores(np.zeros(8), 1, 0, "token_edit_distance").assign(value=np.linspace(3.0, 0.2, 8))
+    line = Forecaster(metrics=("token_edit_distance",), n_boot=10).fit(
+        curves_by_axis(dist, syn.rungs_frame(), ["params"], n_boot=10, seed=0)["params"])
+    y = next(iter(line.fits_.values()))["y"]
+    assert line.summary_["model"].iat[0] == "line" and y.min() == 0.0 and (np.diff(y) <= 0).all()
+
+
+def test_sigmoid_fits_any_finite_range() -> None:
+    t = np.linspace(6, 10, 8)
+    y = 0.2 + 1.6 / (1 + np.exp(-(t - 8) / 0.4))  # Brier-like, inside (0, 2)
+    p = fit_trend(t, y, bounds=(0.0, 2.0))
+    assert 0 <= p[0] <= 2 and 0 <= p[1] <= 2 and abs(crossing(p, 1.0) - 8) < 0.05
+    assert np.abs(predict_trend(p, t, (0.0, 2.0)) - y).max() < 0.02
+    unit = fit_trend(t, y / 2, bounds=(0.0, 1.0))  # the same curve rescaled: the same fit, rescaled
+    assert np.allclose(p[:2], 2 * unit[:2]) and np.allclose(p[2:], unit[2:])

@@ -40,9 +40,9 @@ def test_loglikelihood_samples_keep_the_sum_and_leave_per_token_fields_empty() -
     for r, d, row in zip(recs, docs, raw, strict=True):
         assert (r.study, r.model, r.task, r.variant) == ("s", "smol", "el_add", "0shot")
         assert r.prompt == d["input"] and r.target == d["target"] and r.kind == "numeric"
-        assert r.metadata["target_loglikelihood"] == float(row["resps"][0][0][0]) < 0
+        assert r.target_loglikelihood == float(row["resps"][0][0][0]) < 0
         assert r.metadata["target_is_greedy"] is (row["resps"][0][0][1] == "True")
-        assert r.metadata["generated"] is False and r.metadata["shots"] == 0
+        assert r.generated is False and r.metadata["shots"] == 0
         assert r.generation == "" and r.target_logprobs == () and r.target_tokens == () and r.target_greedy == ()
 
 
@@ -54,7 +54,7 @@ def test_metrics_on_loglikelihood_records_are_exact_or_nan_never_wrong() -> None
     got = metrics.compute(frame).pivot_table(index="example_id", columns="metric", values="value", dropna=False)
     for r in recs:
         row = got.loc[r.example_id]
-        assert row["expected_exact_match"] == pytest.approx(math.exp(r.metadata["target_loglikelihood"]))
+        assert row["expected_exact_match"] == pytest.approx(math.exp(r.target_loglikelihood))
         # no generation and no per-token values: these cannot be known, so they are NaN rather than 0
         for name in ("exact_match", "numeric_exact", "token_accuracy", "token_edit_distance", "target_logprob",
                      "abs_distance", "rel_distance"):
@@ -84,7 +84,7 @@ def test_generate_until_samples_keep_the_raw_generation() -> None:
     raw = [json.loads(x) for x in _file("el_gen").read_text().splitlines()]
     assert [r.generation for r in recs] == [row["resps"][0][0] for row in raw]
     assert [r.target for r in recs] == [d["target"] for d in docs]
-    assert all(r.kind == "generative" and r.metadata["generated"] and r.metadata["until"] == ["\n"] for r in recs)
+    assert all(r.kind == "generative" and r.generated and r.metadata["until"] == ["\n"] for r in recs)
     scores = metrics.compute(_frame(recs)).set_index(["example_id", "metric"]).value
     for r in recs:
         assert scores[(r.example_id, "exact_match")] == float(r.generation.strip() == r.target.strip())
@@ -136,7 +136,7 @@ def test_older_layouts_filters_and_rolling(tmp_path: Path) -> None:
         {"doc_id": 3, "target": "", "arguments": [["The whole page."]], "resps": [[-21.5]], "filtered_resps": [-21.5]},
     ])
     (r,) = load_lmeval_samples(roll, model="m")
-    assert r.prompt == "" and r.target == "The whole page." and r.metadata["target_loglikelihood"] == -21.5
+    assert r.prompt == "" and r.target == "The whole page." and r.target_loglikelihood == -21.5
     mc = _write(tmp_path / "samples_mc_2024-01-01T00-00-00.jsonl", [
         {"doc_id": 0, "target": [0, 2], "arguments": [["Q", " a"], ["Q", " b"], ["Q", " c"]],
          "resps": [[[-1.0, False]], [[-2.0, False]], [[-0.5, True]]]},
@@ -204,7 +204,7 @@ def test_imported_loglikelihoods_match_our_hf_backend(monkeypatch: pytest.Monkey
         ll = load_lmeval_samples(_file("el_add"))
         ours = backend.score([r.prompt for r in ll], [r.target for r in ll])
         for r, s in zip(ll, ours, strict=True):
-            assert abs(s.total - r.metadata["target_loglikelihood"]) < 1e-3
+            assert abs(s.total - r.target_loglikelihood) < 1e-3
             assert all(s.greedy) is r.metadata["target_is_greedy"]
         mc = load_lmeval_samples(_file("el_mc"))
         flat = backend.score([r.prompt for r in mc for _ in r.choices or ()], [c for r in mc for c in r.choices or ()])

@@ -8,7 +8,8 @@ import pytest
 from emergentlab import metrics as M
 
 GEN = {"kind": "numeric", "generation": "123", "target": "124", "generation_tokens": ["1", "2", "3"],
-       "target_tokens": ["1", "2", "4"], "target_logprobs": [-0.1, -0.2, -2.0], "target_greedy": [True, True, False]}
+       "target_tokens": ["1", "2", "4"], "target_logprobs": [-0.1, -0.2, -2.0], "target_greedy": [True, True, False],
+       "generated": True, "target_loglikelihood": None}
 MC = {"kind": "multiple_choice", "choice_logprobs": [math.log(0.2), math.log(0.5), math.log(0.3)], "correct": 2,
       "choice_scores": None}
 
@@ -58,3 +59,33 @@ def test_compute_applies_metrics_by_task_kind() -> None:
     assert "numeric_exact" in set(out[out.task == "t"].metric)
     with pytest.raises(KeyError, match="unknown metric"):
         M.compute(df, ["bogus"])
+
+
+def test_imported_records_use_their_typed_fields() -> None:
+    # lm-eval loglikelihood request: only the summed log-prob, no generation
+    only_sum = {**GEN, "generation": "", "generation_tokens": [], "target_tokens": [], "target_logprobs": [],
+                "target_greedy": [], "generated": False, "target_loglikelihood": -0.5}
+    assert M.expected_exact_match(only_sum) == pytest.approx(math.exp(-0.5))
+    for f in (M.exact_match, M.numeric_exact, M.token_edit_distance, M.token_accuracy, M.target_logprob):
+        assert math.isnan(f(only_sum)), f.__name__
+    assert M.exact_match({**only_sum, "generated": True, "generation": "124"}) == 1.0  # an empty-token generation
+
+
+def test_values_and_chance_stay_inside_the_declared_bounds() -> None:
+    rows = {"generative": [GEN, {**GEN, "generation": "124", "generation_tokens": ["1", "2", "4"]},
+                           {**GEN, "generation": "", "generation_tokens": [], "target_logprobs": [-30.0] * 3}],
+            "multiple_choice": [MC, {**MC, "correct": 1}, {**MC, "choice_scores": [1, 1, 0]}]}
+    rows["numeric"] = rows["generative"]
+    for m in M.METRICS.values():
+        lo, hi = m.bounds
+        for kind in m.applies:
+            for r in rows[kind]:
+                v = m.fn({**r, "kind": kind})
+                assert math.isnan(v) or lo <= v <= hi, (m.name, v)
+                if callable(m.chance):
+                    assert lo <= m.chance(r) <= hi
+        if isinstance(m.chance, float):
+            assert lo <= m.chance <= hi
+    assert M.uniform_guess_grade(MC) == pytest.approx(1 / 3)
+    assert M.uniform_guess_brier(MC) == pytest.approx((2 / 3) ** 2 + 2 * (1 / 3) ** 2)
+    assert M.declared("accuracy_published_by_someone") is M.PUBLISHED and M.declared("brier") is M.METRICS["brier"]

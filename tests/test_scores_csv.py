@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 import emergentlab
+from emergentlab.analysis.analyze import Analysis
 from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
 from emergentlab.errors import UserError
-from emergentlab.report.html import analysis_from_csv, analyze_scores, load_verdict_table
+from emergentlab.pipeline import analyze_csv
 
 GPT3 = Path(emergentlab.__file__).parent / "data" / "published" / "gpt3_addition.csv"
 
@@ -24,6 +25,10 @@ d,1e11,2.1,add,token_edit_distance,0.8,500
 """
 
 
+def analysis_from_csv(path: Path) -> Analysis:
+    return Analysis(seed=0).fit_sets(scores_to_sets(read_scores_csv(path), seed=0, source=str(path)))
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "scores.csv"
     p.write_text(text)
@@ -35,8 +40,8 @@ def test_published_gpt3_addition_reads_and_is_emergent_per_wei(tmp_path: Path) -
     row = a.table_.iloc[0]
     assert row["task"] == "3-digit addition" and row["verdict"] == "emergent" and row["partner"] is None
     assert bool(row["wei_emergent"]) and "mirage is not ruled out" in row["note"]
-    out = analyze_scores(GPT3, tmp_path / "r")
-    assert out.exists() and load_verdict_table(out)["verdict"].tolist() == ["emergent"]
+    rep = analyze_csv(GPT3, tmp_path / "r")
+    assert rep.path.exists() and rep.verdicts["verdict"].tolist() == ["emergent"]
 
 
 def test_small_table_with_a_continuous_partner(tmp_path: Path) -> None:

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from emergentlab.models.base import ScaleFacts
-from emergentlab.records import Record
+from emergentlab.records import Record, ScaleFacts
 from emergentlab.store import Store, StoreError
 
 

@@ -11,7 +11,7 @@ import pytest
 from emergentlab import metrics
 from emergentlab.analysis import curves, verdict
 from emergentlab.analysis import synthetic as syn
-from emergentlab.analysis.curves import curves_from_scores, rung_major
+from emergentlab.analysis.curves import curves_by_axis, rung_major
 from emergentlab.analysis.verdict import Verdicts, curve_shapes
 
 
@@ -19,7 +19,7 @@ from emergentlab.analysis.verdict import Verdicts, curve_shapes
 def fitted() -> Verdicts:
     recs = pd.DataFrame([r.__dict__ for r in syn.records(syn.SHAPES, n_examples=200, seed=1)])
     scores = metrics.compute(recs, ["exact_match", "token_accuracy", "target_logprob"])
-    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=500, seed=0, records=recs)
+    cs = curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=500, seed=0, records=recs)["params"]
     return Verdicts().fit(cs)
 
 
@@ -69,7 +69,7 @@ def test_headline_row_per_discontinuous_metric(fitted: Verdicts) -> None:
 def test_too_few_examples_is_inconclusive_with_a_resolution() -> None:
     recs = pd.DataFrame([r.__dict__ for r in syn.records({"s": syn.schaeffer}, n_examples=6, seed=3)])
     scores = metrics.compute(recs, ["exact_match", "token_accuracy"])
-    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=300, seed=0, records=recs)
+    cs = curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=300, seed=0, records=recs)["params"]
     t = Verdicts().fit(cs).pairs_
     row = t.iloc[0]
     if row["verdict"] == "inconclusive":
@@ -81,9 +81,9 @@ def test_too_few_examples_is_inconclusive_with_a_resolution() -> None:
 def test_verdicts_are_seeded() -> None:
     recs = pd.DataFrame([r.__dict__ for r in syn.records({"s": syn.schaeffer}, n_examples=40, seed=3)])
     scores = metrics.compute(recs, ["exact_match", "token_accuracy"])
-    a = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=5)).table_
-    b = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=5)).table_
-    c = Verdicts().fit(curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=6)).table_
+    a = Verdicts().fit(curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=200, seed=5)["params"]).table_
+    b = Verdicts().fit(curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=200, seed=5)["params"]).table_
+    c = Verdicts().fit(curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=200, seed=6)["params"]).table_
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["excess_lo"], c["excess_lo"])
 
@@ -106,7 +106,7 @@ def test_intervals_are_order_statistics_and_skip_nan() -> None:
 def test_verdicts_do_not_depend_on_blocks_layout_or_orientation(monkeypatch: pytest.MonkeyPatch) -> None:
     recs = pd.DataFrame([r.__dict__ for r in syn.records(syn.SHAPES, n_examples=60, seed=2)])
     scores = metrics.compute(recs, ["exact_match", "token_accuracy", "target_logprob"])
-    cs = curves_from_scores(scores, syn.rungs_frame(), n_boot=200, seed=0, records=recs)
+    cs = curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=200, seed=0, records=recs)["params"]
     ref = Verdicts().fit(cs)
     monkeypatch.setattr(curves, "_BLOCK_ELEMS", 1)  # one curve per block
     pd.testing.assert_frame_equal(Verdicts().fit(cs).pairs_, ref.pairs_)
@@ -119,3 +119,49 @@ def test_verdicts_do_not_depend_on_blocks_layout_or_orientation(monkeypatch: pyt
     st, st_ref = curve_shapes(flipped)[0], ref.curve_stats_
     assert (st["shape"] == st_ref["shape"]).all()
     assert np.allclose(st["breakthroughness_lo"], st_ref["breakthroughness_lo"])
+
+
+def test_point_shapes_are_the_rule_with_each_interval_at_its_point() -> None:
+    rng = np.random.default_rng(4)
+    d, e, dl, dr = (rng.normal(0, 0.1, 5000) for _ in range(4))
+    d[:50], e[:50] = np.nan, np.nan
+    delta = np.full(5000, 0.05)
+    point = verdict.shape_codes(d, e, dl, dr, delta)
+    full = verdict.shape_codes(d, e, dl, dr, delta, (d, d, e, (dl > 0) & (dr > 0)))
+    assert np.array_equal(point, full) and len(set(point.tolist())) == len(verdict.Shape)
+    # an interval that straddles 0 keeps a point rise from being a rise
+    assert verdict.shape_codes(np.array([0.2]), np.array([0.0]), np.zeros(1), np.zeros(1), np.array([0.05]),
+                               (np.array([-0.01]), np.array([0.4]), np.array([-1.0]), np.array([False])))[0] \
+        == verdict.Shape.UNCLEAR
+
+
+def test_rule_table_spells_out_the_docstring() -> None:
+    S, V, t = verdict.Shape, verdict.Verdict, verdict._TABLE
+    assert t[S.JUMP, S.RISE] == V.MIRAGE and t[S.JUMP, S.JUMP] == V.EMERGENT
+    assert t[S.JUMP, verdict.NO_PARTNER] == V.EMERGENT and t[S.JUMP, S.FLAT] == V.INCONCLUSIVE
+    assert t[S.FLAT, verdict.NO_PARTNER] == V.FLAT and t[S.FLAT, S.RISE] == V.SMOOTH and t[S.FLAT, S.U] == V.U_SHAPED
+    assert t[S.RISE, S.DECLINE] == V.INCONCLUSIVE and (np.delete(t[S.RISE], S.DECLINE) == V.SMOOTH).all()
+    assert (t[S.DECLINE, [S.RISE, S.JUMP]] == V.INCONCLUSIVE).all() and t[S.DECLINE, S.FLAT] == V.INVERSE
+    assert (t[S.U] == V.U_SHAPED).all() and (t[S.UNCLEAR] == V.INCONCLUSIVE).all()
+    assert [v.label for v in V] == ["inconclusive", "flat", "smooth", "emergent", "mirage", "inverse", "U-shaped"]
+    assert [s.label for s in S] == ["unclear", "flat", "rise", "jump", "decline", "U"]
+
+
+def test_notes_are_columns_first() -> None:
+    recs = pd.DataFrame([r.__dict__ for r in syn.records({"n": syn.noise, "s": syn.schaeffer, "u": syn.u_shaped},
+                                                           n_examples=25, seed=0)])
+    v = Verdicts().fit(curves_by_axis(metrics.compute(recs), syn.rungs_frame(), ["params"], n_boot=300,
+                                      seed=0)["params"])
+    for frame in (v.pairs_, v.table_):
+        inc = frame["verdict"] == "inconclusive"
+        assert inc.any() and all(abs(sum(s for _, s in r) - 1) < 1e-9 for r in frame.loc[inc, "replicate_verdicts"])
+        assert frame.loc[inc, "undecided_metric"].isin(metrics.METRICS).all()
+        assert (frame.loc[inc, "extra_examples"] >= 0).all() and frame.loc[~inc, "extra_examples"].isna().all()
+        assert (frame.loc[~inc, "replicate_verdicts"].map(len) == 0).all()
+        assert all(verdict.note(r) == r["note"] for r in frame.to_dict("records"))
+    heads = v.table_.set_index("task")
+    for task, head in heads.iterrows():
+        mine = v.pairs_[(v.pairs_["task"] == task) & (v.pairs_["verdict"] != head["verdict"])]
+        assert list(head["other_partners"]) == list(zip(mine["partner"], mine["verdict"], strict=True))
+    assert heads.loc["s", "verdict"] == "mirage" and heads.loc["s", "other_partners"]  # a mirage outvotes emergents
+    assert "other partners: expected_exact_match: emergent" in heads.loc["s", "note"]

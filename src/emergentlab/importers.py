@@ -14,12 +14,15 @@ requests sent to the model (`arguments`: context, continuation or generation set
 
 What lm-eval does not log is left empty, never guessed. It logs the *sum* of the continuation's token log-probs
 (nats), not one value per token, and not the tokens: so `target_logprobs`, `target_tokens`, `target_greedy`,
-`generation_tokens` and `choice_ntokens` stay empty, the sum is kept as `metadata["target_loglikelihood"]` (nats)
-with lm-eval's whole-continuation greedy flag as `metadata["target_is_greedy"]`, and a record without a generation
-says so with `metadata["generated"] = False`. The metrics read these: expected exact match is exp(sum); exact match,
-numeric match and token edit distance are NaN without a generation or tokens; token accuracy and mean log-prob per
-token are NaN (no per-token values). Multiple-choice metrics (grade, Brier, correct-choice probability) need only
-the per-choice sums and are exact.
+`generation_tokens` and `choice_ntokens` stay empty, the sum is kept in the typed field `Record.target_loglikelihood`
+(nats), and a record without a generation says so with `Record.generated = False`. The metrics read these two
+fields: expected exact match is exp(sum); exact match, numeric match and token edit distance are NaN without a
+generation or tokens; token accuracy and mean log-prob per token are NaN (no per-token values). Multiple-choice
+metrics (grade, Brier, correct-choice probability) need only the per-choice sums and are exact.
+
+`metadata` keeps provenance no metric reads: source, output type, doc id, line, lm-eval's own metric values, shots,
+generation settings (`until`), filtered responses, and lm-eval's greedy flags (`target_is_greedy` for the whole
+continuation, `choice_is_greedy` per choice).
 """
 
 from __future__ import annotations
@@ -33,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError, read_jsonl
-from emergentlab.models.base import FACT_FIELDS, ScaleFacts
-from emergentlab.records import Record
+from emergentlab.records import FACT_FIELDS, Record, ScaleFacts
 from emergentlab.store import Store
 
 _SAMPLES = re.compile(r"^samples_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d.:-]+)\.jsonl$")
@@ -238,7 +240,6 @@ def _load_file(path: Path, study: str, model: str | None, task: str | None) -> l
                                   correct=right, choice_logprobs=lps, choice_scores=scores, metadata=meta))
         elif otype == "generate_until":
             settings = ln.requests[0][1]
-            meta["generated"] = True
             meta["until"] = settings.get("until") if isinstance(settings, dict) else None
             meta["filtered_resps"] = ln.filtered
             target = ln.target if isinstance(ln.target, str) else json.dumps(ln.target)
@@ -254,8 +255,8 @@ def _load_file(path: Path, study: str, model: str | None, task: str | None) -> l
             else:  # rolling: the whole document is the "continuation" of nothing
                 base["prompt"], cont = "", ln.requests[0][0]
                 lp = _float(ln.resps[0], path, ln.line)
-            meta.update(generated=False, target_loglikelihood=lp)
-            records.append(Record(**base, kind="generative", target=cont, metadata=meta))
+            records.append(Record(**base, kind="generative", target=cont, generated=False, target_loglikelihood=lp,
+                                  metadata=meta))
     if otype != "multiple_choice" and all(_NUMBER.fullmatch(r.target) for r in records):
         records = [replace(r, kind="numeric") for r in records]
     return records

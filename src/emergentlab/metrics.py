@@ -20,21 +20,39 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 from scipy.special import logsumexp
 
+from emergentlab.records import KEY_FIELDS
+
 Row = Mapping[str, Any]
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_INF = math.inf
 
 
 @dataclass(frozen=True)
-class Metric:
-    """A per-example metric. `kind` is "discontinuous" or "continuous"; `applies` lists task kinds. Its name and
+class Declared:
+    """What a curve needs to know of its metric, whether computed here (`Metric`) or read from a published table
+    (`PUBLISHED`). `kind` is "discontinuous" or "continuous".
+
+    `bounds` (lo, hi) is the range of one example's value, in `unit` (±inf where open): curves, fitted trends and
+    forecast bands stay inside it. `chance` is what a model that knows nothing scores: a number, or, where that
+    depends on the example (multiple choice: the share of right choices), a function of the record; None when
+    unknown.
+    """
+
+    kind: str
+    unit: str
+    higher_is_better: bool
+    bounds: tuple[float, float]
+    chance: float | Callable[[Row], float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric(Declared):
+    """A per-example metric: `fn` of one record, for records of the task kinds in `applies`. Its name and
     documentation are the function's."""
 
     fn: Callable[[Row], float]
-    kind: str
     applies: frozenset[str]
-    higher_is_better: bool
-    unit: str
 
     @property
     def name(self) -> str:
@@ -86,17 +104,10 @@ def _refs(r: Row) -> list[str]:
     return list(t) if isinstance(t, list | tuple) and len(t) else [r["target"]]
 
 
-def _generated(r: Row) -> bool:
-    """False for records that hold no generation at all (imported lm-eval loglikelihood requests), as opposed to a
-    generation that happens to be empty."""
-    meta = r.get("metadata")
-    return not (isinstance(meta, dict) and meta.get("generated") is False)
-
-
 def exact_match(r: Row) -> float:
     """1 if the response (`response`) equals a target after trimming whitespace, else 0; NaN without a
     generation."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     got = normalize(response(r))
     return float(any(got == normalize(t) for t in _refs(r)))
@@ -112,7 +123,7 @@ def token_edit_distance(r: Row) -> float:
     """Levenshtein distance, in tokens, between the response's tokens (the generated tokens that overlap
     `response_span`) and the target's tokens; NaN when either text is there without its tokens (imported
     records)."""
-    if not _generated(r) or any(r[text] and not len(r[toks]) for text, toks in
+    if not r["generated"] or any(r[text] and not len(r[toks]) for text, toks in
                                 (("generation", "generation_tokens"), ("target", "target_tokens"))):
         return math.nan
     toks = list(r["generation_tokens"])
@@ -126,12 +137,11 @@ def token_edit_distance(r: Row) -> float:
 def expected_exact_match(r: Row) -> float:
     """exp(Σ log p(target token)): the probability that sampling reproduces the whole target (0..1).
 
-    Imported records that carry only the sum (`metadata["target_loglikelihood"]`, nats) use it."""
+    Imported records that carry only the sum (`target_loglikelihood`, nats) use it."""
     lp = r["target_logprobs"]
     if not len(lp):
-        meta = r.get("metadata")
-        total = meta.get("target_loglikelihood") if isinstance(meta, dict) else None
-        return math.exp(total) if isinstance(total, int | float) else math.nan
+        total = r["target_loglikelihood"]
+        return math.exp(total) if total is not None else math.nan
     return math.exp(sum(lp))
 
 
@@ -171,6 +181,18 @@ def correct_choice_prob(r: Row) -> float:
     return float(np.sum(_choice_probs(r) * _choice_truth(r)))
 
 
+def uniform_guess_grade(r: Row) -> float:
+    """mc_grade (and probability on the right choices) of a model that spreads its mass evenly: right choices /
+    choices (0..1)."""
+    return float(np.mean(_choice_truth(r)))
+
+
+def uniform_guess_brier(r: Row) -> float:
+    """Brier score of the uniform distribution over the choices (0..2)."""
+    truth = _choice_truth(r)
+    return float(np.sum((1.0 / len(truth) - truth) ** 2))
+
+
 def _numbers(r: Row) -> tuple[float | None, list[float]]:
     """The first number of the response, and that of each target holding one."""
     return parse_number(response(r)), [x for t in _refs(r) if (x := parse_number(t)) is not None]
@@ -178,7 +200,7 @@ def _numbers(r: Row) -> tuple[float | None, list[float]]:
 
 def numeric_exact(r: Row) -> float:
     """1 if the first number in the response equals a target's number, else 0; NaN without a generation."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     pred, tgts = _numbers(r)
     return float(pred is not None and pred in tgts)
@@ -206,13 +228,13 @@ def rel_distance(r: Row) -> float:
 
 def exact_str_match(r: Row) -> float:
     """BIG-bench exact_str_match: 1 if the response is one of the targets exactly (no trimming), else 0."""
-    return float(response(r) in _refs(r)) if _generated(r) else math.nan
+    return float(response(r) in _refs(r)) if r["generated"] else math.nan
 
 
 def case_insensitive_str_match(r: Row) -> float:
     """BIG-bench case_insensitive_str_match: 1 if the response is a target once both are trimmed and
     lower-cased, else 0."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     return float(response(r).strip().lower() in [t.strip().lower() for t in _refs(r)])
 
@@ -231,7 +253,7 @@ def _bleu_scorer() -> Any:
 def bleu(r: Row) -> float:
     """BIG-bench bleu of one example: sacreBLEU (intl tokenizer, exp smoothing) of the response against every
     target at once (0..100)."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     return float(_bleu_scorer().corpus_score([response(r)], [[t] for t in _refs(r)]).score)
 
@@ -257,24 +279,24 @@ def _rouge(refs: tuple[str, ...], resp: str) -> dict[str, float]:
 
 def rouge1(r: Row) -> float:
     """BIG-bench rouge1: unigram-overlap F-measure of the response with the best-matching target (0..100)."""
-    return _rouge(tuple(_refs(r)), response(r))["rouge1"] if _generated(r) else math.nan
+    return _rouge(tuple(_refs(r)), response(r))["rouge1"] if r["generated"] else math.nan
 
 
 def rouge2(r: Row) -> float:
     """BIG-bench rouge2: bigram-overlap F-measure of the response with the best-matching target (0..100)."""
-    return _rouge(tuple(_refs(r)), response(r))["rouge2"] if _generated(r) else math.nan
+    return _rouge(tuple(_refs(r)), response(r))["rouge2"] if r["generated"] else math.nan
 
 
 def rougeLsum(r: Row) -> float:  # noqa: N802 (BIG-bench's name)
     """BIG-bench rougeLsum: summary-level longest-common-subsequence F-measure of the response with the
     best-matching target (0..100)."""
-    return _rouge(tuple(_refs(r)), response(r))["rougeLsum"] if _generated(r) else math.nan
+    return _rouge(tuple(_refs(r)), response(r))["rougeLsum"] if r["generated"] else math.nan
 
 
 def sequence_f1(r: Row) -> float:
     """BIG-bench sequence_f1 (in fact label accuracy): the share of the first target's space-separated labels that
     the response's labels at the same positions equal, padded with "O" (0..100)."""
-    if not _generated(r):
+    if not r["generated"]:
         return math.nan
     want = _refs(r)[0].split(" ")
     got = response(r).split(" ")[: len(want)]
@@ -288,7 +310,7 @@ def numeric_match_with_0_1_relative_error(r: Row) -> float:
     As BIG-bench, the error is divided by the signed target (so any number passes a negative target) and the
     whole response must parse; NaN for several targets, which BIG-bench refuses."""
     refs = _refs(r)
-    if not _generated(r) or len(refs) != 1:
+    if not r["generated"] or len(refs) != 1:
         return math.nan
     try:
         want, got = float(refs[0]), float(response(r))
@@ -328,13 +350,27 @@ def multiple_choice_grade(r: Row) -> float:
     return float(_choice_weights(r)[_bigbench_argmax(lp)])
 
 
-def calibration_multiple_choice_brier_score(r: Row) -> float:
-    """BIG-bench's Brier score of one example: mean over choices of (p − q)² + q(1 − q), p the probability
-    normalised over the choices and q the choice's share of the target scores (0..1, lower is better)."""
+def _bigbench_brier(r: Row, p: np.ndarray) -> float:
     w = _choice_weights(r)
     q = w / w.sum() if w.sum() != 0 else np.zeros_like(w)
-    p = _choice_probs(r)
     return float(np.sum(q * (p - 1) ** 2 + (1 - q) * p**2) / len(p))
+
+
+def calibration_multiple_choice_brier_score(r: Row) -> float:
+    """BIG-bench's Brier score of one example: mean over choices of q(p − 1)² + (1 − q)p², p the probability
+    normalised over the choices and q the choice's share of the target scores (0..1, lower is better)."""
+    return _bigbench_brier(r, _choice_probs(r))
+
+
+def uniform_guess_target_score(r: Row) -> float:
+    """multiple_choice_grade of a uniform guess: the mean target score over the choices (BIG-bench's low_score)."""
+    return float(np.mean(_choice_weights(r)))
+
+
+def uniform_guess_bigbench_brier(r: Row) -> float:
+    """calibration_multiple_choice_brier_score of the uniform distribution over the choices (0..1)."""
+    n = len(_choice_weights(r))
+    return _bigbench_brier(r, np.full(n, 1.0 / n))
 
 
 _GEN = frozenset({"generative", "numeric"})
@@ -344,34 +380,47 @@ _NUM = frozenset({"numeric"})
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric(exact_match, "discontinuous", _GEN, True, "fraction"),
-        Metric(token_accuracy, "continuous", _GEN, True, "fraction"),
-        Metric(token_edit_distance, "continuous", _GEN, False, "tokens"),
-        Metric(expected_exact_match, "continuous", _GEN, True, "probability"),
-        Metric(target_logprob, "continuous", _GEN, True, "nats/token"),
-        Metric(mc_grade, "discontinuous", _MC, True, "fraction"),
-        Metric(brier, "continuous", _MC, False, "Brier (0..2)"),
-        Metric(correct_choice_prob, "continuous", _MC, True, "probability"),
-        Metric(numeric_exact, "discontinuous", _NUM, True, "fraction"),
-        Metric(abs_distance, "continuous", _NUM, False, "task units"),
-        Metric(rel_distance, "continuous", _NUM, False, "ratio"),
-        Metric(exact_str_match, "discontinuous", _GEN, True, "fraction"),
-        Metric(case_insensitive_str_match, "discontinuous", _GEN, True, "fraction"),
-        Metric(bleu, "continuous", _GEN, True, "BLEU (0..100)"),
-        Metric(rouge1, "continuous", _GEN, True, "ROUGE-1 F (0..100)"),
-        Metric(rouge2, "continuous", _GEN, True, "ROUGE-2 F (0..100)"),
-        Metric(rougeLsum, "continuous", _GEN, True, "ROUGE-Lsum F (0..100)"),
-        Metric(sequence_f1, "continuous", _GEN, True, "percent"),
-        Metric(numeric_match_with_0_1_relative_error, "discontinuous", _NUM, True, "fraction"),
-        Metric(log_likelihood, "continuous", _GEN, True, "nats"),
-        Metric(multiple_choice_grade, "discontinuous", _MC, True, "fraction"),
-        Metric(calibration_multiple_choice_brier_score, "continuous", _MC, False, "Brier (0..1)"),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=exact_match, applies=_GEN),
+        Metric("continuous", "fraction", True, (0.0, 1.0), fn=token_accuracy, applies=_GEN),
+        Metric("continuous", "tokens", False, (0.0, _INF), fn=token_edit_distance, applies=_GEN),
+        Metric("continuous", "probability", True, (0.0, 1.0), fn=expected_exact_match, applies=_GEN),
+        Metric("continuous", "nats/token", True, (-_INF, 0.0), fn=target_logprob, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), uniform_guess_grade, fn=mc_grade, applies=_MC),
+        Metric("continuous", "Brier (0..2)", False, (0.0, 2.0), uniform_guess_brier, fn=brier, applies=_MC),
+        Metric("continuous", "probability", True, (0.0, 1.0), uniform_guess_grade, fn=correct_choice_prob,
+               applies=_MC),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=numeric_exact, applies=_NUM),
+        Metric("continuous", "task units", False, (0.0, _INF), fn=abs_distance, applies=_NUM),
+        Metric("continuous", "ratio", False, (0.0, _INF), fn=rel_distance, applies=_NUM),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=exact_str_match, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=case_insensitive_str_match, applies=_GEN),
+        Metric("continuous", "BLEU (0..100)", True, (0.0, 100.0), fn=bleu, applies=_GEN),
+        Metric("continuous", "ROUGE-1 F (0..100)", True, (0.0, 100.0), fn=rouge1, applies=_GEN),
+        Metric("continuous", "ROUGE-2 F (0..100)", True, (0.0, 100.0), fn=rouge2, applies=_GEN),
+        Metric("continuous", "ROUGE-Lsum F (0..100)", True, (0.0, 100.0), fn=rougeLsum, applies=_GEN),
+        Metric("continuous", "percent", True, (0.0, 100.0), fn=sequence_f1, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=numeric_match_with_0_1_relative_error,
+               applies=_NUM),
+        Metric("continuous", "nats", True, (-_INF, 0.0), fn=log_likelihood, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), uniform_guess_target_score, fn=multiple_choice_grade,
+               applies=_MC),
+        Metric("continuous", "Brier (0..1)", False, (0.0, 1.0), uniform_guess_bigbench_brier,
+               fn=calibration_multiple_choice_brier_score, applies=_MC),
     )
 }
 # Computed only for records whose task declares them (`Record.metrics`: BIG-bench's), not for every record of a kind
 DECLARED_ONLY = frozenset({"exact_str_match", "case_insensitive_str_match", "bleu", "rouge1", "rouge2", "rougeLsum",
                            "sequence_f1", "numeric_match_with_0_1_relative_error", "log_likelihood",
                            "multiple_choice_grade", "calibration_multiple_choice_brier_score"})
+
+PUBLISHED = Declared("discontinuous", "fraction", True, (0.0, 1.0), 0.0)
+"""What a metric name outside `METRICS` is taken to be: a published table's own accuracy (a share right, 0..1)."""
+
+
+def declared(name: str) -> Declared:
+    """What is declared of the metric called `name`; names outside `METRICS` are published accuracies."""
+    return METRICS.get(name, PUBLISHED)
+
 
 # Each discontinuous metric and the continuous metrics that see the same ability without the cliff.
 PAIRS: dict[str, tuple[str, ...]] = {
@@ -385,8 +434,6 @@ PAIRS: dict[str, tuple[str, ...]] = {
     "numeric_match_with_0_1_relative_error": ("abs_distance", "rel_distance"),
     "multiple_choice_grade": ("calibration_multiple_choice_brier_score", "correct_choice_prob"),
 }
-
-KEYS = ["study", "model", "task", "example_id", "variant"]
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -405,9 +452,9 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
     rows = records.to_dict("records")
     out: list[tuple[Any, ...]] = []
     for r in rows:
-        key = tuple(r[k] for k in KEYS)
+        key = tuple(r[k] for k in KEY_FIELDS)
         for n in names:
             m = METRICS[n]
             if n in (r.get("metrics") or ()) or (r["kind"] in m.applies and n not in DECLARED_ONLY):
                 out.append((*key, n, m.fn(r)))
-    return pd.DataFrame(out, columns=[*KEYS, "metric", "value"])
+    return pd.DataFrame(out, columns=[*KEY_FIELDS, "metric", "value"])

@@ -1,9 +1,14 @@
-"""`Record`: everything one model did on one example under one prompt variant. Metrics are computed from these."""
+"""The plain data every layer shares (this module imports nothing of ours).
+
+`Record`: everything one model did on one example under one prompt variant; metrics are computed from these.
+`ScaleFacts`: where a ladder rung sits on each scale axis; `FACT_FIELDS` names those axes in store-column order.
+`Progress`: the callback every long-running call reports to.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 KEY_FIELDS = ("study", "model", "task", "example_id", "variant")
@@ -24,6 +29,10 @@ class Record:
     Log-probs are in nats. `target_*` come from teacher-forced scoring of the reference answer;
     `generation*` from greedy decoding; `choice_logprobs[i]` is log p(choice i | prompt) summed over its
     `choice_ntokens[i]` tokens. `kind` is the task kind: generative, numeric or multiple_choice.
+    `generated` is False for a record that holds no generation at all (an imported lm-eval loglikelihood
+    request), as opposed to a generation that happens to be empty. `target_loglikelihood` is log p(target |
+    prompt) in nats for records that know only that sum, not one value per token (imported lm-eval records).
+    `metadata` is provenance for people (where a record came from); no metric reads it.
     `targets` lists every accepted answer when the task gives several (empty: just `target`); `stop_string` and
     `output_regex` are the task's rule from generation to response (BIG-bench's); `metrics` names metrics the task
     declares beyond those of its kind.
@@ -47,6 +56,8 @@ class Record:
     choice_logprobs: tuple[float, ...] | None = None
     choice_ntokens: tuple[int, ...] | None = None
     choice_scores: tuple[float, ...] | None = None
+    generated: bool = True
+    target_loglikelihood: float | None = None
     targets: tuple[str, ...] = ()
     stop_string: str | None = None
     output_regex: str | None = None
@@ -56,3 +67,33 @@ class Record:
     @property
     def key(self) -> tuple[str, str, str, str, str]:
         return (self.study, self.model, self.task, self.example_id, self.variant)
+
+
+@dataclass(frozen=True)
+class ScaleFacts:
+    """Where a model sits on each scale axis. Any may be unknown (None).
+
+    params / non_embedding_params: parameter counts; tokens: training tokens seen; flops: training FLOPs
+    (6·N·D when not given); loss: validation or pre-training loss in nats per token; step: optimizer steps.
+    """
+
+    params: float | None = None
+    non_embedding_params: float | None = None
+    tokens: float | None = None
+    flops: float | None = None
+    loss: float | None = None
+    step: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, override: dict[str, Any]) -> ScaleFacts:
+        """These facts with the non-None values of `override` on top (e.g. from a study file)."""
+        base = {k: v for k, v in asdict(self).items() if k != "extra"}
+        known = {k: v for k, v in override.items() if k in base and v is not None}
+        facts = ScaleFacts(**{**base, **known}, extra={**self.extra})
+        if facts.flops is None and facts.params is not None and facts.tokens is not None:
+            facts = ScaleFacts(**{**asdict(facts), "flops": 6.0 * facts.params * facts.tokens})
+        return facts
+
+
+# The scale facts a rung can have, in the order the store's columns and a study file's fields use.
+FACT_FIELDS = tuple(f.name for f in fields(ScaleFacts) if f.name != "extra")

@@ -63,6 +63,7 @@ class Table:
 
     frame: pd.DataFrame
     caption: str
+    key: str = ""  # a stable id for the HTML anchor (set by code, never from user text)
 
 
 @dataclass

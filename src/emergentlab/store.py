@@ -17,14 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from emergentlab.models.base import FACT_FIELDS, ScaleFacts
-from emergentlab.records import KEY_FIELDS, Record
+from emergentlab.records import FACT_FIELDS, KEY_FIELDS, Record, ScaleFacts
 
-SCHEMA_VERSION = 3  # 2: records WITHOUT ROWID (~1.8x faster writes); 3: targets, stop_string, output_regex, metrics
+SCHEMA_VERSION = 4  # 2: records WITHOUT ROWID (the key is the table's only B-tree: ~1.8x faster writes);
+# 3: typed Record.generated and Record.target_loglikelihood (were metadata keys); 4: targets, stop_string,
+# output_regex, metrics
 
 _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
                 "choice_logprobs", "choice_ntokens", "choice_scores", "targets", "metrics", "metadata")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
+_SQL_TYPES = {"correct": "INTEGER", "generated": "INTEGER", "target_loglikelihood": "REAL"}  # the rest: TEXT
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 _SCHEMA = f"""
@@ -34,7 +36,7 @@ CREATE TABLE IF NOT EXISTS rungs (
     {", ".join(f"{f} REAL" for f in FACT_FIELDS)}, extra TEXT NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (study, model));
 CREATE TABLE IF NOT EXISTS records (
-    {", ".join(f"{f} {'INTEGER' if f == 'correct' else 'TEXT'}" for f in _RECORD_FIELDS)},
+    {", ".join(f"{f} {_SQL_TYPES.get(f, 'TEXT')}" for f in _RECORD_FIELDS)},
     PRIMARY KEY ({", ".join(KEY_FIELDS)})) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     study TEXT NOT NULL, experiment TEXT NOT NULL, run TEXT NOT NULL, step REAL NOT NULL,
@@ -130,6 +132,7 @@ class Store:
         for f in _JSON_FIELDS:
             df[f] = [json.loads(v) if isinstance(v, str) else None for v in df[f]]
         df["correct"] = df["correct"].astype("Int64")
+        df["generated"] = df["generated"].astype(bool)
         return df
 
     # --- series (training dynamics: step → value) -------------------------------------------------------

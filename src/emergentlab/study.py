@@ -21,14 +21,15 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
-from emergentlab.models.base import FACT_FIELDS
+from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
@@ -231,3 +232,30 @@ def build_tasks(spec: TaskSpec, seed: int, src: str = "<study>") -> list[Task]:
         return [replace(loaded[0], name=spec.name, examples=loaded[0].examples[: spec.n])]
     return [replace(t, name=f"{spec.name}/{t.name.rsplit(':', 1)[-1]}", examples=t.examples[: spec.n])
             for t in loaded]
+
+
+STUDY_JSON = "study.json"
+
+
+def save_study(study: Study) -> Path:
+    """The resolved study as `OUT/study.json`, so a run folder reloads into the same `Study` (`load_saved_study`)."""
+    d = asdict(study)
+    d["out"] = str(study.out)
+    path = study.out / STUDY_JSON
+    path.write_text(json.dumps(d, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def load_saved_study(run_dir: Path) -> Study | None:
+    """The `Study` saved in a run folder, None when there is none (a folder of imported or dynamics records)."""
+    path = Path(run_dir) / STUDY_JSON
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return Study(**{**d, "out": Path(d["out"]),
+                        "ladder": tuple(Rung(**r) for r in d["ladder"]),
+                        "tasks": tuple(TaskSpec(**{**t, "shots": tuple(t["shots"])}) for t in d["tasks"]),
+                        "metrics": tuple(d["metrics"]) if d.get("metrics") is not None else None})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as e:
+        raise UserError(f"not a study saved by emergentlab ({type(e).__name__}: {e})", source=str(path)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_by_axis, primary_axis
@@ -66,40 +65,3 @@ class Analysis:
             tab = tab.merge(lv, on=CURVE_KEYS, how="left")
         self.table_ = tab
         return self
-
-
-def _fmt(v: float, lo: float, hi: float) -> str:
-    if not np.isfinite(v):
-        return "–"
-    return f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3g}"
-
-
-def verdict_table(analysis: Analysis) -> pd.DataFrame:
-    """The verdict table as printable strings, one row per (task, metric pair, variant), best first.
-
-    Columns: task, variant, pair, verdict, confidence, score (extrapolation excess e with its 95 % interval, in the
-    metric's unit), B (BIG-bench breakthroughness), Wei (Wei et al. definition met), forecast (the axis value at
-    which the discontinuous metric crosses the threshold, with its 90 % interval), note.
-    """
-    t = analysis.table_
-    if t.empty:
-        return pd.DataFrame(columns=["task", "variant", "pair", "verdict", "confidence", "score", "B", "Wei",
-                                     "forecast", "note"])
-    ax = analysis.axis_
-    unit = {"params": "params", "flops": "FLOPs", "loss": "nats", "tokens": "tokens", "step": "steps",
-            "non_embedding_params": "params"}.get(ax, ax)
-    out = pd.DataFrame({
-        "task": t["task"], "variant": t["variant"],
-        "pair": [f"{m} / {p}" if isinstance(p, str) else f"{m} / –" for m, p in zip(t["metric"], t["partner"],
-                                                                                     strict=True)],
-        "verdict": t["verdict"],
-        "confidence": [f"{c:.0%}" if np.isfinite(c) else "–" for c in t["confidence"]],
-        "score": [_fmt(*r) for r in t[["excess", "excess_lo", "excess_hi"]].to_numpy(dtype=float)],
-        "B": [f"{b:.3g}" for b in t["breakthroughness"]],
-        "Wei": ["yes" if w is True else "no" for w in t["wei_emergent"]],
-        "forecast": ([f"{unit} {_fmt(*r)}" if np.isfinite(r[0]) else "–"
-                      for r in t[[f"cross_{ax}", f"cross_{ax}_lo", f"cross_{ax}_hi"]].to_numpy(dtype=float)]
-                     if f"cross_{ax}" in t else "–"),
-        "note": t["note"].fillna(""),
-    })
-    return out.reset_index(drop=True)

@@ -28,9 +28,15 @@ _BLOCK_ELEMS = 2**16  # replicate entries per rung in one block of curves read b
 
 
 def axis_position(axis: str, values: np.ndarray) -> np.ndarray:
-    """Where rungs sit on `axis` as one increasing coordinate: log10 for counts, −loss (nats) for loss."""
+    """Where rungs sit on `axis` as one increasing coordinate t: log10 for counts, −loss (nats) for loss."""
     v = np.asarray(values, dtype=float)
     return -v if axis == "loss" else np.log10(v)
+
+
+def axis_value(axis: str, t: np.ndarray | float) -> np.ndarray | float:
+    """The inverse of `axis_position`: the axis' own unit (parameters, tokens, FLOPs, steps, loss in nats) at t,
+    an array for an array and a number for a number."""
+    return -t if axis == "loss" else 10.0**t
 
 
 def usable_axes(rungs: pd.DataFrame) -> list[str]:
@@ -149,7 +155,7 @@ def binomial_replicates(p: np.ndarray, n: np.ndarray, n_boot: int, seed: int) ->
 class CurveSet:
     """C curves × R rungs, rungs sorted along `axis`.
 
-    `keys`: one row per curve (task, metric, variant, kind, unit, higher_is_better, partner-able);
+    `keys`: one row per curve: task, metric, variant and the metric's declared properties (`curve_keys`);
     `rungs`: one row per rung (model and every scale axis); `mean`/`n`: (C, R) in the metric's own unit and
     example counts; `boot`: (B, C, R) replicates of `mean`, or None when no uncertainty is known (any memory
     layout is read correctly; the `rung_major` one, which `bootstrap_means` returns, is the fast one);
@@ -204,33 +210,44 @@ class CurveSet:
         return out
 
 
-def metric_info(name: str) -> tuple[str, str, bool]:
-    """(kind, unit, higher_is_better) of a metric; names outside `metrics.METRICS` are treated as accuracies."""
-    m = metrics.METRICS.get(name)
-    if m is not None:
-        return m.kind, m.unit, m.higher_is_better
-    return ("discontinuous", "fraction", True)
+KEY_PROPERTIES = ["kind", "unit", "higher_is_better", "bound_lo", "bound_hi"]
 
 
-def _choice_chance(records: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """(task, variant) → expected mc_grade of a uniform guess (mean of right-choices / choices)."""
-    if "choice_logprobs" not in records or records.empty:
-        return {}
-    out: dict[tuple[str, str], float] = {}
-    mc = records[records["kind"] == "multiple_choice"]
-    for (task, variant), g in mc.groupby(["task", "variant"]):
-        vals = []
-        for lps, sc in zip(g["choice_logprobs"], g["choice_scores"], strict=True):
-            k = len(lps) if lps else 0
-            if k:
-                right = sum(1 for s in sc if s > 0) if isinstance(sc, list | tuple) and sc else 1
-                vals.append(right / k)
+def curve_keys(keys: pd.DataFrame) -> pd.DataFrame:
+    """(task, metric, variant) rows with each metric's declared properties (`metrics.declared`): kind, unit,
+    higher_is_better and its range (bound_lo, bound_hi) in its unit."""
+    out = keys[CURVE_KEYS].reset_index(drop=True)
+    declared = [metrics.declared(m) for m in out["metric"]]
+    out["kind"] = [m.kind for m in declared]
+    out["unit"] = [m.unit for m in declared]
+    out["higher_is_better"] = [m.higher_is_better for m in declared]
+    out["bound_lo"] = np.array([m.bounds[0] for m in declared], dtype=float)
+    out["bound_hi"] = np.array([m.bounds[1] for m in declared], dtype=float)
+    return out
+
+
+def chance_levels(keys: pd.DataFrame, records: pd.DataFrame | None) -> np.ndarray:
+    """(C,) the declared `chance` of each curve's metric, in its unit: the number, or the mean over the curve's
+    (task, variant) records of the per-example chance (NaN without records); NaN where the metric declares none."""
+    out = np.full(len(keys), np.nan)
+    for c, (task, name, variant) in enumerate(keys[CURVE_KEYS].itertuples(index=False, name=None)):
+        ch = metrics.declared(name).chance
+        if ch is None or (callable(ch) and records is None):
+            continue
+        if not callable(ch):
+            out[c] = ch
+            continue
+        assert records is not None
+        m = metrics.METRICS[name]
+        rows = records[(records["task"] == task) & (records["variant"] == variant) & records["kind"].isin(m.applies)]
+        vals = [v for v in map(ch, rows.to_dict("records")) if np.isfinite(v)]
         if vals:
-            out[(str(task), str(variant))] = float(np.mean(vals))
+            out[c] = float(np.mean(vals))
     return out
 
 
 def _target_lengths(records: pd.DataFrame) -> dict[str, float]:
+    """task → mean target length in tokens over its records (the k of the mirage test's p^k)."""
     if "target_tokens" not in records or records.empty:
         return {}
     lens = records["target_tokens"].map(lambda t: len(t) if isinstance(t, list | tuple) else np.nan)
@@ -255,8 +272,8 @@ def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str
     One paired bootstrap serves every axis: a curve's replicate at a rung does not depend on the axis, only the
     rung order does, so axes that order the rungs alike (parameters, tokens and FLOPs usually do) share one
     replicate array and an axis that orders them otherwise gets a reordered copy. Scores of models missing from
-    `rungs` are left out. `records`, when given, supplies chance levels for multiple choice and target lengths in
-    tokens (for the mirage test).
+    `rungs` are left out. `records`, when given, supplies the chance levels that depend on the example (multiple
+    choice) and target lengths in tokens (for the mirage test).
     """
     axes = usable_axes(rungs) if axes is None else list(axes)
     if not axes:
@@ -275,16 +292,9 @@ def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str
     values = np.full((len(keys), len(models), max(n_slots, 1)), np.nan)
     values[cidx, ridx, slot.to_numpy()] = sc["value"].to_numpy(dtype=float)
     mean, n, boot = bootstrap_means(values, n_boot, seed)
-    chance_mc = _choice_chance(records) if records is not None else {}
     lengths = _target_lengths(records) if records is not None else {}
-    info = [metric_info(m) for m in keys["metric"]]
-    keys["kind"] = [i[0] for i in info]
-    keys["unit"] = [i[1] for i in info]
-    keys["higher_is_better"] = [i[2] for i in info]
-    chance = np.array([
-        chance_mc.get((t, v), np.nan) if m == "mc_grade" else (0.0 if m in ("exact_match", "numeric_exact") else np.nan)
-        for t, m, v in keys[CURVE_KEYS].itertuples(index=False)
-    ])
+    keys = curve_keys(keys)
+    chance = chance_levels(keys, records)
     k_tokens = np.array([lengths.get(str(t), np.nan) for t in keys["task"]])
     at = np.empty(len(base), dtype=np.intp)
     at[base] = np.arange(len(base))  # rung of rg_all → its position in the bootstrap's rung order
@@ -297,30 +307,3 @@ def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str
                            mean if same else mean[:, perm], n if same else n[:, perm], ax_boot, chance.copy(),
                            k_tokens.copy())
     return out
-
-
-def curves_from_scores(scores: pd.DataFrame, rungs: pd.DataFrame, *, axis: str | None = None,
-                       n_boot: int = 1000, seed: int = 0, records: pd.DataFrame | None = None) -> CurveSet:
-    """The `CurveSet` along `axis` (`primary_axis` when None or unusable); see `curves_by_axis`."""
-    ax = primary_axis(rungs, axis)
-    return curves_by_axis(scores, rungs, [ax], n_boot=n_boot, seed=seed, records=records)[ax]
-
-
-class Curves:
-    """sklearn-like: `Curves(n_boot, seed).fit(scores, rungs)`; `curves_` holds every curve on every axis.
-
-    `curves_`: long frame (task, metric, variant, axis, model, x, mean, lo, hi, n) — x in the axis' own unit
-    (parameters, tokens, FLOPs, steps, nats). `sets_`: the `CurveSet` per axis.
-    """
-
-    def __init__(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> None:
-        self.n_boot, self.seed, self.level = n_boot, seed, level
-
-    def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Curves:
-        self.sets_ = curves_by_axis(scores, rungs, n_boot=self.n_boot, seed=self.seed, records=records)
-        frames = []
-        for ax, cs in self.sets_.items():
-            f = cs.frame(self.level)
-            frames.append(f.assign(axis=ax, x=f[ax])[[*CURVE_KEYS, "axis", "model", "x", "mean", "lo", "hi", "n"]])
-        self.curves_ = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return self

@@ -19,6 +19,9 @@ import itertools
 
 import numpy as np
 
+JUMP_SHARE = 0.5
+"""A jump: at least this share of the half difference D is missed by the small-model trend (e ≥ JUMP_SHARE · D)."""
+
 
 def _slabs(y: np.ndarray) -> list[np.ndarray]:
     """y[..., j] for every rung j. For a block of bootstrap replicates (`curves.curve_blocks`) each slab is

@@ -1,12 +1,14 @@
 """Forecasts with backtests: where will a metric be at the next rung, and at what scale does it cross a threshold?
 
-The trend model is a sigmoid in log scale for bounded metrics (fractions and probabilities in [0, 1]):
-y = lo + (hi − lo) / (1 + exp(−(t − t0) / s)), t = log10(scale) (or −loss), and a straight line in t for the
-rest. Intervals come from refitting on bootstrap replicates of the rung means (parameter uncertainty), widened in
-quadrature by the noise of the rung being predicted. A rolling-origin backtest fits on the smallest k rungs and
-predicts every larger one, for each k ≥ `min_train`: its absolute error and interval coverage say how far to
-trust the forecast. PassUntil (Hu et al. 2023): with PU the probability that the greedy target is produced
-(mean over examples of exp Σ log p), log(−log PU) is fitted linearly in log10 N.
+The trend model is a sigmoid in log scale for metrics whose declared range (`metrics.Metric.bounds`) is finite
+(fractions and probabilities in [0, 1], Brier in [0, 2]): y = lo + (hi − lo) / (1 + exp(−(t − t0) / s)),
+t = log10(scale) (or −loss), with lo and hi inside the range; a straight line in t for the rest, cut at the range's
+finite end if it has one. Intervals come from refitting on bootstrap replicates of the rung means (parameter
+uncertainty), widened in quadrature by the noise of the rung being predicted, and cut to the metric's range.
+A rolling-origin backtest fits on the smallest k rungs and predicts every larger one, for each k ≥ `min_train`:
+its absolute error and interval coverage say how far to trust the forecast. PassUntil (Hu et al. 2023): with PU
+the probability that the greedy target is produced (mean over examples of exp Σ log p), log(−log PU) is fitted
+linearly in log10 N.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, rung_se
+from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, axis_value, rung_se
 
-_BOUNDED_UNITS = {"fraction", "probability"}
+Bounds = tuple[float, float]
+"""A metric's range (lo, hi) in its unit; ±inf where open."""
+
 _GRID_BLOCK = 2**14  # (grid point, replicate) entries per block of the sigmoid fit (128 KB per float64 temporary)
 
 
@@ -26,22 +30,25 @@ def _sigmoid(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return lo + (hi - lo) / (1.0 + np.exp(-np.clip((t - t0) / s, -60, 60)))
 
 
-def fit_trend(t: np.ndarray, y: np.ndarray, bounded: bool) -> np.ndarray:
-    """Trend parameters through (t, y) for one curve y (R,) or many (B, R): (…, 4) sigmoid (lo, hi, t0, s) when
-    bounded, else (…, 2) line (a, b).
+def fit_trend(t: np.ndarray, y: np.ndarray, bounds: Bounds) -> np.ndarray:
+    """Trend parameters through (t, y) for one curve y (R,) or many (B, R): (…, 4) sigmoid (lo, hi, t0, s), lo and
+    hi inside `bounds`, when both bounds are finite, else (…, 2) line (a, b).
 
-    The sigmoid is linear in (lo, hi) once (t0, s) is fixed, so every replicate is fitted at once by solving the
-    2-parameter least squares on a grid of (t0, s) and keeping each replicate's best. A single curve goes through
+    The sigmoid is fitted to y rescaled to [0, 1] by the bounds. It is linear in (lo, hi) once (t0, s) is fixed, so
+    every replicate is fitted at once by solving the 2-parameter least squares on a grid of (t0, s) and keeping each
+    replicate's best. A single curve goes through
     the same grid (no local polish), so a point estimate and its bootstrap replicates come from one estimator and
     the point cannot fall outside its own interval by a change of method.
     """
     y2 = np.atleast_2d(np.asarray(y, dtype=float))
     ok = np.isfinite(y2).all(axis=0)
     t_, y_ = t[ok], y2[:, ok]
-    if not bounded:
+    b_lo, b_hi = bounds
+    if not (np.isfinite(b_lo) and np.isfinite(b_hi)):
         x = np.column_stack([np.ones(len(t_)), t_])
         coef = np.linalg.lstsq(x, y_.T, rcond=None)[0].T
         return coef[0] if np.ndim(y) == 1 else coef
+    y_ = (y_ - b_lo) / (b_hi - b_lo)
     span = max(float(np.ptp(t_)), 1e-6)
     t0s = np.linspace(t_.min() - span, t_.max() + 2 * span, 241)  # 1/60 of the ladder's span per step
     ss = np.geomspace(span / 100, 2 * span, 20)
@@ -76,14 +83,18 @@ def fit_trend(t: np.ndarray, y: np.ndarray, bounded: bool) -> np.ndarray:
         best[won] = m[won]
         kw = k[won]
         params[won] = np.column_stack([c0[kw, cols[won]], c1[kw, cols[won]], g_t0[g][kw], g_s[g][kw]])
+    params[:, :2] = b_lo + (b_hi - b_lo) * params[:, :2]  # levels back in the metric's unit
     return params if np.ndim(y) > 1 else params[0]
 
 
-def predict_trend(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Trend values at t for parameters p (P,) → (len(t),), or (B, P) → (B, len(t))."""
+def predict_trend(p: np.ndarray, t: np.ndarray, bounds: Bounds = (-np.inf, np.inf)) -> np.ndarray:
+    """Trend values at t for parameters p (P,) → (len(t),), or (B, P) → (B, len(t)), inside `bounds` (a line can
+    leave a half-open range; a sigmoid fitted by `fit_trend` never leaves its own)."""
     if p.ndim == 2:
-        return _sigmoid(p.T[..., None], t) if p.shape[1] == 4 else p[:, :1] + p[:, 1:2] * t
-    return _sigmoid(p, t) if len(p) == 4 else p[0] + p[1] * t
+        y = _sigmoid(p.T[..., None], t) if p.shape[1] == 4 else p[:, :1] + p[:, 1:2] * t
+    else:
+        y = _sigmoid(p, t) if len(p) == 4 else p[0] + p[1] * t
+    return np.clip(y, *bounds)
 
 
 def crossing(p: np.ndarray, threshold: float) -> float:
@@ -97,18 +108,16 @@ def crossing(p: np.ndarray, threshold: float) -> float:
     return float(t0 - s * np.log((hi - lo) / (threshold - lo) - 1.0))
 
 
-def _to_axis(axis: str, t: float) -> float:
-    return -t if axis == "loss" else float(10.0**t)
-
-
 class Forecaster:
     """sklearn-like: `Forecaster(threshold, n_boot, seed).fit(curveset)`.
 
     Fitted on the discontinuous curves (the headline metrics) of one `CurveSet` (one scale axis).
-    `backtest_`: one row per (curve, origin k, predicted rung): observed, predicted, lo, hi, covered.
+    `backtest_`: one row per (curve, origin k, predicted rung): observed, predicted, lo, hi (the interval, inside
+    the metric's declared range), covered.
     `summary_`: per curve: mean absolute error and coverage over the backtest, and the threshold crossing on the
     axis (x in the axis' unit: parameters, FLOPs, tokens, steps, or loss in nats) with its interval.
-    `fits_`: per curve the full-ladder trend parameters and the fitted curve on a fine grid (for plots).
+    `fits_`: per curve the full-ladder trend parameters and the fitted curve on a fine grid (for plots): `t` (axis
+    position), `x` (the same in the axis' unit) and `y` (metric unit, inside its range).
     """
 
     def __init__(self, threshold: float = 0.5, n_boot: int = 100, seed: int = 0, level: float = 0.9,
@@ -135,34 +144,36 @@ class Forecaster:
         grid = np.linspace(t.min(), t.max() + 0.25 * np.ptp(t), 80)
         for i in chosen:
             key = {k: cs.keys[k].iat[i] for k in CURVE_KEYS}
-            bounded = cs.keys["unit"].iat[i] in _BOUNDED_UNITS
+            bounds = (float(cs.keys["bound_lo"].iat[i]), float(cs.keys["bound_hi"].iat[i]))
             y = cs.mean[i]
             reps = self._replicates(cs, i)
             for k in range(min(self.min_train, r - 1), r):
-                p = fit_trend(t[:k], y[:k], bounded)
-                pred = predict_trend(p, t[k:])
-                rp = predict_trend(fit_trend(t[:k], reps[:, :k], bounded), t[k:])
+                p = fit_trend(t[:k], y[:k], bounds)
+                pred = predict_trend(p, t[k:], bounds)
+                rp = predict_trend(fit_trend(t[:k], reps[:, :k], bounds), t[k:], bounds)
                 half = (np.quantile(rp, 1 - a, axis=0) - np.quantile(rp, a, axis=0)) / 2
                 width = np.sqrt(half**2 + (z * se[i, k:]) ** 2)
-                for j, (obs, pr, w) in enumerate(zip(y[k:], pred, width, strict=True)):
+                lo, hi = np.clip(pred - width, *bounds), np.clip(pred + width, *bounds)
+                for j, (obs, pr) in enumerate(zip(y[k:], pred, strict=True)):
                     bt_rows.append({**key, "origin": k, "rung": k + j, "model": cs.rungs["model"].iat[k + j],
-                                    "observed": obs, "predicted": pr, "lo": pr - w, "hi": pr + w,
-                                    "covered": bool(pr - w <= obs <= pr + w)})
-            p_full = fit_trend(t, y, bounded)
-            cross = [crossing(q, self.threshold) for q in fit_trend(t, reps, bounded)]
+                                    "observed": obs, "predicted": pr, "lo": lo[j], "hi": hi[j],
+                                    "covered": bool(lo[j] <= obs <= hi[j])})
+            p_full = fit_trend(t, y, bounds)
+            cross = [crossing(q, self.threshold) for q in fit_trend(t, reps, bounds)]
             cross_arr = np.array(cross, dtype=float)
             found = np.isfinite(cross_arr)
             # a crossing most replicates do not find (noise around a level far from the threshold) is not reported
             reliable = found.mean() >= 0.5
             c_pt = crossing(p_full, self.threshold) if reliable else float("nan")
             c_lo, c_hi = np.quantile(cross_arr[found], [a, 1 - a]) if reliable else (np.nan, np.nan)
-            x_pt, x_lo, x_hi = (_to_axis(cs.axis, v) if np.isfinite(v) else np.nan for v in (c_pt, c_lo, c_hi))
+            x_pt, x_lo, x_hi = (float(axis_value(cs.axis, v)) for v in (c_pt, c_lo, c_hi))
             if cs.axis == "loss":
                 x_lo, x_hi = x_hi, x_lo
-            fits[tuple(key.values())] = {"params": p_full, "t": grid, "y": predict_trend(p_full, grid)}
+            fits[tuple(key.values())] = {"params": p_full, "t": grid, "x": axis_value(cs.axis, grid),
+                                         "y": predict_trend(p_full, grid, bounds)}
             sum_rows.append({**key, "axis": cs.axis, "threshold": self.threshold, "crossing": x_pt,
                              "crossing_lo": x_lo, "crossing_hi": x_hi, "crossing_found_share": float(found.mean()),
-                             "model": "sigmoid" if bounded else "line"})
+                             "model": "sigmoid" if len(p_full) == 4 else "line"})
         self.backtest_ = pd.DataFrame(bt_rows)
         summ = pd.DataFrame(sum_rows)
         if not self.backtest_.empty:

@@ -1,7 +1,8 @@
 """Published scores → curves: `emergentlab analyze scores.csv` enters the pipeline here, no model needed.
 
 Columns: model, params, task, metric, value (required); tokens, flops, loss, step (scale axes), n (examples behind
-the value: gives a binomial interval for accuracies), chance (score of a blind guess), variant (optional).
+the value: gives a binomial interval for accuracies), chance (score of a blind guess; default: the metric's declared
+chance, 0 for an accuracy), variant (optional).
 Lines starting with '#' are comments (sources go there). Values are aggregated, so uncertainty comes from n only.
 """
 
@@ -18,7 +19,8 @@ from emergentlab.analysis.curves import (
     CurveSet,
     axis_position,
     binomial_replicates,
-    metric_info,
+    chance_levels,
+    curve_keys,
     rung_major,
     usable_axes,
 )
@@ -26,7 +28,6 @@ from emergentlab.errors import UserError
 
 REQUIRED = ("model", "params", "task", "metric", "value")
 MIN_RUNGS = 3
-_BOUNDED = {"fraction", "probability"}
 
 
 def read_scores_csv(path: Path) -> pd.DataFrame:
@@ -85,9 +86,10 @@ def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     """One `CurveSet` per usable scale axis from a checked published-scores table."""
     axes_cols = [a for a in SCALE_AXES if a in df.columns]
     rungs = df.groupby("model", sort=False)[axes_cols].first().reset_index()
-    keys = df[CURVE_KEYS].drop_duplicates().sort_values(CURVE_KEYS).reset_index(drop=True)
-    info = [metric_info(m) for m in keys["metric"]]
-    keys["kind"], keys["unit"], keys["higher_is_better"] = ([i[k] for i in info] for k in range(3))
+    keys = curve_keys(df[CURVE_KEYS].drop_duplicates().sort_values(CURVE_KEYS))
+    # a share of n examples (declared range 0..1) has a binomial sampling distribution
+    share = ((keys["bound_lo"] == 0) & (keys["bound_hi"] == 1)).to_numpy()
+    declared_chance = chance_levels(keys, None)
     sets: dict[str, CurveSet] = {}
     for ax in usable_axes(rungs):
         rg = rungs[rungs[ax].notna()]
@@ -104,7 +106,7 @@ def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                   .reindex(pd.MultiIndex.from_frame(keys[CURVE_KEYS]))[rg["model"]].to_numpy(dtype=float))
         else:
             nn = np.full(mean.shape, np.nan)
-        bounded = keys["unit"].isin(_BOUNDED).to_numpy()[:, None] & (mean >= 0) & (mean <= 1)
+        bounded = share[:, None] & (mean >= 0) & (mean <= 1)
         has_n = np.isfinite(nn) & bounded
         boot = None
         if has_n.any():
@@ -115,8 +117,7 @@ def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
             chance = ch.to_numpy(dtype=float)
         else:
             chance = np.full(len(keys), np.nan)
-        default0 = (keys["kind"] == "discontinuous").to_numpy() & keys["unit"].isin(_BOUNDED).to_numpy()
-        chance = np.where(np.isnan(chance) & default0, 0.0, chance)
+        chance = np.where(np.isnan(chance), declared_chance, chance)
         sets[ax] = CurveSet(keys.copy(), rg, ax, mean, np.where(np.isfinite(nn), nn, np.nan), boot, chance,
                             np.full(len(keys), np.nan))
     if not sets:

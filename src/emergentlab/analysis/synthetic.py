@@ -13,8 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from emergentlab.models.base import ScaleFacts
-from emergentlab.records import Record
+from emergentlab.records import FACT_FIELDS, Record, ScaleFacts
 
 Shape = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -59,7 +58,7 @@ SHAPES: dict[str, Shape] = {"schaeffer": schaeffer, "step": step, "inverse": inv
                             "noise": noise}
 
 
-def ladder(study: str = "synthetic", rungs: int = 8) -> list[tuple[str, ScaleFacts]]:
+def ladder(rungs: int = 8) -> list[tuple[str, ScaleFacts]]:
     """(model name, scale facts) per rung: params, tokens (20 per parameter), FLOPs 6·N·D, and a loss falling as
     a power law in N (nats/token)."""
     out = []
@@ -77,7 +76,7 @@ def records(shapes: dict[str, Shape], n_examples: int = 200, k: int = 5, rungs: 
     n = sizes(rungs)
     for task, shape in shapes.items():
         p_tok, _ = shape(n)
-        for r, (model, _facts) in enumerate(ladder(study, rungs)):
+        for r, (model, _facts) in enumerate(ladder(rungs)):
             right = rng.random((n_examples, k)) < p_tok[r]
             for e in range(n_examples):
                 target = tuple(f"d{(e + j) % 10}" for j in range(k))
@@ -93,6 +92,5 @@ def records(shapes: dict[str, Shape], n_examples: int = 200, k: int = 5, rungs: 
 
 def rungs_frame(study: str = "synthetic", rungs: int = 8) -> pd.DataFrame:
     """The ladder as `Store.rungs` returns it."""
-    return pd.DataFrame([{"study": study, "model": m, "spec": "synthetic", "params": f.params,
-                          "non_embedding_params": None, "tokens": f.tokens, "flops": f.flops, "loss": f.loss,
-                          "step": None, "extra": "{}"} for m, f in ladder(study, rungs)])
+    return pd.DataFrame([{"study": study, "model": m, "spec": "synthetic", **{k: getattr(f, k) for k in FACT_FIELDS},
+                          "extra": "{}"} for m, f in ladder(rungs)])

@@ -1,6 +1,7 @@
 """Verdicts per (task, metric pair, variant): emergent / mirage / smooth / inverse / U-shaped / flat / inconclusive.
 
-THE RULE (the one place it is written down; `Verdicts` implements exactly this)
+THE RULE (the one place it is written down; `shape_codes` and `Verdicts` implement exactly this; the p^k test and
+Wei et al.'s definition, reported beside it, are in `analysis.checks`)
 -----------------------------------------------------------------------------
 Every curve is first oriented so that up is better (lower-is-better metrics are negated) and placed on the primary
 scale axis (log10 parameters, else log10 FLOPs / tokens / steps, else −loss). R rungs are split into a smaller
@@ -33,50 +34,129 @@ The VERDICT for a discontinuous metric (shape s_D) and one continuous partner (s
 A discontinuous metric with several partners gets one HEADLINE verdict (the verdict table's row): `mirage` when
 any pair says mirage (one continuous metric rising smoothly is enough to show the jump is the metric's doing),
 else the verdict with its first partner in `metrics.PAIRS` order (the primary partner); the other pairs are listed
-in the note when they disagree.
+(`other_partners`) when they disagree.
 CONFIDENCE is the share of bootstrap replicates in which the same verdict comes out when the shapes are read off
-the replicate's point values (no intervals); an inconclusive verdict has none (its note gives the replicates'
-split instead). RESOLUTION (for inconclusive): examples per rung that would make the undecided curve's D interval
-decide, n' = n · (1.96 · se(D) / margin)², margin = |D| (to clear 0) when |D| ≥ δ,
-else δ − |D| (to fit inside ±δ); with n = 0 hits the 0 % score only bounds the rate below ~3/n.
+the replicate's point values (no intervals); an inconclusive verdict has none (`replicate_verdicts` gives the
+replicates' split instead). RESOLUTION (for inconclusive): examples per rung that would make the undecided curve's
+D interval decide, n' = n · (1.96 · se(D) / margin)², margin = |D| (to clear 0) when |D| ≥ δ, else δ − |D| (to
+fit inside ±δ); with n = 0 hits the 0 % score only bounds the rate below ~3/n.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from emergentlab import metrics
 from emergentlab.analysis import emergence
+from emergentlab.analysis.checks import MIRAGE_PAIR, mirage_test, wei_check
 from emergentlab.analysis.curves import (
     CURVE_KEYS,
     CurveSet,
+    axis_value,
     curve_blocks,
     interval_ranks,
     percentile_interval,
     rung_se,
 )
+from emergentlab.analysis.emergence import JUMP_SHARE
 
-SHAPES = ("unclear", "flat", "rise", "jump", "decline", "U")
-UNCLEAR, FLAT, RISE, JUMP, DECLINE, U = range(6)
-NONE = 6  # no continuous partner
-VERDICTS = ("inconclusive", "flat", "smooth", "emergent", "mirage", "inverse", "U-shaped")
-_INC, _FLAT, _SMOOTH, _EMERGENT, _MIRAGE, _INVERSE, _USHAPED = range(7)
 
-# _TABLE[s_D, s_C] — the verdict rule above as a lookup (columns: unclear, flat, rise, jump, decline, U, none)
-_TABLE = np.array([
-    [_INC] * 7,                                                              # s_D unclear
-    [_INC, _FLAT, _SMOOTH, _INC, _INVERSE, _USHAPED, _FLAT],                  # s_D flat
-    [_SMOOTH, _SMOOTH, _SMOOTH, _SMOOTH, _INC, _SMOOTH, _SMOOTH],             # s_D rise
-    [_INC, _INC, _MIRAGE, _EMERGENT, _INC, _INC, _EMERGENT],                  # s_D jump
-    [_INVERSE, _INVERSE, _INC, _INC, _INVERSE, _INVERSE, _INVERSE],           # s_D decline
-    [_USHAPED] * 7,                                                           # s_D U
-], dtype=np.int8)
+class Shape(IntEnum):
+    """A curve's SHAPE (the rule above), as stored in `shape_code` columns and replicate arrays (int8)."""
 
-JUMP_SHARE = 0.5
-"""A jump: at least this share of the rise (D) is missed by the small-model trend (e)."""
+    UNCLEAR = 0
+    FLAT = 1
+    RISE = 2
+    JUMP = 3
+    DECLINE = 4
+    U = 5
+
+    @property
+    def label(self) -> str:
+        return self.name if self is Shape.U else self.name.lower()
+
+
+class Verdict(IntEnum):
+    """A pair's VERDICT (the rule above); frames hold its `label`."""
+
+    INCONCLUSIVE = 0
+    FLAT = 1
+    SMOOTH = 2
+    EMERGENT = 3
+    MIRAGE = 4
+    INVERSE = 5
+    U_SHAPED = 6
+
+    @property
+    def label(self) -> str:
+        return "U-shaped" if self is Verdict.U_SHAPED else self.name.lower()
+
+
+NO_PARTNER = len(Shape)
+"""The rule table's column for a discontinuous metric without a continuous partner."""
+
+_SHAPE_LABELS = np.array([s.label for s in Shape], dtype=object)
+_VERDICT_LABELS = np.array([v.label for v in Verdict], dtype=object)
+
+
+def _rule_table() -> np.ndarray:
+    """_TABLE[s_D, s_C] (s_C = `NO_PARTNER` without a partner): the VERDICT paragraph of the rule as a lookup."""
+    S, V = Shape, Verdict
+    t = np.full((len(S), len(S) + 1), V.INCONCLUSIVE, dtype=np.int8)
+    t[S.FLAT] = V.INCONCLUSIVE
+    t[S.FLAT, [S.FLAT, NO_PARTNER]] = V.FLAT
+    t[S.FLAT, S.RISE] = V.SMOOTH
+    t[S.FLAT, S.DECLINE] = V.INVERSE
+    t[S.FLAT, S.U] = V.U_SHAPED
+    t[S.RISE] = V.SMOOTH
+    t[S.RISE, S.DECLINE] = V.INCONCLUSIVE
+    t[S.JUMP, S.RISE] = V.MIRAGE
+    t[S.JUMP, [S.JUMP, NO_PARTNER]] = V.EMERGENT
+    t[S.DECLINE] = V.INVERSE
+    t[S.DECLINE, [S.RISE, S.JUMP]] = V.INCONCLUSIVE
+    t[S.U] = V.U_SHAPED
+    return t
+
+
+_TABLE = _rule_table()
+
+
+def shape_codes(d: np.ndarray, e: np.ndarray, dl: np.ndarray, dr: np.ndarray, delta: np.ndarray,
+                intervals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The SHAPE rule, elementwise: int8 `Shape` codes from D, e, the dips dL and dR, and δ (all metric units).
+
+    `intervals` = (D's lower end, D's upper end, e's lower end, whether both dips' intervals start above 0) for a
+    curve with its bootstrap intervals. Without them the shape is read off point values alone, as on one bootstrap
+    replicate: every interval is then the point itself, and since δ > 0 each interval condition of the rule holds
+    whenever its point condition does.
+    """
+    u = (dl >= delta) & (dr >= delta)
+    up = d >= delta
+    steep = e >= JUMP_SHARE * d
+    if intervals is None:
+        flat = np.abs(d) < delta
+        decline = d <= -delta
+    else:
+        d_lo, d_hi, e_lo, dips_positive = intervals
+        u &= dips_positive
+        up &= d_lo > 0
+        steep &= e_lo > 0
+        flat = (d_lo > -delta) & (d_hi < delta)
+        decline = (d <= -delta) & (d_hi < 0)
+    jump = ~u & up & steep
+    out = np.full(np.shape(d), Shape.UNCLEAR, dtype=np.int8)
+    out[~u & flat] = Shape.FLAT
+    out[~u & decline] = Shape.DECLINE
+    out[~u & ~jump & up] = Shape.RISE
+    out[jump] = Shape.JUMP
+    out[u] = Shape.U
+    return out
 
 
 def _lower_end_positive(x: np.ndarray, level: float) -> np.ndarray:
@@ -95,20 +175,6 @@ def _row_se(x: np.ndarray) -> np.ndarray:
             warnings.simplefilter("ignore", RuntimeWarning)
             s[bad] = np.nanstd(x[bad], axis=-1)
     return s
-
-
-def _shapes_point(d: np.ndarray, e: np.ndarray, dl: np.ndarray, dr: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """Shapes read off point values only (used on every bootstrap replicate), int8 codes."""
-    u = (dl >= delta) & (dr >= delta)
-    up = d >= delta
-    jump = ~u & up & (e >= JUMP_SHARE * d)
-    out = np.full(d.shape, UNCLEAR, dtype=np.int8)
-    out[~u & (np.abs(d) < delta)] = FLAT
-    out[~u & (d <= -delta)] = DECLINE
-    out[~u & ~jump & up] = RISE
-    out[jump] = JUMP
-    out[u] = U
-    return out
 
 
 def _replicate_stats(cs: CurveSet, w_d: np.ndarray, w_e: np.ndarray, delta: np.ndarray,
@@ -133,7 +199,7 @@ def _replicate_stats(cs: CurveSet, w_d: np.ndarray, w_e: np.ndarray, delta: np.n
             y = (y.transpose(2, 0, 1) * sign[None, sl, None]).transpose(1, 2, 0)
         d, e = emergence.weighted_sum(y, w_d), emergence.weighted_sum(y, w_e)
         dl, dr = emergence.dip(y)
-        shapes[sl] = _shapes_point(d, e, dl, dr, delta32[sl])
+        shapes[sl] = shape_codes(d, e, dl, dr, delta32[sl])
         out["change_se"][sl] = _row_se(d)
         out["change_lo"][sl], out["change_hi"][sl] = percentile_interval(d, level)
         out["excess_lo"][sl], out["excess_hi"][sl] = percentile_interval(e, level)
@@ -145,8 +211,13 @@ def _replicate_stats(cs: CurveSet, w_d: np.ndarray, w_e: np.ndarray, delta: np.n
 
 def curve_shapes(cs: CurveSet, level: float = 0.95,
                  se: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Per-curve statistics and shape (frame, one row per curve) and the replicate shapes (C, B) or None.
-    `se`: rung standard errors (`curves.rung_se`), computed when omitted."""
+    """Per-curve statistics and shape (frame, one row per curve) and the replicate shapes (C, B) int8 `Shape`
+    codes, or None without replicates. `se`: rung standard errors (`curves.rung_se`), computed when omitted.
+
+    Frame columns: the curve's keys, kind and unit; `shape` (label) and `shape_code` (`Shape`); change D, excess e
+    and breakthroughness B with their intervals (`_lo`, `_hi`; D and e in the metric's unit, B unitless);
+    `change_se`; BIG-bench linearity; δ (`delta`); the dips; the hinge fit's ΔAIC and changepoint (in the axis'
+    unit); `n`, the fewest examples behind a rung."""
     y = cs.mean * cs.sign[:, None]
     t = cs.t
     r = len(t)
@@ -167,20 +238,11 @@ def curve_shapes(cs: CurveSet, level: float = 0.95,
     sigma = np.maximum(np.nanmean(se, axis=-1), 1e-3 * np.maximum(1.0, np.nanmax(np.abs(y), axis=-1)))
     d_aic, cp = emergence.hinge_vs_line(np.nan_to_num(y), t, sigma) if r >= 3 else (np.full(len(y), np.nan),) * 2
 
-    d_pt, e_pt = point["change"], point["excess"]
-    d_lo, d_hi = iv["change_lo"], iv["change_hi"]
-    u = (dl >= delta) & (dr >= delta) & iv["dips_positive"]
-    up = (d_pt >= delta) & (d_lo > 0)
-    jump = ~u & up & (e_pt >= JUMP_SHARE * d_pt) & (iv["excess_lo"] > 0)
-    shape = np.full(len(y), UNCLEAR)
-    shape[~u & (d_lo > -delta) & (d_hi < delta)] = FLAT
-    shape[~u & (d_pt <= -delta) & (d_hi < 0)] = DECLINE
-    shape[~u & ~jump & up] = RISE
-    shape[jump] = JUMP
-    shape[u] = U
+    shape = shape_codes(point["change"], point["excess"], dl, dr, delta,
+                        (iv["change_lo"], iv["change_hi"], iv["excess_lo"], iv["dips_positive"]))
 
     frame = cs.keys[CURVE_KEYS + ["kind", "unit"]].copy()
-    frame["shape"] = np.array(SHAPES, dtype=object)[shape]
+    frame["shape"] = _SHAPE_LABELS[shape]
     frame["shape_code"] = shape
     for name, v in point.items():
         frame[name], frame[f"{name}_lo"], frame[f"{name}_hi"] = v, iv[f"{name}_lo"], iv[f"{name}_hi"]
@@ -189,7 +251,7 @@ def curve_shapes(cs: CurveSet, level: float = 0.95,
     frame["delta"] = delta
     frame["dip_left"], frame["dip_right"] = dl, dr
     frame["hinge_delta_aic"] = d_aic
-    frame["changepoint"] = np.power(10.0, cp) if cs.axis != "loss" else -np.asarray(cp)
+    frame["changepoint"] = axis_value(cs.axis, cp)
     frame["n"] = np.nanmin(cs.n, axis=-1) if cs.n.size else np.nan
     return frame, rep_shapes
 
@@ -225,70 +287,38 @@ def pairs(keys: pd.DataFrame) -> list[tuple[int, int | None]]:
     return out
 
 
-def mirage_test(cs: CurveSet) -> pd.DataFrame:
-    """Schaeffer et al. 2023: does exact match ≈ p^k (p = per-token accuracy per rung, k = target tokens)?
-
-    One row per (task, variant) with both metrics and a known k: observed and predicted exact match per rung,
-    R² of the prediction, RMSE (fraction), and `explains` = R² ≥ 0.9 (the smooth per-token curve accounts for the
-    exact-match curve's shape).
-    """
-    cols = ["task", "variant", "k_tokens", "observed", "predicted", "r2", "rmse", "explains"]
-    keys = list(cs.keys[CURVE_KEYS].itertuples(index=False, name=None))
-    idx = {k: i for i, k in enumerate(keys)}
-    rows = []
-    for i, (task, metric, variant) in enumerate(keys):
-        j = idx.get((task, "token_accuracy", variant))
-        if metric != "exact_match" or j is None or not np.isfinite(cs.k_tokens[i]):
-            continue
-        k = float(cs.k_tokens[i])
-        obs, p = cs.mean[i], cs.mean[j]
-        pred = np.clip(p, 0, 1) ** k
-        ss_tot = float(np.sum((obs - obs.mean()) ** 2))
-        ss_res = float(np.sum((obs - pred) ** 2))
-        r2 = 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-        rows.append({"task": task, "variant": variant, "k_tokens": k, "observed": obs.round(4).tolist(),
-                     "predicted": pred.round(4).tolist(), "r2": r2, "rmse": float(np.sqrt(ss_res / len(obs))),
-                     "explains": bool(np.isfinite(r2) and r2 >= 0.9)})
-    return pd.DataFrame(rows, columns=cols)
-
-
-def wei_check(cs: CurveSet, stats: pd.DataFrame, se: np.ndarray | None = None) -> pd.DataFrame:
-    """Wei et al. 2022's definition, per discontinuous curve: a yes/no and the numbers that decided it.
-
-    absent: smallest rung within max(2·se, 0.02) of chance; present: largest rung ≥ chance + max(3·se, 0.1);
-    unpredictable: the larger half exceeds the small-model trend (the rule's e: interval above 0, e ≥ D/2).
-    Chance is the uniform-guess score (multiple choice) or 0 (exact match); unknown chance → the smallest rung's
-    own score cannot be judged and `absent` is false. `se`: rung standard errors (C, R), computed when omitted.
-    """
-    se = rung_se(cs.boot, cs.mean) if se is None else se
-    i = np.flatnonzero(cs.keys["kind"].to_numpy() == "discontinuous")
-    chance, small, large = cs.chance[i], cs.mean[i, 0], cs.mean[i, -1]
-    known = np.isfinite(chance)
-    absent = known & (np.abs(small - chance) <= np.maximum(2 * se[i, 0], 0.02))
-    present = known & (large - chance >= np.maximum(3 * se[i, -1], 0.1))
-    st = stats.iloc[i]
-    ex, ex_lo, ch = (st[c].to_numpy(dtype=float) for c in ("excess", "excess_lo", "change"))
-    unpredictable = (ex_lo > 0) & (ex >= JUMP_SHARE * ch) & (ch > 0)
-    out = cs.keys.iloc[i][CURVE_KEYS].reset_index(drop=True)
-    out["wei_emergent"] = absent & present & unpredictable
-    out["chance"], out["smallest"], out["largest"] = chance, small, large
-    out["absent_small"], out["present_large"] = absent, present
-    out["excess"], out["excess_lo"], out["unpredictable"] = ex, ex_lo, unpredictable
-    return out
-
-
-def _split(codes: np.ndarray) -> str:
-    """'flat 55 %, smooth 45 %': how bootstrap replicates' verdicts are shared out."""
+def _shares(codes: np.ndarray) -> tuple[tuple[str, float], ...]:
+    """(verdict label, share of bootstrap replicates) for every verdict the replicates gave, most common first."""
     vals, counts = np.unique(codes, return_counts=True)
     order = np.argsort(-counts)
-    return ", ".join(f"{VERDICTS[vals[o]]} {counts[o] / len(codes):.0%}" for o in order)
+    return tuple((str(_VERDICT_LABELS[vals[o]]), float(counts[o] / len(codes))) for o in order)
 
 
 def _headline(v: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """HEADLINE per group of consecutive pairs (groups begin at `starts`, pairs in `metrics.PAIRS` order), over the
     first axis of v (P, ...) → (G, ...): any mirage, else the first pair's verdict."""
-    any_mirage = np.logical_or.reduceat(v == _MIRAGE, starts, axis=0)
-    return np.where(any_mirage, _MIRAGE, v[starts])
+    any_mirage = np.logical_or.reduceat(v == Verdict.MIRAGE, starts, axis=0)
+    return np.where(any_mirage, np.int8(Verdict.MIRAGE), v[starts])
+
+
+def note(row: Mapping[str, Any]) -> str:
+    """A verdict row's note for people, from its typed columns (a `Verdicts.pairs_` or `table_` row): why an
+    `emergent` without a partner is flagged; for an inconclusive verdict how many more examples would decide it,
+    and how the bootstrap replicates split; the other partners that disagree with a headline."""
+    parts = []
+    if row["verdict"] == Verdict.EMERGENT.label and not isinstance(row["partner"], str):
+        parts.append("no continuous partner: a mirage is not ruled out")
+    extra = row["extra_examples"]
+    if np.isfinite(extra):
+        now = f"n = {row['undecided_n']:.0f}, change {row['undecided_change']:.3g} ± " \
+              f"{1.96 * row['undecided_change_se']:.2g}"
+        parts.append(f"~{extra:.0f} more examples per rung would decide {row['undecided_metric']} ({now})"
+                     if extra >= 1 else f"{row['undecided_metric']} sits on the decision edge ({now})")
+    if row["replicate_verdicts"]:
+        parts.append("replicates: " + ", ".join(f"{v} {s:.0%}" for v, s in row["replicate_verdicts"]))
+    if row["other_partners"]:
+        parts.append("other partners: " + "; ".join(f"{m}: {v}" for m, v in row["other_partners"]))
+    return " | ".join(parts)
 
 
 _PAIR_COLS = ("excess", "excess_lo", "excess_hi", "change", "change_lo", "change_hi", "breakthroughness",
@@ -299,11 +329,16 @@ class Verdicts:
     """sklearn-like: `Verdicts(level).fit(curveset)`; results in `table_`, `pairs_`, `curve_stats_`, `mirage_`,
     `wei_`.
 
-    `pairs_`: one row per (task, metric pair, variant) — verdict, confidence (share of bootstrap replicates),
-    the deciding numbers (change D and excess e with intervals, in the metric's unit; breakthroughness B),
-    mirage and Wei results for the discontinuous metric, and `extra_examples` (per rung) when inconclusive.
+    `pairs_`: one row per (task, metric pair, variant): `verdict` (a `Verdict` label), `confidence` (share of
+    bootstrap replicates), both curves' shapes, the deciding numbers (change D and excess e with intervals, in the
+    metric's unit; breakthroughness B), the Wei check and (exact match) the p^k test's R² (`analysis.checks`).
+    For an inconclusive verdict: `extra_examples` (per rung) that would let `undecided_metric`'s D decide, with
+    that curve's `undecided_n`, `undecided_change` and `undecided_change_se` (metric unit), and
+    `replicate_verdicts`, ((verdict label, share), …) most common first.
     `table_`: the HEADLINE row per (task, discontinuous metric, variant), same columns, `partner` being the pair
-    that decided it.
+    that decided it, `replicate_verdicts` the headline's own and `other_partners` ((partner, verdict label), …)
+    the pairs that disagree with it.
+    Both carry `note`, prose made from those columns (`note`) for people; read the columns, not the note.
     """
 
     def __init__(self, level: float = 0.95) -> None:
@@ -323,11 +358,12 @@ class Verdicts:
         ii = np.array([i for i, _ in pr])
         jj = np.array([-1 if j is None else j for _, j in pr])
         has = jj >= 0
-        v = _TABLE[shape[ii], np.where(has, shape[jj], NONE)]
+        v = _TABLE[shape[ii], np.where(has, shape[jj], NO_PARTNER)]
         rv = None
         if rep_shapes is not None:
-            rv = _TABLE[rep_shapes[ii], np.where(has[:, None], rep_shapes[jj], NONE)]  # (P, B)
-        conf = np.where(v == _INC, np.nan, (rv == v[:, None]).mean(axis=1) if rv is not None else np.nan)
+            rv = _TABLE[rep_shapes[ii], np.where(has[:, None], rep_shapes[jj], NO_PARTNER)]  # (P, B)
+        conf = np.where(v == Verdict.INCONCLUSIVE, np.nan,
+                        (rv == v[:, None]).mean(axis=1) if rv is not None else np.nan)
         rows = self._frame(st, shape, ii, jj, v, conf, rv)
         starts = np.flatnonzero(np.r_[True, ii[1:] != ii[:-1]])
         head_v = _headline(v, starts)
@@ -339,23 +375,16 @@ class Verdicts:
         heads = rows.iloc[decider].reset_index(drop=True)
         head_rv = _headline(rv, starts) if rv is not None else None  # (G, B)
         if head_rv is not None:
-            heads["confidence"] = np.where(head_v == _INC, np.nan, (head_rv == head_v[:, None]).mean(axis=1))
+            heads["confidence"] = np.where(head_v == Verdict.INCONCLUSIVE, np.nan,
+                                           (head_rv == head_v[:, None]).mean(axis=1))
         metric = st["metric"].to_numpy()
-        notes = heads["note"].tolist()
         ends = np.r_[starts[1:], len(v)]
-        disagree = np.logical_or.reduceat(v != head_v[group], starts)
-        for g in np.flatnonzero(disagree | (head_v == _INC)):
-            members = range(starts[g], ends[g])
-            others = [f"{metric[jj[k]]}: {VERDICTS[v[k]]}" for k in members if jj[k] >= 0 and v[k] != head_v[g]]
-            parts = [notes[g]] if notes[g] else []
-            if head_v[g] == _INC and head_rv is not None:
-                parts = [p.split("; ", 1)[1] if p.startswith("replicates") and "; " in p else p
-                         for p in parts if not p.startswith("replicates") or "; " in p]
-                parts.append(f"replicates: {_split(head_rv[g])}")
-            if others:
-                parts.append("other partners: " + "; ".join(others))
-            notes[g] = " | ".join(parts)
-        heads["note"] = notes
+        heads["replicate_verdicts"] = pd.Series(
+            [_shares(head_rv[g]) if head_rv is not None and head_v[g] == Verdict.INCONCLUSIVE else ()
+             for g in range(len(starts))], dtype=object)
+        heads["other_partners"] = pd.Series(
+            [tuple((str(metric[jj[k]]), str(_VERDICT_LABELS[v[k]])) for k in range(starts[g], ends[g])
+                   if jj[k] >= 0 and v[k] != head_v[g]) for g in range(len(starts))], dtype=object)
         self.pairs_ = self._merge(rows)
         self.table_ = self._merge(heads)
         return self
@@ -369,7 +398,7 @@ class Verdicts:
         out = pd.DataFrame({"task": st["task"].to_numpy()[ii], "variant": st["variant"].to_numpy()[ii],
                             "metric": st["metric"].to_numpy()[ii],
                             "partner": np.where(has, st["metric"].to_numpy()[jj0], None),
-                            "verdict": np.array(VERDICTS, dtype=object)[v], "confidence": conf,
+                            "verdict": _VERDICT_LABELS[v], "confidence": conf,
                             "shape": st["shape"].to_numpy()[ii],
                             "partner_shape": np.where(has, st["shape"].to_numpy()[jj0], None)})
         for c in _PAIR_COLS:
@@ -378,27 +407,21 @@ class Verdicts:
         out["partner_excess"] = np.where(has, st["excess"].to_numpy()[jj0], np.nan)
         out["n"] = st["n"].to_numpy()[ii]
         # the curve whose D left the verdict open: the discontinuous one unless only its partner is unclear
-        und = np.where(has & (shape[ii] != UNCLEAR) & (shape[jj0] == UNCLEAR), jj0, ii)
+        und = np.where(has & (shape[ii] != Shape.UNCLEAR) & (shape[jj0] == Shape.UNCLEAR), jj0, ii)
         n_u, ch_u, se_u, de_u = (st[c].to_numpy(dtype=float)[und] for c in ("n", "change", "change_se", "delta"))
-        extra = np.full(len(v), np.nan)
-        notes = [""] * len(v)
-        metric = st["metric"].to_numpy()
-        for k in np.flatnonzero((v == _INC) | (~has & (v == _EMERGENT))):
-            if v[k] == _EMERGENT:
-                notes[k] = "no continuous partner: a mirage is not ruled out"
-                continue
-            extra[k] = _resolution(n_u[k], ch_u[k], se_u[k], de_u[k])
-            parts = [f"replicates: {_split(rv[k])}"] if rv is not None else []
-            if np.isfinite(extra[k]):
-                now = f"n = {n_u[k]:.0f}, change {ch_u[k]:.3g} ± {1.96 * se_u[k]:.2g}"
-                parts.append(f"~{extra[k]:.0f} more examples per rung would decide {metric[und[k]]} ({now})"
-                             if extra[k] >= 1 else f"{metric[und[k]]} sits on the decision edge ({now})")
-            notes[k] = "; ".join(parts)
-        out["extra_examples"], out["note"] = extra, notes
+        inc = v == Verdict.INCONCLUSIVE
+        out["extra_examples"] = [_resolution(n_u[k], ch_u[k], se_u[k], de_u[k]) if inc[k] else np.nan
+                                 for k in range(len(v))]
+        out["undecided_metric"] = np.where(inc, st["metric"].to_numpy()[und], None)
+        for name, col in (("undecided_n", n_u), ("undecided_change", ch_u), ("undecided_change_se", se_u)):
+            out[name] = np.where(inc, col, np.nan)
+        out["replicate_verdicts"] = pd.Series(
+            [_shares(rv[k]) if rv is not None and inc[k] else () for k in range(len(v))], dtype=object)
+        out["other_partners"] = pd.Series([()] * len(v), dtype=object)
         return out
 
     def _merge(self, tab: pd.DataFrame) -> pd.DataFrame:
-        """Add the Wei check and (exact match only) the mirage test's R² to a verdict frame."""
+        """Add the Wei check, (exact match only) the p^k test's R², and the note, to a verdict frame."""
         if tab.empty:
             return tab
         w = self.wei_[[*CURVE_KEYS, "wei_emergent"]]
@@ -406,7 +429,8 @@ class Verdicts:
         m = self.mirage_[["task", "variant", "r2", "explains"]].rename(
             columns={"r2": "mirage_r2", "explains": "mirage_explains"})
         tab = tab.merge(m, on=["task", "variant"], how="left")
-        em = tab["metric"] == "exact_match"
+        em = tab["metric"] == MIRAGE_PAIR[0]
         tab["mirage_r2"] = tab["mirage_r2"].where(em)
         tab["mirage_explains"] = tab["mirage_explains"].astype(object).where(em)
+        tab["note"] = [note(r) for r in tab.to_dict("records")]
         return tab

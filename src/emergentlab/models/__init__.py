@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Backend, Generation, ScaleFacts, TokenScores
+from emergentlab.models.base import Backend, Generation, TokenScores
 
-__all__ = ["Backend", "Generation", "ScaleFacts", "TokenScores", "load_backend"]
+__all__ = ["Backend", "Generation", "TokenScores", "load_backend"]
 
 KINDS = ("tiny", "hf", "gguf", "openai")
 

@@ -1,10 +1,12 @@
-"""The `Backend` protocol every model sits behind, and the scale facts a ladder rung carries."""
+"""The `Backend` protocol every model sits behind, and the values it returns."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from emergentlab.records import ScaleFacts
 
 
 @dataclass(frozen=True)
@@ -32,36 +34,6 @@ class Generation:
 
     text: str
     tokens: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ScaleFacts:
-    """Where a model sits on each scale axis. Any may be unknown (None).
-
-    params / non_embedding_params: parameter counts; tokens: training tokens seen; flops: training FLOPs
-    (6·N·D when not given); loss: validation or pre-training loss in nats per token; step: optimizer steps.
-    """
-
-    params: float | None = None
-    non_embedding_params: float | None = None
-    tokens: float | None = None
-    flops: float | None = None
-    loss: float | None = None
-    step: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def merged(self, override: dict[str, Any]) -> ScaleFacts:
-        """These facts with the non-None values of `override` on top (e.g. from a study file)."""
-        base = {k: v for k, v in asdict(self).items() if k != "extra"}
-        known = {k: v for k, v in override.items() if k in base and v is not None}
-        facts = ScaleFacts(**{**base, **known}, extra={**self.extra})
-        if facts.flops is None and facts.params is not None and facts.tokens is not None:
-            facts = ScaleFacts(**{**asdict(facts), "flops": 6.0 * facts.params * facts.tokens})
-        return facts
-
-
-# The scale facts a rung can have, in the order the store's columns and a study file's fields use.
-FACT_FIELDS = tuple(f.name for f in fields(ScaleFacts) if f.name != "extra")
 
 
 @runtime_checkable

@@ -29,7 +29,8 @@ import torch
 from safetensors.torch import save_model
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop, pack_batches
+from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches
+from emergentlab.records import ScaleFacts
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _STEP = re.compile(r"(?:^|[^a-z])step[-_]?(\d+)", re.IGNORECASE)

@@ -22,7 +22,8 @@ import httpx
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop
+from emergentlab.models.base import Generation, TokenScores, cut_at_stop
+from emergentlab.records import ScaleFacts
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 

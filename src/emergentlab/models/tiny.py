@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from emergentlab.models.base import Generation, ScaleFacts, TokenScores, cut_at_stop, pack_batches
+from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches
+from emergentlab.records import ScaleFacts
 
 PAD = 0  # NUL never appears in task text, so it doubles as padding and beginning-of-sequence
 

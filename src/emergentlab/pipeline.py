@@ -1,0 +1,208 @@
+"""The use cases the CLI offers, as library calls: run a study, build a report, analyze published scores, train a
+ladder, the demo, import lm-eval logs, the training-dynamics experiments.
+
+Each opens the store once, takes a `Progress` callback, and returns typed results (tables as DataFrames, paths)
+for the caller to show; nothing here prints. Process-wide settings (torch threads) are made here, at the top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from emergentlab import metrics
+from emergentlab.analysis.analyze import Analysis
+from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
+from emergentlab.errors import UserError
+from emergentlab.experiments import study as study_exp
+from emergentlab.records import Progress, no_progress
+from emergentlab.report.html import write_report
+from emergentlab.report.text import write_csv
+from emergentlab.runner import RunSummary
+from emergentlab.sections import Section
+from emergentlab.store import Store
+from emergentlab.study import Study, check_writable, load_saved_study, load_study, parse_study
+
+STORE_NAME = "records.sqlite"
+
+
+@dataclass
+class StudyRun:
+    """What `run_study` did: the study, records written/skipped, and each metric's mean per rung."""
+
+    study: Study
+    summary: RunSummary
+    means: pd.DataFrame  # index (task, variant, metric), one column per rung in ladder order; metric units
+    csv: Path
+
+
+@dataclass
+class Report:
+    """A built report: its path, the verdict table (text cells, one row per headline verdict) and the CSVs."""
+
+    path: Path
+    verdicts: pd.DataFrame
+    csvs: list[Path] = field(default_factory=list)
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def rung_means(scores: pd.DataFrame, rungs: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each (task, variant, metric) per model, one column per rung, ordered by parameters then tokens."""
+    order = list(rungs.sort_values(["params", "tokens"], na_position="last").model)
+    means = scores.groupby(["task", "variant", "metric", "model"], sort=False).value.mean().unstack("model")
+    return means[[m for m in order if m in means.columns]]
+
+
+def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
+    """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv."""
+    check_writable(study)
+    with Store(study.store_path) as store:
+        summary = study_exp.run(study, store, progress)
+        scores = metrics.compute(store.records(study.name), study.metrics)
+        means = rung_means(scores, store.rungs(study.name))
+    csv = study.out / "means.csv"
+    write_csv(means.reset_index(), csv)
+    return StudyRun(study, summary, means, csv)
+
+
+def run_study(study_file: Path, progress: Progress = no_progress) -> StudyRun:
+    """`emergentlab run`: load and check the whole study file first, then evaluate it."""
+    return execute(load_study(study_file), progress)
+
+
+def _write_tables(a: Analysis, out_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
+    vt = study_exp.verdict_table(a)
+    files = {"verdict_table.csv": vt, "verdicts.csv": a.table_, "verdict_pairs.csv": a.verdicts_.pairs_,
+             "curves.csv": a.curves_}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, df in files.items():
+        write_csv(df, out_dir / name)
+    return vt, [out_dir / n for n in files]
+
+
+def _rule() -> str:
+    from emergentlab.analysis import verdict
+
+    return (verdict.__doc__ or "").strip()
+
+
+def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) -> Report:
+    """`emergentlab report`: verdicts, forecasts, figures and report.html from a run folder's store alone."""
+    run_dir = Path(run_dir)
+    store_path = run_dir / STORE_NAME
+    if not store_path.is_file():
+        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
+    saved = load_saved_study(run_dir)
+    name = saved.name if saved is not None else None
+    with Store(store_path) as store:
+        from emergentlab.experiments import EXPERIMENTS
+
+        dynamics = [s for exp in EXPERIMENTS.values() for s in exp.sections(store, name)]
+        has_records = store.count() > 0
+        fitted = study_exp.fit(store, name, seed, source=str(store_path)) if has_records or not dynamics else None
+    sections = [*dynamics, *extra]
+    if fitted is None:
+        path = write_report(run_dir, f"emergentlab report — {run_dir.name}",
+                            f"training dynamics; built {_stamp()} from {store_path}", sections)
+        return Report(path, pd.DataFrame())
+    a, records = fitted
+    vt, csvs = _write_tables(a, run_dir)
+    rungs = a.sets_[a.axis_].rungs
+    subtitle = (f"{len(rungs)} rungs × {records['task'].nunique()} task(s), {len(records)} records, primary axis "
+                f"{a.axis_}; built {_stamp()} from {store_path}")
+    path = write_report(run_dir, f"emergentlab report — {records['study'].iat[0]}", subtitle,
+                        [*study_exp.sections(a, records), *sections], appendix=_rule())
+    return Report(path, vt, csvs)
+
+
+def analyze_csv(csv_path: Path, out_dir: Path, seed: int = 0) -> Report:
+    """`emergentlab analyze`: verdicts, forecasts and the report from a table of published scores."""
+    df = read_scores_csv(Path(csv_path))
+    a = Analysis(seed=seed).fit_sets(scores_to_sets(df, seed=seed, source=str(csv_path)))
+    out_dir = Path(out_dir)
+    vt, csvs = _write_tables(a, out_dir)
+    cs = a.sets_[a.axis_]
+    path = write_report(out_dir, f"emergentlab — {Path(csv_path).name}",
+                        f"published scores: {len(cs.rungs)} models, {cs.keys['task'].nunique()} task(s); primary "
+                        f"axis {a.axis_}; built {_stamp()}", study_exp.sections(a), appendix=_rule())
+    return Report(path, vt, csvs)
+
+
+def train_ladder(ladder_file: Path, out: Path, progress: Progress = no_progress) -> list[dict[str, object]]:
+    """`emergentlab train`: every rung of a ladder file trained into `out` (rungs already trained are kept)."""
+    from emergentlab.train import load_ladder_spec, train_ladder
+
+    return train_ladder(load_ladder_spec(ladder_file), Path(out), _train_progress(progress))
+
+
+def _train_progress(progress: Progress) -> Callable[[str, int, int, dict[str, float]], None]:
+    """The training loop's per-step callback as a `Progress`: one stage per rung."""
+    def update(rung: str, step: int, total: int, info: dict[str, float]) -> None:
+        progress(f"training {rung}", step, total)
+
+    return update
+
+
+@dataclass
+class Demo:
+    run: StudyRun
+    report: Report
+
+
+def demo_study(ladder_dir: Path, out: Path, n: int, seed: int) -> Study:
+    """The demo's study: every rung found in `ladder_dir`, evaluated on the test split of the tasks it was trained on
+    (zero- and two-shot), plus the same task as 4-way multiple choice."""
+    from emergentlab.train import load_ladder_spec
+
+    spec = load_ladder_spec(ladder_dir / "ladder.toml")
+    rungs = sorted(p for p in ladder_dir.iterdir() if (p / "config.json").is_file())
+    if not rungs:
+        raise UserError("no trained rungs here (run with --retrain)", source=str(ladder_dir))
+    tasks = [{"generator": t, "n": n, "shots": [0, 2]} for t in spec.tasks]
+    tasks += [{"generator": t, "name": f"{t}_mc", "n": n, "choices": 4, "shots": [0]} for t in spec.tasks]
+    data = {"name": "demo", "seed": seed, "out": str(out),
+            "ladder": [{"name": p.name, "model": f"tiny:{p}"} for p in rungs], "tasks": tasks}
+    return parse_study(data, "<demo>", Path.cwd())
+
+
+def demo(out: Path, retrain: bool = False, n: int = 200, seed: int = 0, progress: Progress = no_progress) -> Demo:
+    """`emergentlab demo`: the shipped tiny ladder (or one retrained into OUT/checkpoints) → records → report."""
+    from emergentlab.train import DEMO_LADDER_DIR, demo_ladder_spec, train_ladder
+
+    ladder_dir = DEMO_LADDER_DIR
+    if retrain:
+        ladder_dir = Path(out) / "checkpoints"
+        ladder_dir.mkdir(parents=True, exist_ok=True)
+        (ladder_dir / "ladder.toml").write_text((DEMO_LADDER_DIR / "ladder.toml").read_text())
+        train_ladder(demo_ladder_spec(), ladder_dir, _train_progress(progress))
+    run = execute(demo_study(ladder_dir, Path(out), n, seed), progress)
+    return Demo(run, build_report(Path(out), seed))
+
+
+@dataclass
+class Imported:
+    files: int
+    written: int
+    skipped: int
+    store: Path
+
+
+def import_lmeval(samples: Sequence[Path], out: Path, study: str, model: str | None,
+                  facts: dict[str, float]) -> Imported:
+    """`emergentlab import-lmeval`: lm-eval `--log_samples` files as records in OUT/records.sqlite."""
+    from emergentlab.importers import import_lmeval as _import
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write the run folder: {e.strerror}", source=str(out), field="--out") from None
+    with Store(out / STORE_NAME) as store:
+        s = _import(samples, store, study=study, model=model, facts=facts or None)
+    return Imported(s.files, s.written, s.skipped, out / STORE_NAME)
