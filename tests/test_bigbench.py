@@ -222,6 +222,13 @@ def test_missing_fields_are_user_errors_naming_file_and_field(tmp_path: Path, da
     assert e.value.field == field and e.value.source == str(p) and "\n" not in str(e.value)
 
 
+def test_append_choices_to_input_is_tested_for_truth_as_bigbench_does(tmp_path: Path) -> None:
+    (t,) = load_bigbench(_write(tmp_path, {
+        "name": "x", "metrics": ["multiple_choice_grade"], "preferred_score": "multiple_choice_grade",
+        "append_choices_to_input": "false", "examples": [{"input": "a", "target_scores": {"b": 1, "c": 0}}]}))
+    assert t.examples[0].input == "a\n  choice: c\n  choice: b"  # a non-empty string is true, even "false"
+
+
 def test_bad_paths_and_json(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no such file"):
         load_bigbench(tmp_path / "nope.json")

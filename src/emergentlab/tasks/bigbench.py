@@ -231,8 +231,10 @@ def _task(data: dict[str, Any], name: str, where: str) -> BigBenchTask:
         raise UserError("must be a non-empty list", source=where, field="examples")
     opt = {k: data.get(k, v) for k, v in _DEFAULTS.items()}
     for k, v in opt.items():
-        if not isinstance(v, type(_DEFAULTS[k])):
-            raise UserError(f"must be a {type(_DEFAULTS[k]).__name__}", source=where, field=k)
+        if isinstance(_DEFAULTS[k], str) and not isinstance(v, str):
+            raise UserError("must be a string", source=where, field=k)
+    # BIG-bench tests it for truth: the string "false" (three tasks of 1.0.0 have it) appends the choices
+    opt["append_choices_to_input"] = bool(opt["append_choices_to_input"])
     families = {"generative" for m in metrics if m in _GENERATIVE} | {"scoring" for m in metrics if m in _SCORING}
     families |= {"choice" for m in metrics if m in _CHOICE}
     if "numeric_match_with_0_1_relative_error" in metrics:
