@@ -269,7 +269,7 @@ def check_folder(folder: Path, jt: Any, tm: Any, mu: Any, nshot: Callable[..., A
     return rows
 
 
-def write(rows: list[dict[str, Any]]) -> None:
+def write(rows: list[dict[str, Any]], unchecked: list[str]) -> None:
     def frac(r: dict[str, Any], k: str) -> str:
         v = r.get(k)
         return f"{v[0]}/{v[1]}" if v else "–"
@@ -291,6 +291,9 @@ def write(rows: list[dict[str, Any]]) -> None:
         *[f"| {r['task']} | {r['examples']} | {frac(r, 'prompts_0')} | {frac(r, 'prompts_2')} | {frac(r, 'scores')} | "
           f"{'; '.join(r['mismatches']).replace('|', '/') or ''} |" for r in rows], "",
     ]
+    if unchecked:
+        lines += [f"Not checked in this run (the shards ran out of time): {len(unchecked)} task folders: "
+                  f"{', '.join(unchecked)}.", ""]
     out = Path(__file__).parent / "results" / "bigbench_agreement.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines[:8]))
@@ -300,10 +303,13 @@ if __name__ == "__main__":
     cache_dir, args = Path(sys.argv[1]), sys.argv[2:]
     if args[:1] == ["--merge"]:
         k = int(args[1])
-        write([r for i in range(k) if (cache_dir / f"rows_{i}_of_{k}.jsonl").is_file()
-               for x in (cache_dir / f"rows_{i}_of_{k}.jsonl").read_text().splitlines() for r in json.loads(x)["rows"]])
+        got = [json.loads(x) for i in range(k) if (cache_dir / f"rows_{i}_of_{k}.jsonl").is_file()
+               for x in (cache_dir / f"rows_{i}_of_{k}.jsonl").read_text().splitlines()]
+        tasks_dir = cache_dir / "bigbench-1.0.0/bigbench/benchmark_tasks"
+        every = sorted(p.name for p in tasks_dir.iterdir() if (p / "task.json").is_file())
+        write([r for g in got for r in g["rows"]], sorted(set(every) - {g["folder"] for g in got}))
     elif args[:1] == ["--shard"]:
         i, k = (int(x) for x in args[1].split("/"))
         main(cache_dir, args[2:], (i, k))
     else:
-        write(main(cache_dir, args))
+        write(main(cache_dir, args), [])
