@@ -172,11 +172,12 @@ def _example(raw: Any, i: int, kind: str, families: set[str], opt: dict[str, Any
         if not isinstance(ts, dict) or not ts or not all(isinstance(v, int | float) for v in ts.values()):
             raise UserError("must map each choice to a number", source=where, field=f"{field_}.target_scores")
         best = max(ts.values())
-        if (len(ts) == 1 and best == 0) or (len(ts) > 1 and best <= min(ts.values())):
-            raise UserError("no choice scores higher than another", source=where, field=f"{field_}.target_scores")
         if opt["append_choices_to_input"]:
             text += opt["choice_prefix"] + opt["choice_prefix"].join(_choice_order(list(ts)))
-        if targets is None:
+        if targets is None:  # as BIG-bench, the best choice is the target then, and must be better than the rest
+            if (len(ts) == 1 and best == 0) or (len(ts) > 1 and best <= min(ts.values())):
+                raise UserError("no choice scores higher than another", source=where,
+                                field=f"{field_}.target_scores")
             targets = [next(k for k, v in ts.items() if v == best)]
         formatted["choice"] = list(ts)
         if "choice" in families:
