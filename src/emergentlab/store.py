@@ -31,11 +31,11 @@ from emergentlab.records import FACT_FIELDS, KEY_FIELDS, Record, ScaleFacts
 # 3: records live in cells (integer key + example id), their list fields in one JSON array (one encoding per row
 #    instead of nine); cells carry fingerprints, claims and skip reasons; records carry `truncated_tokens` and a
 #    hash of their prompt, target and choices; typed Record.generated and Record.target_loglikelihood (were
-#    metadata keys)
+#    metadata keys); records carry targets, stop_string, output_regex and declared metrics (BIG-bench)
 SCHEMA_VERSION = 3
 
 _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
-                "choice_logprobs", "choice_ntokens", "choice_scores", "metadata")
+                "choice_logprobs", "choice_ntokens", "choice_scores", "targets", "metrics", "metadata")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _CELL_FIELDS = ("study", "model", "task", "variant")
 # stored as columns: example_id first; the list and dict fields travel together in one JSON array, `payload`
