@@ -59,9 +59,9 @@ def stage_eval(root: Path) -> None:
 
 
 def stage_report(root: Path) -> None:
-    from emergentlab.report.html import build_report
+    from emergentlab.pipeline import build_report
 
-    build_report(root / "run" / "records.sqlite", "crash", root / "run")
+    build_report(root / "run")
 
 
 def die_in_a_write(after: int, steps: int) -> None:
