@@ -17,14 +17,15 @@ class Analysis:
 
     Results (all DataFrames unless said): `curves_` every curve on every axis; `verdicts_` (a `Verdicts`) on the
     primary axis; `table_` the verdict table with threshold forecasts and backtest numbers; `forecasts_`
-    {axis: `Forecaster`}; `passuntil_`; `loss_view_` (Du et al. 2024: per curve, the loss in nats below which the
+    {axis: `Forecaster`} on the primary axis (predicting at `at`, a value in its unit, when given) and on
+    parameters, FLOPs and loss where the ladder has them; `passuntil_`; `loss_view_` (Du et al. 2024: per curve, the loss in nats below which the
     flat-then-rise fit starts rising, with its ΔAIC over a straight line); `sets_` {axis: `CurveSet`}.
     """
 
     def __init__(self, n_boot: int = 1000, seed: int = 0, threshold: float = 0.5, axis: str | None = None,
-                 forecast_boot: int = 100) -> None:
+                 forecast_boot: int = 100, at: float | None = None) -> None:
         self.n_boot, self.seed, self.threshold = n_boot, seed, threshold
-        self.axis, self.forecast_boot = axis, forecast_boot
+        self.axis, self.forecast_boot, self.at = axis, forecast_boot, at
 
     def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Analysis:
         return self.fit_sets(curves_by_axis(scores, rungs, n_boot=self.n_boot, seed=self.seed, records=records))
@@ -42,8 +43,10 @@ class Analysis:
         self.curves_ = pd.concat(frames, ignore_index=True)
         cs = sets[self.axis_]
         self.verdicts_ = Verdicts().fit(cs)
-        self.forecasts_ = {ax: Forecaster(self.threshold, self.forecast_boot, self.seed).fit(sets[ax])
-                           for ax in FORECAST_AXES if ax in sets}
+        # `at` is a value on the primary axis; the other axes forecast their crossing only
+        self.forecasts_ = {ax: Forecaster(self.threshold, self.forecast_boot, self.seed,
+                                          at=self.at if ax == self.axis_ else None).fit(sets[ax])
+                           for ax in dict.fromkeys([self.axis_, *FORECAST_AXES]) if ax in sets}
         self.passuntil_ = pass_until(cs)
         if "loss" in sets:
             st, _ = curve_shapes(sets["loss"])

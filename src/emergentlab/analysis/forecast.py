@@ -24,6 +24,8 @@ from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, axis_position, axi
 Bounds = tuple[float, float]
 """A metric's range (lo, hi) in its unit; ±inf where open."""
 
+SIGMOID_PARAMS = 4
+"""lo, hi, t0, s: a ladder needs more rungs than this for the sigmoid's tails to be tested by the data."""
 _GRID_BLOCK = 2**14  # (grid point, replicate) entries per block of the sigmoid fit (128 KB per float64 temporary)
 
 
@@ -170,7 +172,7 @@ def plausible(t: np.ndarray, y: np.ndarray, se: np.ndarray, bounds: Bounds,
     Returns the best parameters (4,), the plausible set (P, 4) and a note (empty when nothing to say) when rungs
     are too few to pin the sigmoid's four parameters."""
     params, chi2 = profile_fits(t, y, se, bounds)
-    dof = len(t) - 4
+    dof = len(t) - SIGMOID_PARAMS
     q = float(chi2dist.ppf(level, 1))
     # the ladder-wide grid is coarser than a well-measured crossing: search again, finely, around its plausible part
     near = params[chi2 <= chi2.min() + 4 * q * max(1.0, chi2.min() / dof if dof > 0 else 1.0)]
@@ -304,7 +306,8 @@ class Forecaster:
                 b_lo, b_hi = bracket_crossing(t, y, z_of(self.level) * se, self.threshold)
                 lo, hi = min(lo, b_lo), max(hi, b_hi)
             pt = float(sigmoid_crossings(p[None], self.threshold)[0])
-            return (pt if np.isfinite(pt) else float("nan")), lo, hi, note
+            # fewer rungs than parameters: sigmoids through every rung cross anywhere in the bracket, none is best
+            return (pt if np.isfinite(pt) and len(t) >= SIGMOID_PARAMS else float("nan")), lo, hi, note
         a = (1 - self.level) / 2
         cross = np.array([crossing(q, self.threshold) for q in fit_trend(t, self._replicates(cs, i), bounds)])
         found = np.isfinite(cross)
@@ -347,7 +350,9 @@ class Forecaster:
                    "crossing_hi": x_hi, "interval_note": note, "model": "sigmoid" if len(p_full) == 4 else "line"}
             if t_at is not None:
                 at_pt, at_lo, at_hi, _, _ = self._band(cs, i, slice(0, r), np.array([t_at]), se)
-                row.update(at=self.at, at_pred=float(at_pt[0]), at_lo=float(at_lo[0]), at_hi=float(at_hi[0]))
+                declined = len(p_full) == SIGMOID_PARAMS and r < SIGMOID_PARAMS  # as for the crossing
+                row.update(at=self.at, at_pred=float("nan") if declined else float(at_pt[0]), at_lo=float(at_lo[0]),
+                           at_hi=float(at_hi[0]))
             sum_rows.append(row)
         self.backtest_ = pd.DataFrame(bt_rows)
         summ = pd.DataFrame(sum_rows)

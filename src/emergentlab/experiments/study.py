@@ -38,7 +38,8 @@ def run(study: Study, store: Store, progress: Progress) -> RunSummary:
     return summary
 
 
-def fit(store: Store, study: str | None, seed: int = 0, source: str = "") -> tuple[Analysis, pd.DataFrame]:
+def fit(store: Store, study: str | None, seed: int = 0, source: str = "", threshold: float = 0.5,
+        at: float | None = None) -> tuple[Analysis, pd.DataFrame]:
     """The fitted `Analysis` of the records `store` holds for `study` (the only study when None), and the records.
 
     Raises UserError when there is nothing to judge: no records, or fewer than `MIN_RUNGS` rungs on a scale axis."""
@@ -54,7 +55,7 @@ def fit(store: Store, study: str | None, seed: int = 0, source: str = "") -> tup
     if len(rungs) < MIN_RUNGS or not usable_axes(rungs):
         raise UserError(f"{len(rungs)} rung(s) with a known scale that varies; a curve needs at least {MIN_RUNGS}",
                         source=source, field="rungs")
-    return Analysis(seed=seed).fit(metrics.compute(records), rungs, records), records
+    return Analysis(seed=seed, threshold=threshold, at=at).fit(metrics.compute(records), rungs, records), records
 
 
 def sections(a: Analysis, records: pd.DataFrame | None = None) -> list[Section]:
@@ -68,7 +69,7 @@ def sections(a: Analysis, records: pd.DataFrame | None = None) -> list[Section]:
 # --- the verdict table and the summary ---------------------------------------------------------------------------
 def _interval(v: float, lo: float, hi: float) -> str:
     if not np.isfinite(v):
-        return "–"
+        return f"– [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) or np.isfinite(hi) else "–"
     return f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3g}"
 
 
@@ -109,9 +110,11 @@ def summary_line(a: Analysis, row: pd.Series) -> str:
     if isinstance(row["partner"], str):
         s += f", while {row['partner']} changed by {row['partner_change']:.3g} ({row['partner_shape']})"
     c = row.get(f"cross_{ax}", np.nan)
+    lo, hi = row.get(f"cross_{ax}_lo", np.nan), row.get(f"cross_{ax}_hi", np.nan)
     if np.isfinite(c):
-        s += (f"; it crosses {a.threshold:g} at {unit} {c:.3g} "
-              f"(90 % interval {row[f'cross_{ax}_lo']:.3g}–{row[f'cross_{ax}_hi']:.3g})")
+        s += f"; it crosses {a.threshold:g} at {unit} {c:.3g} (90 % interval {lo:.3g}–{hi:.3g})"
+    elif np.isfinite(lo) or np.isfinite(hi):
+        s += f"; too few rungs to pin where it crosses {a.threshold:g}: somewhere in {unit} {lo:.3g}–{hi:.3g}"
     return s + "."
 
 
@@ -233,18 +236,51 @@ def _forecast_tables(a: Analysis, task: str, variant: str) -> list[Table]:
         if s.empty:
             continue
         unit = AXIS_UNIT.get(ax, ax)
+        cols = {"metric": "metric", "model": "trend model", "crossing": f"crossing ({unit})", "crossing_lo": "90 % lo",
+                "crossing_hi": "90 % hi", "backtest_mae": "backtest MAE (metric unit)",
+                "backtest_coverage": "backtest coverage", "backtest_n": "backtest points"}
+        at = ""
+        if "at_pred" in s:
+            cols.update(at_pred=f"at {s['at'].iat[0]:.3g} {unit}", at_lo="at: 90 % lo", at_hi="at: 90 % hi")
+            at = (f" 'at': the metric the trend predicts at {s['at'].iat[0]:.3g} {unit} (metric unit), with its "
+                  "90 % interval.")
+        cols["interval_note"] = "interval note"
         out.append(Table(
-            s[["metric", "model", "crossing", "crossing_lo", "crossing_hi", "crossing_found_share", "backtest_mae",
-               "backtest_coverage", "backtest_n"]].rename(columns={
-                "model": "trend model", "crossing": f"crossing ({unit})", "crossing_lo": "90 % lo",
-                "crossing_hi": "90 % hi", "crossing_found_share": "replicates crossing",
-                "backtest_mae": "backtest MAE (metric unit)", "backtest_coverage": "backtest coverage",
-                "backtest_n": "backtest points"}),
-            f"Forecast on {AXIS_LABEL.get(ax, ax)}: where the trend fitted to every rung crosses {a.threshold:g}, "
-            "with a 90 % interval from bootstrap refits; 'replicates crossing' is the share of refits that cross "
-            "inside the extrapolation range. Backtest: rolling-origin forecasts of held-out larger rungs, mean "
-            "absolute error and the share of held-out rungs inside their 90 % band."))
+            s[[c for c in cols if c in s]].rename(columns=cols),
+            f"Forecast on {AXIS_LABEL.get(ax, ax)}: where the trend fitted to every rung crosses {a.threshold:g}. "
+            "The 90 % interval spans every trend that fits the rungs within their noise (standard errors from the "
+            "bootstrap over examples, or binomial from n for published scores); with no more rungs than the "
+            "sigmoid's four parameters it is what any monotone curve through the rungs allows, and inf marks an "
+            "end no plausible trend reaches. Backtest: rolling-origin forecasts of held-out larger rungs, mean "
+            "absolute error and the share of held-out rungs inside their 90 % band." + at))
     return out
+
+
+def _partner_table(a: Analysis, task: str, variant: str) -> tuple[Table | None, str]:
+    """Exact match forecast directly and as p^k from the per-token accuracy, both backtested; and which won."""
+    fc = a.forecasts_.get(a.axis_)
+    if fc is None or fc.partner_.empty:
+        return None, ""
+    s = _rows(fc.partner_, task, variant)
+    if s.empty:
+        return None, ""
+    unit = AXIS_UNIT.get(a.axis_, a.axis_)
+    r = s.iloc[0]
+    tab = s[["metric", "partner", "k_tokens", "at", "direct", "direct_lo", "direct_hi", "from_partner",
+             "from_partner_lo", "from_partner_hi", "mae_direct", "mae_partner", "backtest_n", "better"]].rename(
+        columns={"k_tokens": "k (tokens)", "at": f"at ({unit})", "direct": "direct fit", "direct_lo": "direct 90 % lo",
+                 "direct_hi": "direct 90 % hi", "from_partner": "p^k", "from_partner_lo": "p^k 90 % lo",
+                 "from_partner_hi": "p^k 90 % hi", "mae_direct": "backtest MAE direct",
+                 "mae_partner": "backtest MAE p^k", "backtest_n": "backtest points", "better": "better in backtest"})
+    winner = {"p^k": "the forecast from the continuous partner (p^k) was closer",
+              "direct": "the direct fit of exact match was closer", "tie": "both were equally close"}[r["better"]]
+    line = (f"Forecast of {r['metric']} at {r['at']:.3g} {unit}: direct fit {r['direct']:.3g}, from the per-token "
+            f"accuracy raised to k = {r['k_tokens']:.1f}: {r['from_partner']:.3g}; on {int(r['backtest_n'])} "
+            f"held-out rungs {winner} (mean absolute error {r['mae_direct']:.3g} direct, {r['mae_partner']:.3g} p^k).")
+    return Table(tab, f"Exact match at {r['at']:.3g} {unit} forecast two ways (fractions): the sigmoid fitted to exact "
+                 "match itself, and Schaeffer et al.'s construction — the per-token accuracy p fitted and "
+                 "extrapolated, raised to the answer length k. Both are backtested on the same rolling origins "
+                 "(fit the smallest rungs, predict the larger); MAE in the metric's unit (fraction)."), line
 
 
 def _examples_table(records: pd.DataFrame, rungs: Sequence[str], task: str, variant: str) -> Table | None:
@@ -285,6 +321,9 @@ def _task_section(a: Analysis, task: str, variant: str, sub: pd.DataFrame, recor
             "The p^k test: exact match predicted from the mean per-token probability p of the target raised to its "
             "length k (tokens), compared with the observed exact match across rungs."))
     tables += _forecast_tables(a, task, variant)
+    partner, partner_line = _partner_table(a, task, variant)
+    if partner is not None:
+        tables.append(partner)
     pu = _rows(a.passuntil_, task, variant) if not a.passuntil_.empty else pd.DataFrame()
     if not pu.empty:
         tables.append(Table(pu.drop(columns=["task", "variant"]),
@@ -296,5 +335,6 @@ def _task_section(a: Analysis, task: str, variant: str, sub: pd.DataFrame, recor
         ex = _examples_table(records, order, task, variant)
         if ex is not None:
             tables.append(ex)
-    return Section(title=f"{task} — {variant}", paragraphs=_tests_paragraphs(a, task, variant), tables=tables,
+    paragraphs = _tests_paragraphs(a, task, variant) + ([partner_line] if partner_line else [])
+    return Section(title=f"{task} — {variant}", paragraphs=paragraphs, tables=tables,
                    figures=figures)
