@@ -108,7 +108,9 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
 
         dynamics = [s for exp in EXPERIMENTS.values() for s in exp.sections(store, name)]
         has_records = store.count() > 0
-        fitted = study_exp.fit(store, name, seed, str(store_path), threshold, at) if has_records or not dynamics else None
+        fitted = (study_exp.fit(store, name, seed, str(store_path), threshold, at,
+                                       saved.strata if saved is not None else None)
+                  if has_records or not dynamics else None)
     sections = [*dynamics, *extra]
     if fitted is None:
         path = write_report(run_dir, f"emergentlab report — {run_dir.name}",

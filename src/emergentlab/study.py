@@ -5,6 +5,7 @@
     out = "runs/addition"          # relative to the study file
     shots = [0, 3]                 # prompt variants for every task (n-shot), default [0]
     metrics = ["exact_match", "token_accuracy"]   # optional; default: every metric that applies
+    strata = "digits"              # optional: example metadata key whose values get verdicts of their own
 
     [[ladder]]                     # one entry per model, smallest first or not: the analysis sorts by scale
     name = "tiny-s"
@@ -32,7 +33,7 @@ from emergentlab.metrics import METRICS
 from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
-_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
+_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata"}
 _RUNG_KEYS = {"name", "model", "trust_remote_code", *FACT_FIELDS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
@@ -69,6 +70,7 @@ class Study:
     metrics: tuple[str, ...] | None = None
     batch_size: int = 64
     source: str = "<study>"
+    strata: str | None = None  # example metadata key (e.g. "digits") whose values split verdicts by difficulty
 
     @property
     def store_path(self) -> Path:
@@ -188,8 +190,15 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
     return Study(
         name=str(data.get("name") or Path(src).stem), seed=seed, out=out if out.is_absolute() else base / out,
         ladder=tuple(ladder), tasks=tuple(tasks), metrics=tuple(metrics) if metrics is not None else None,
-        batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src,
+        batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src, strata=_strata(data, src),
     )
+
+
+def _strata(data: dict[str, Any], src: str) -> str | None:
+    v = data.get("strata")
+    if v is not None and (not isinstance(v, str) or not v):
+        raise UserError(f"must be an example metadata key such as \"digits\", got {v!r}", source=src, field="strata")
+    return v
 
 
 def load_study(path: str | Path) -> Study:

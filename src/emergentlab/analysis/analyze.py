@@ -6,6 +6,8 @@ import pandas as pd
 
 from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_by_axis, primary_axis
 from emergentlab.analysis.forecast import Forecaster, pass_until
+from emergentlab.analysis.strata import COLUMNS as STRATA_COLUMNS
+from emergentlab.analysis.strata import strata_verdicts
 from emergentlab.analysis.verdict import Verdicts, curve_shapes
 
 FORECAST_AXES = ("params", "flops", "loss")
@@ -18,8 +20,9 @@ class Analysis:
     Results (all DataFrames unless said): `curves_` every curve on every axis; `verdicts_` (a `Verdicts`) on the
     primary axis; `table_` the verdict table with threshold forecasts and backtest numbers; `forecasts_`
     {axis: `Forecaster`} on the primary axis (predicting at `at`, a value in its unit, when given) and on
-    parameters, FLOPs and loss where the ladder has them; `passuntil_`; `loss_view_` (Du et al. 2024: per curve, the loss in nats below which the
-    flat-then-rise fit starts rising, with its ΔAIC over a straight line); `sets_` {axis: `CurveSet`}.
+    parameters, FLOPs and loss where the ladder has them; `passuntil_`; `loss_view_` (Du et al. 2024: per curve,
+    the loss in nats below which the flat-then-rise fit starts rising, with its ΔAIC over a straight line);
+    `sets_` {axis: `CurveSet`}; `strata_` (per-difficulty verdicts, `fit` with `strata` only).
     """
 
     def __init__(self, n_boot: int = 1000, seed: int = 0, threshold: float = 0.5, axis: str | None = None,
@@ -27,15 +30,22 @@ class Analysis:
         self.n_boot, self.seed, self.threshold = n_boot, seed, threshold
         self.axis, self.forecast_boot, self.at = axis, forecast_boot, at
 
-    def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None) -> Analysis:
-        return self.fit_sets(curves_by_axis(scores, rungs, n_boot=self.n_boot, seed=self.seed, records=records))
+    def fit(self, scores: pd.DataFrame, rungs: pd.DataFrame, records: pd.DataFrame | None = None,
+            strata: str | None = None) -> Analysis:
+        """Fit from per-example scores; `strata` names the example metadata key (e.g. "digits") whose values
+        split the examples into difficulty strata, each judged on its own (`strata_`; needs `records`)."""
+        fitted = self.fit_sets(curves_by_axis(scores, rungs, n_boot=self.n_boot, seed=self.seed, records=records))
+        if strata is not None and records is not None:
+            self.strata_ = strata_verdicts(scores, rungs, records, strata, fitted.axis_, self.n_boot, self.seed)
+        return self
 
     def fit_sets(self, sets: dict[str, CurveSet]) -> Analysis:
         if not sets:
             raise ValueError("no scale axis is known for every rung")
         self.sets_ = sets
+        self.strata_ = pd.DataFrame(columns=STRATA_COLUMNS)
         first = next(iter(sets.values()))
-        self.axis_ = primary_axis(first.rungs, self.axis)
+        self.axis_: str = primary_axis(first.rungs, self.axis)
         frames = []
         for ax, cs in sets.items():
             f = cs.frame()

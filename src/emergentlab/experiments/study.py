@@ -39,7 +39,7 @@ def run(study: Study, store: Store, progress: Progress) -> RunSummary:
 
 
 def fit(store: Store, study: str | None, seed: int = 0, source: str = "", threshold: float = 0.5,
-        at: float | None = None) -> tuple[Analysis, pd.DataFrame]:
+        at: float | None = None, strata: str | None = None) -> tuple[Analysis, pd.DataFrame]:
     """The fitted `Analysis` of the records `store` holds for `study` (the only study when None), and the records.
 
     Raises UserError when there is nothing to judge: no records, or fewer than `MIN_RUNGS` rungs on a scale axis."""
@@ -55,12 +55,15 @@ def fit(store: Store, study: str | None, seed: int = 0, source: str = "", thresh
     if len(rungs) < MIN_RUNGS or not usable_axes(rungs):
         raise UserError(f"{len(rungs)} rung(s) with a known scale that varies; a curve needs at least {MIN_RUNGS}",
                         source=source, field="rungs")
-    return Analysis(seed=seed, threshold=threshold, at=at).fit(metrics.compute(records), rungs, records), records
+    a = Analysis(seed=seed, threshold=threshold, at=at).fit(metrics.compute(records), rungs, records, strata)
+    return a, records
 
 
 def sections(a: Analysis, records: pd.DataFrame | None = None) -> list[Section]:
     """The report's sections for a fitted analysis: verdicts first, then one section per (task, variant)."""
     out = [_verdict_section(a)]
+    if not a.strata_.empty:
+        out.append(_strata_section(a))
     for (task, variant), sub in a.table_.groupby(["task", "variant"], sort=True):
         out.append(_task_section(a, str(task), str(variant), sub, records))
     return out
@@ -130,6 +133,24 @@ def _verdict_section(a: Analysis) -> Section:
                "the same verdict.")
     return Section(title="Verdicts", tables=[Table(verdict_table(a), caption, key="verdict-table")],
                    summary=[summary_line(a, r) for _, r in a.table_.iterrows()])
+
+
+def _strata_section(a: Analysis) -> Section:
+    """Verdicts per difficulty stratum, side by side: one row per (task, variant, metric, stratum)."""
+    st = a.strata_
+    key = str(st["stratum_key"].iat[0])
+    tab = st.assign(
+        confidence=[f"{c:.0%}" if np.isfinite(c) else "–" for c in st["confidence"].astype(float)],
+        change=[_interval(*v) for v in st[["change", "change_lo", "change_hi"]].to_numpy(dtype=float)],
+        partner=st["partner"].fillna("–"))[["task", "variant", "metric", "stratum", "examples", "first", "last",
+                                            "change", "verdict", "confidence", "shape", "partner", "partner_shape"]]
+    caption = (f"Verdicts per difficulty: examples split by their '{key}' and each stratum judged on its own by the "
+               f"same rule, on {AXIS_LABEL.get(a.axis_, a.axis_)}. examples: per rung; first / last: the smallest "
+               "and largest rung's mean in the metric's unit; change: D with its 95 % bootstrap interval; shape and "
+               "partner_shape: the stratum's own curve shapes. Strata that move in opposite directions can cancel "
+               "in the whole-task curve until they surge together.")
+    return Section(title=f"Verdicts per {key}", tables=[Table(tab.rename(columns={"stratum": key}), caption,
+                                                                key="strata-table")])
 
 
 # --- one section per (task, variant) -----------------------------------------------------------------------------
