@@ -158,3 +158,23 @@ def test_partner_forecast_is_backtested_beside_the_direct_one() -> None:
     assert row["from_partner_lo"] <= row["from_partner"] <= row["from_partner_hi"]
     assert row["direct_lo"] <= row["direct"] <= row["direct_hi"]
     assert row["mae_partner"] <= row["mae_direct"] and row["better"] == "p^k"
+
+
+def test_a_ladder_whose_scale_does_not_vary_names_the_fact_to_set(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
+    from emergentlab.errors import UserError
+
+    # one model at three quantization levels: the same parameter count on every rung
+    csv = Path(str(tmp_path)) / "quant.csv"
+    csv.write_text("model,params,task,metric,value,n\n" + "".join(
+        f"q{b},1.35e8,add,exact_match,{v},500\n" for b, v in ((4, 0.2), (8, 0.3), (16, 0.31))))
+    with pytest.raises(UserError) as e:
+        scores_to_sets(read_scores_csv(csv), source=str(csv))
+    assert e.value.field == "loss" and "params is 1.35e+08 on every rung" in str(e.value)
+    assert "\n" not in str(e.value)
+    # with the fact set, the report's axis is the one that varies
+    csv.write_text("model,params,loss,task,metric,value,n\n" + "".join(
+        f"q{b},1.35e8,{lo},add,exact_match,{v},500\n" for b, lo, v in ((4, 2.9, 0.2), (8, 2.7, 0.3), (16, 2.6, 0.31))))
+    assert list(scores_to_sets(read_scores_csv(csv))) == ["loss"]

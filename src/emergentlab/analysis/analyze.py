@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import pandas as pd
 
-from emergentlab.analysis.curves import CURVE_KEYS, CurveSet, curves_by_axis, primary_axis
+from emergentlab.analysis.curves import CURVE_KEYS, SCALE_AXES, CurveSet, curves_by_axis, primary_axis
 from emergentlab.analysis.forecast import Forecaster, pass_until
 from emergentlab.analysis.strata import COLUMNS as STRATA_COLUMNS
 from emergentlab.analysis.strata import strata_verdicts
 from emergentlab.analysis.verdict import Verdicts, curve_shapes
+from emergentlab.errors import UserError
 
 FORECAST_AXES = ("params", "flops", "loss")
 """Axes on which a threshold crossing is forecast when the ladder has them (parameters, FLOPs, loss in nats)."""
+
+
+def no_axis_error(rungs: pd.DataFrame, source: str) -> UserError:
+    """The one-line error for a ladder on which no scale axis varies (the same model at several quantization
+    levels, say): what each known fact is, and which fact to set (`field`) so the report has an axis."""
+    said = []
+    for a in SCALE_AXES:
+        v = pd.to_numeric(rungs[a], errors="coerce") if a in rungs else pd.Series(dtype=float)
+        if v.notna().all() and v.nunique() == 1:
+            said.append(f"{a} is {v.iat[0]:.3g} on every rung")
+        elif v.notna().any() and not v.notna().all():
+            said.append(f"{a} is unknown on {int(v.isna().sum())} rung(s)")
+    fact = "loss"  # what sets rungs apart when size does not: each one's loss (nats/token) on held-out text
+    return UserError(f"no scale axis varies across the {len(rungs)} rungs ({'; '.join(said) or 'no scale known'}); "
+                     f"set {fact} (nats/token) or another fact ({', '.join(SCALE_AXES)}) that differs per rung",
+                     source=source, field=fact)
 
 
 class Analysis:

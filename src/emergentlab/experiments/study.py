@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from emergentlab import metrics
-from emergentlab.analysis.analyze import Analysis
+from emergentlab.analysis.analyze import Analysis, no_axis_error
 from emergentlab.analysis.curves import AXIS_UNIT, CurveSet, usable_axes
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.errors import UserError
@@ -52,9 +52,11 @@ def fit(store: Store, study: str | None, seed: int = 0, source: str = "", thresh
     if records.empty:
         raise UserError("no records for this study" if name else "no records", source=source, field="study")
     rungs = store.rungs(name)
-    if len(rungs) < MIN_RUNGS or not usable_axes(rungs):
+    if len(rungs) < MIN_RUNGS:
         raise UserError(f"{len(rungs)} rung(s) with a known scale that varies; a curve needs at least {MIN_RUNGS}",
                         source=source, field="rungs")
+    if not usable_axes(rungs):
+        raise no_axis_error(rungs, source)
     a = Analysis(seed=seed, threshold=threshold, at=at).fit(metrics.compute(records), rungs, records, strata)
     return a, records
 
