@@ -259,42 +259,46 @@ def _forecast_tables(a: Analysis, task: str, variant: str) -> list[Table]:
         if s.empty:
             continue
         unit = AXIS_UNIT.get(ax, ax)
-        cols = {"metric": "metric", "model": "trend model", "crossing": f"crossing ({unit})", "crossing_lo": "90 % lo",
-                "crossing_hi": "90 % hi", "backtest_mae": "backtest MAE (metric unit)",
-                "backtest_coverage": "backtest coverage", "backtest_n": "backtest points"}
+        tab = pd.DataFrame({"metric": s["metric"], "trend model": s["model"],
+                            f"crossing ({unit}), 90 % interval": [_interval(*v) for v in s[
+                                ["crossing", "crossing_lo", "crossing_hi"]].to_numpy(dtype=float)]})
         at = ""
         if "at_pred" in s:
-            cols.update(at_pred=f"at {s['at'].iat[0]:.3g} {unit}", at_lo="at: 90 % lo", at_hi="at: 90 % hi")
+            tab[f"at {s['at'].iat[0]:.3g} {unit}"] = [_interval(*v) for v in s[["at_pred", "at_lo", "at_hi"]]
+                                                      .to_numpy(dtype=float)]
             at = (f" 'at': the metric the trend predicts at {s['at'].iat[0]:.3g} {unit} (metric unit), with its "
                   "90 % interval.")
-        cols["interval_note"] = "interval note"
+        for c, name in (("backtest_mae", "backtest MAE (metric unit)"), ("backtest_coverage", "backtest coverage"),
+                        ("backtest_n", "backtest points")):
+            if c in s:
+                tab[name] = s[c].to_numpy()
+        tab["interval note"] = s["interval_note"].to_numpy()
         out.append(Table(
-            s[[c for c in cols if c in s]].rename(columns=cols),
-            f"Forecast on {AXIS_LABEL.get(ax, ax)}: where the trend fitted to every rung crosses {a.threshold:g}. "
-            "The 90 % interval spans every trend that fits the rungs within their noise (standard errors from the "
-            "bootstrap over examples, or binomial from n for published scores); with no more rungs than the "
-            "sigmoid's four parameters it is what any monotone curve through the rungs allows, and inf marks an "
-            "end no plausible trend reaches. Backtest: rolling-origin forecasts of held-out larger rungs, mean "
-            "absolute error and the share of held-out rungs inside their 90 % band." + at))
+            tab, f"Forecast on {AXIS_LABEL.get(ax, ax)}: where the trend fitted to every rung crosses "
+            f"{a.threshold:g}. The 90 % interval spans every trend that fits the rungs within their noise (standard "
+            "errors from the bootstrap over examples, or binomial from n for published scores); with no more rungs "
+            "than the sigmoid's four parameters it is what any monotone curve through the rungs allows, and inf "
+            "marks an end no plausible trend reaches. Backtest: rolling-origin forecasts of held-out larger rungs, "
+            "mean absolute error and the share of held-out rungs inside their 90 % band." + at))
     return out
 
 
 def _partner_table(a: Analysis, task: str, variant: str) -> tuple[Table | None, str]:
     """Exact match forecast directly and as p^k from the per-token accuracy, both backtested; and which won."""
     fc = a.forecasts_.get(a.axis_)
-    if fc is None or fc.partner_.empty:
-        return None, ""
-    s = _rows(fc.partner_, task, variant)
+    s = _rows(fc.partner_, task, variant) if fc is not None and not fc.partner_.empty else pd.DataFrame()
     if s.empty:
         return None, ""
     unit = AXIS_UNIT.get(a.axis_, a.axis_)
     r = s.iloc[0]
-    tab = s[["metric", "partner", "k_tokens", "at", "direct", "direct_lo", "direct_hi", "from_partner",
-             "from_partner_lo", "from_partner_hi", "mae_direct", "mae_partner", "backtest_n", "better"]].rename(
-        columns={"k_tokens": "k (tokens)", "at": f"at ({unit})", "direct": "direct fit", "direct_lo": "direct 90 % lo",
-                 "direct_hi": "direct 90 % hi", "from_partner": "p^k", "from_partner_lo": "p^k 90 % lo",
-                 "from_partner_hi": "p^k 90 % hi", "mae_direct": "backtest MAE direct",
-                 "mae_partner": "backtest MAE p^k", "backtest_n": "backtest points", "better": "better in backtest"})
+    tab = pd.DataFrame({
+        "metric": s["metric"], "k (tokens)": s["k_tokens"],
+        "direct fit, 90 % interval": [_interval(*v) for v in s[["direct", "direct_lo", "direct_hi"]]
+                                      .to_numpy(dtype=float)],
+        f"{r['partner']}^k, 90 % interval": [_interval(*v) for v in s[["from_partner", "from_partner_lo",
+                                                                       "from_partner_hi"]].to_numpy(dtype=float)],
+        "backtest MAE direct": s["mae_direct"], "backtest MAE p^k": s["mae_partner"],
+        "backtest points": s["backtest_n"], "better in backtest": s["better"]})
     winner = {"p^k": "the forecast from the continuous partner (p^k) was closer",
               "direct": "the direct fit of exact match was closer", "tie": "both were equally close"}[r["better"]]
     line = (f"Forecast of {r['metric']} at {r['at']:.3g} {unit}: direct fit {r['direct']:.3g}, from the per-token "
@@ -302,8 +306,8 @@ def _partner_table(a: Analysis, task: str, variant: str) -> tuple[Table | None, 
             f"held-out rungs {winner} (mean absolute error {r['mae_direct']:.3g} direct, {r['mae_partner']:.3g} p^k).")
     return Table(tab, f"Exact match at {r['at']:.3g} {unit} forecast two ways (fractions): the sigmoid fitted to exact "
                  "match itself, and Schaeffer et al.'s construction — the per-token accuracy p fitted and "
-                 "extrapolated, raised to the answer length k. Both are backtested on the same rolling origins "
-                 "(fit the smallest rungs, predict the larger); MAE in the metric's unit (fraction)."), line
+                 "extrapolated, raised to the answer length k (tokens). Both are backtested on the same rolling "
+                 "origins (fit the smallest rungs, predict the larger); MAE in the metric's unit (fraction)."), line
 
 
 def _examples_table(records: pd.DataFrame, rungs: Sequence[str], task: str, variant: str) -> Table | None:
