@@ -3,8 +3,14 @@
 The trend model is a sigmoid in log scale for metrics whose declared range (`metrics.Declared.bounds`) is finite
 (fractions and probabilities in [0, 1], Brier in [0, 2]): y = lo + (hi − lo) / (1 + exp(−(t − t0) / s)),
 t = log10(scale) (or −loss), with lo and hi inside the range; a straight line in t for the rest, cut at the range's
-finite end if it has one. Intervals come from refitting on bootstrap replicates of the rung means (parameter
-uncertainty), widened in quadrature by the noise of the rung being predicted, and cut to the metric's range.
+finite end if it has one. A sigmoid's intervals span every sigmoid that fits the rungs within their noise (a
+profile likelihood set, `plausible`; rung standard errors from the bootstrap over examples, or from binomial draws
+from n for published scores), calibrated on synthetic ladders with known crossings
+(benchmarks/results/forecast_calibration.md: nominal 90 % covers 85–95 %); with no more rungs than its four
+parameters they widen to what any monotone curve through the rungs allows (`bracket_crossing`, `bracket_values`).
+A line's come from refitting on bootstrap replicates. Predicted rungs widen in quadrature by their own noise, and
+every band is cut to the metric's range. The exact-match forecast is also made from its continuous partner (the
+per-token accuracy p, fitted and raised to the answer length k: Schaeffer et al. 2023) and both are backtested.
 A rolling-origin backtest fits on the smallest k rungs and predicts every larger one, for each k ≥ `min_train`:
 its absolute error and interval coverage say how far to trust the forecast. PassUntil (Hu et al. 2023): with PU
 the probability that the greedy target is produced (mean over examples of exp Σ log p), log(−log PU) is fitted
@@ -184,8 +190,8 @@ def plausible(t: np.ndarray, y: np.ndarray, se: np.ndarray, bounds: Bounds,
     k = int(np.argmin(chi2))
     scale = max(1.0, chi2[k] / dof) if dof > 0 else 1.0
     keep = chi2 <= chi2[k] + q * scale
-    note = (f"{len(t)} rungs for a 4-parameter sigmoid: every sigmoid within the rungs' noise is counted"
-            if dof <= 0 else "")
+    note = (f"{len(t)} rungs for a {SIGMOID_PARAMS}-parameter sigmoid: the interval is what any monotone curve "
+            "through the rungs allows" + (" and no single fit is best" if dof < 0 else "") if dof <= 0 else "")
     return params[k], params[keep], note
 
 
@@ -226,11 +232,14 @@ def bracket_values(t: np.ndarray, y: np.ndarray, half: np.ndarray, t_out: np.nda
     return np.clip(lo, *bounds), np.clip(hi, *bounds)
 
 
-def rung_noise(cs: CurveSet, i: int) -> np.ndarray:
+def rung_noise(cs: CurveSet, i: int, se: np.ndarray | None = None) -> np.ndarray:
     """Standard error of each rung mean of curve i (R,) in the metric's unit: the bootstrap's, but never below a
     binomial floor from the example count for a bounded metric (a rung at 0 % or 100 % has a bootstrap se of 0,
-    yet n examples only bound the rate to about 1/n); NaN when no uncertainty is known (no replicates, no n)."""
-    se = rung_se(cs.boot, cs.mean)[i] if cs.boot is not None else np.full(cs.mean.shape[1], np.nan)
+    yet n examples only bound the rate to about 1/n); NaN when no uncertainty is known (no replicates, no n).
+    `se`: `rung_se` of the whole set (C, R), computed when omitted (pass it when asking for many curves)."""
+    if se is None:
+        se = rung_se(cs.boot, cs.mean)
+    se = se[i] if cs.boot is not None else np.full(cs.mean.shape[1], np.nan)
     b_lo, b_hi = float(cs.keys["bound_lo"].iat[i]), float(cs.keys["bound_hi"].iat[i])
     n = cs.n[i]
     if np.isfinite(b_lo) and np.isfinite(b_hi):
@@ -320,6 +329,7 @@ class Forecaster:
         t = cs.t
         r = len(t)
         z = z_of(self.level)
+        se_all = rung_se(cs.boot, cs.mean)
         bt_rows, sum_rows, fits = [], [], {}
         chosen = [i for i in range(len(cs.keys)) if (cs.keys["kind"].iat[i] == "discontinuous"
                   if self.metrics is None else cs.keys["metric"].iat[i] in self.metrics)]
@@ -329,7 +339,7 @@ class Forecaster:
             key = {k: cs.keys[k].iat[i] for k in CURVE_KEYS}
             bounds = (float(cs.keys["bound_lo"].iat[i]), float(cs.keys["bound_hi"].iat[i]))
             y = cs.mean[i]
-            se = rung_noise(cs, i)
+            se = rung_noise(cs, i, se_all)
             noise = np.nan_to_num(se)
             for k in range(min(self.min_train, r - 1), r):
                 pred, lo_t, hi_t, _, _ = self._band(cs, i, slice(0, k), t[k:], se)
@@ -363,10 +373,10 @@ class Forecaster:
             summ = summ.merge(agg, on=CURVE_KEYS, how="left")
         self.summary_ = summ
         self.fits_ = fits
-        self.partner_ = self._partner(cs, t_at)
+        self.partner_ = self._partner(cs, t_at, se_all)
         return self
 
-    def _partner(self, cs: CurveSet, t_at: float | None) -> pd.DataFrame:
+    def _partner(self, cs: CurveSet, t_at: float | None, se_all: np.ndarray) -> pd.DataFrame:
         """Direct fit of exact match against p^k from the per-token accuracy's fit (see the class docstring)."""
         cols = ["task", "variant", "metric", "partner", "k_tokens", "at", "direct", "direct_lo", "direct_hi",
                 "from_partner", "from_partner_lo", "from_partner_hi", "mae_direct", "mae_partner", "backtest_n",
@@ -382,7 +392,7 @@ class Forecaster:
             if metric != whole or j is None or not np.isfinite(cs.k_tokens[i]):
                 continue
             k_tok = float(cs.k_tokens[i])
-            se_i, se_j = rung_noise(cs, i), rung_noise(cs, j)
+            se_i, se_j = rung_noise(cs, i, se_all), rung_noise(cs, j, se_all)
             err_d, err_p = [], []
             for k in range(min(self.min_train, r - 1), r):
                 d, *_ = self._band(cs, i, slice(0, k), t[k:], se_i)
