@@ -1,8 +1,10 @@
-"""Write throughput of `Store.put_records` and the cost of resuming, on synthetic records.
+"""Write throughput of `Store.put_records` and the cost of resuming, against the previous store (schema 2) in the
+same process, on the same synthetic records.
 
-Measures, in one process: rows/s writing N records in batches; rows/s of a naive baseline (one row per
-transaction, the same SQL) on a subset, as a ratio; and resume costs: `done_ids` lookups for every
-(model, task, variant) cell, and re-running `put_records` on keys already stored (all skipped).
+Measures: rows/s writing N records in batches, for this store and for `StoreV2` (schema 2 as it was: one
+five-text-column key, nine JSON columns each encoded by `JSONEncoder.encode`, `executemany` in autocommit); the
+resume look-up (`done_ids` for every (model, task, variant) cell, per stored id) for both; this store's `done`
+(ids with their input hashes, what a run checks its prompts against); and re-putting stored records (all skipped).
 Writes benchmarks/results/store.md.
 
     python benchmarks/store_bench.py [--n 1000000] [--batch 2000]
@@ -12,16 +14,59 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import random
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 from _machine import cpu_model
 
-from emergentlab.records import Record
+from emergentlab.records import KEY_FIELDS, Record
 from emergentlab.store import Store
+
+
+class StoreV2:
+    """The records part of the store before schema 3 (git: store.py at e64a1be), kept here as the baseline."""
+
+    _JSON = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
+             "choice_logprobs", "choice_ntokens", "choice_scores", "metadata")
+    _FIELDS = tuple(f.name for f in fields(Record) if f.name != "truncated_tokens")
+    _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        cols = ", ".join(f"{f} {'INTEGER' if f == 'correct' else 'TEXT'}" for f in self._FIELDS)
+        self.db.execute(f"CREATE TABLE records ({cols}, PRIMARY KEY ({', '.join(KEY_FIELDS)})) WITHOUT ROWID")
+
+    def put_records(self, records: list[Record]) -> int:
+        rows = []
+        for r in records:
+            out = []
+            for f in self._FIELDS:
+                v = getattr(r, f)
+                if v is not None and f in self._JSON:
+                    v = self._dumps(list(v) if isinstance(v, tuple) else v)
+                out.append(v)
+            rows.append(tuple(out))
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany(f"INSERT OR IGNORE INTO records VALUES ({', '.join('?' * len(self._FIELDS))})", rows)
+            return self.db.total_changes - before
+
+    def done_ids(self, study: str, model: str, task: str, variant: str) -> set[str]:
+        cur = self.db.execute("SELECT example_id FROM records WHERE study=? AND model=? AND task=? AND variant=?",
+                              (study, model, task, variant))
+        return {r[0] for r in cur}
+
+    def close(self) -> None:
+        self.db.close()
+
 
 MODELS, TASKS, VARIANTS = 10, 10, 2
 
@@ -62,61 +107,55 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=2000)
-    ap.add_argument("--naive", type=int, default=20000, help="rows for the one-row-per-transaction baseline")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "store.md")
     args = ap.parse_args()
     recs = list(records(args.n))  # built before any clock starts: only the store is timed
+    cells = [(f"m{m}", f"t{k}", f"{v}shot") for m in range(MODELS) for k in range(TASKS) for v in range(VARIANTS)]
+    res: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
-        def timed_put(path: str, rows: list[Record], size: int) -> float:
-            with Store(Path(d) / path) as st:
+        stores = (("v2", lambda: StoreV2(Path(d) / "v2.sqlite")), ("v3", lambda: Store(Path(d) / "v3.sqlite")))
+        for name, make in stores:
+            store = make()
+            t = time.perf_counter()
+            added = sum(store.put_records(recs[i : i + args.batch]) for i in range(0, len(recs), args.batch))
+            res[f"{name}_write"] = time.perf_counter() - t
+            assert added == args.n
+            res[f"{name}_mb"] = sum(p.stat().st_size for p in Path(d).glob(f"{name}.sqlite*")) / 1e6
+            t = time.perf_counter()
+            found = sum(len(store.done_ids("bench", m, k, v)) for m, k, v in cells)
+            res[f"{name}_ids"] = time.perf_counter() - t
+            assert found == args.n
+            if isinstance(store, Store):
                 t = time.perf_counter()
-                for i in range(0, len(rows), size):
-                    st.put_records(rows[i : i + size])
-                return time.perf_counter() - t
+                found = sum(len(store.done("bench", m, k, v)) for m, k, v in cells)
+                res["v3_done"] = time.perf_counter() - t
+                sub = args.n // 10
+                t = time.perf_counter()
+                again = sum(store.put_records(recs[i : i + args.batch]) for i in range(0, sub, args.batch))
+                res["v3_rerun"] = time.perf_counter() - t
+                assert again == 0
+            store.close()
 
-        head = recs[: args.naive]
-        naive_rps = len(head) / timed_put("naive.sqlite", head, 1)  # one put (one transaction) per record
-        same_rps = len(head) / timed_put("same.sqlite", head, args.batch)
-
-        store = Store(Path(d) / "bench.sqlite")
-        t = time.perf_counter()
-        added = sum(store.put_records(recs[i : i + args.batch]) for i in range(0, len(recs), args.batch))
-        write_s = time.perf_counter() - t
-        size_mb = (Path(d) / "bench.sqlite").stat().st_size / 1e6
-        assert added == args.n == store.count()
-
-        t = time.perf_counter()
-        cells = [(f"m{m}", f"t{k}", f"{v}shot") for m in range(MODELS) for k in range(TASKS) for v in range(VARIANTS)]
-        found = sum(len(store.done_ids("bench", m, k, v)) for m, k, v in cells)
-        done_s = time.perf_counter() - t
-        assert found == args.n
-
-        sub = args.n // 10
-        t = time.perf_counter()
-        again = sum(store.put_records(recs[i : i + args.batch]) for i in range(0, sub, args.batch))
-        rerun_s = time.perf_counter() - t
-        assert again == 0
-        store.close()
-
-    rps = args.n / write_s
+    n = args.n
+    rps = {k: n / res[f"{k}_write"] for k in ("v2", "v3")}
+    us = {k: 1e6 * res[f"{k}_ids"] / n for k in ("v2", "v3")}
     md = [
         "# Store write and resume", "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {cpu_model()}, SQLite WAL, synchronous=NORMAL, on the local disk (tempdir)",
+        f"- machine: {cpu_model()}, SQLite WAL, synchronous=NORMAL, on the local disk (tempdir); the machine is",
+        "  shared with other jobs, so compare the ratios (both stores measured back to back in one process)",
         f"- records: synthetic add3-like rows (4-token targets with log-probs), {MODELS} models × {TASKS} tasks × "
-        f"{VARIANTS} variants; one run of `python benchmarks/store_bench.py --n {args.n} --batch {args.batch}`",
+        f"{VARIANTS} variants; `python benchmarks/store_bench.py --n {n} --batch {args.batch}`",
+        "- baseline: `StoreV2` in the script, the schema-2 store as it was before this change",
         "",
-        "| measurement | value |", "|---|---|",
-        f"| write {args.n:,} records, `put_records` in batches of {args.batch} | {write_s:.1f} s, "
-        f"**{rps:,.0f} rows/s** ({size_mb:.0f} MB file) |",
-        f"| naive baseline: `put_records` one record at a time (first {args.naive:,} rows, fresh file) | "
-        f"{naive_rps:,.0f} rows/s |",
-        f"| batched, the same {args.naive:,} rows into a fresh file | {same_rps:,.0f} rows/s |",
-        f"| batched / naive (same rows) | **{same_rps / naive_rps:.1f}×** |",
-        f"| resume: `done_ids` for all {len(cells)} cells ({args.n:,} ids) | {done_s:.2f} s "
-        f"({1e6 * done_s / args.n:.2f} µs per stored id) |",
-        f"| resume: re-put {sub:,} already-stored records (all skipped) | {rerun_s:.1f} s, {sub / rerun_s:,.0f} rows/s "
-        f"({rerun_s / (write_s * sub / args.n):.2f}× the cost of writing them) |",
+        "| measurement | schema 2 (before) | schema 3 (now) | ratio |", "|---|---|---|---|",
+        f"| write {n:,} records, batches of {args.batch} | {rps['v2']:,.0f} rows/s ({res['v2_mb']:.0f} MB) | "
+        f"**{rps['v3']:,.0f} rows/s** ({res['v3_mb']:.0f} MB) | **{rps['v3'] / rps['v2']:.2f}×** |",
+        f"| resume look-up: `done_ids` for all {len(cells)} cells, per stored id | {us['v2']:.2f} µs | "
+        f"**{us['v3']:.2f} µs** | {us['v2'] / us['v3']:.2f}× |",
+        f"| `done` (ids with input hashes, checked once per run), per stored id | – | "
+        f"{1e6 * res['v3_done'] / n:.2f} µs | |",
+        f"| re-put {n // 10:,} stored records (all skipped) | – | {n // 10 / res['v3_rerun']:,.0f} rows/s | |",
     ]
     args.out.write_text("\n".join(md) + "\n")
     print("\n".join(md))

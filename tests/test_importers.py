@@ -17,7 +17,7 @@ import pytest
 from conftest import smollm2_gguf
 from emergentlab import metrics
 from emergentlab.errors import UserError
-from emergentlab.importers import import_lmeval, lmeval_facts, load_lmeval_samples
+from emergentlab.importers import lmeval_facts, load_lmeval_samples, read_lmeval, write_lmeval
 from emergentlab.store import Store
 
 DATA = Path(__file__).parent / "data" / "lmeval"
@@ -105,9 +105,9 @@ def test_defaults_come_from_the_results_file_and_folders_are_read_whole(tmp_path
     assert {r.model for r in recs} == {results["model_name"]}
     assert lmeval_facts(RUN).params == 134515008
     with Store(tmp_path / "records.sqlite") as store:
-        summary = import_lmeval([RUN], store, study="imp", model="smollm2", facts={"tokens": 2e12})
+        summary = write_lmeval(read_lmeval([RUN], study="imp", model="smollm2", facts={"tokens": 2e12}), store)
         assert (summary.written, summary.skipped, summary.files) == (10, 0, 3)
-        again = import_lmeval([_file("el_add")], store, study="imp", model="smollm2")
+        again = write_lmeval(read_lmeval([_file("el_add")], study="imp", model="smollm2"), store)
         assert (again.written, again.skipped) == (0, 4)
         rung = store.rungs("imp").set_index("model").loc["smollm2"]
         assert rung.params == 134515008 and rung.tokens == 2e12 and rung.flops == 6 * 134515008 * 2e12

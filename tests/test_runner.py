@@ -122,3 +122,79 @@ def test_a_ladder_may_mix_backends(tmp_path: Path, tiny_ckpt: Path) -> None:
     assert rungs.loc["smol", "flops"] == pytest.approx(6 * rungs.loc["smol", "params"] * 2e12)
     smol = df[(df.model == "smol") & (df.task == "add1")]
     assert all(len(lp) >= 1 and all(x <= 0 for x in lp) for lp in smol.target_logprobs)
+
+
+def test_a_changed_study_is_refused_naming_what_changed(tmp_path: Path, tiny_ladder: list[Path]) -> None:
+    from emergentlab.errors import UserError
+
+    path = study_file(tmp_path, tiny_ladder[:1], "stale", n=4)
+    study = load_study(path)
+    with Store(study.store_path) as store:
+        run_study(study, store)
+    for old, new, needle in (("seed = 7", "seed = 8", "seed 7 → 8"), ("choices = 4", "choices = 3", "choices 4 → 3")):
+        path.write_text(path.read_text().replace(old, new))
+        with Store(study.store_path) as store:
+            before = store.count()
+            with pytest.raises(UserError, match=needle):
+                run_study(load_study(path), store)
+            assert store.count() == before
+        path.write_text(path.read_text().replace(new, old))
+    retrained = tiny_ladder[0].parent / "retrained"
+    import shutil
+
+    shutil.copytree(tiny_ladder[0], retrained)
+    from conftest import make_tiny_checkpoint
+
+    make_tiny_checkpoint(retrained, seed=99, n_embd=16)
+    path.write_text(path.read_text().replace(str(tiny_ladder[0]), str(retrained)))
+    with Store(study.store_path) as store, pytest.raises(UserError, match="model.weights"):
+        run_study(load_study(path), store)
+
+
+def test_a_rung_too_small_for_a_task_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    from conftest import make_tiny_checkpoint
+
+    small = make_tiny_checkpoint(tmp_path / "ctx16", block_size=16)
+    big = make_tiny_checkpoint(tmp_path / "ctx128", block_size=128)
+    p = tmp_path / "ctx.toml"
+    p.write_text(f'out = "ctx"\nshots = [0, 3]\n[[ladder]]\nname = "small"\nmodel = "tiny:{small}"\n'
+                 f'[[ladder]]\nname = "big"\nmodel = "tiny:{big}"\n'
+                 '[[tasks]]\ngenerator = "add2"\nn = 4\n'
+                 '[[tasks]]\ngenerator = "reverse"\nn = 4\nparams = {length = 20}\n')
+    study = load_study(p)
+    with Store(study.store_path) as store:
+        summary = run_study(study, store)
+        df = store.records()
+        skips = store.skips()
+    assert [(s.model, s.task) for s in summary.skips] == [("small", "reverse"), ("small", "reverse")]
+    assert "context" in summary.skips[0].reason and list(skips.model) == ["small", "small"]
+    assert summary.written == 4 * 2 * 3  # small: add2 only; big: both tasks
+    small3 = df[(df.model == "small") & (df.variant == "3shot")]
+    assert (small3.truncated_tokens > 0).all()  # 3-shot prompts do not fit 16 tokens: recorded, not hidden
+    assert (df[(df.model == "big") & (df.variant == "0shot")].truncated_tokens == 0).all()
+
+
+def test_two_runs_on_one_store_split_the_work(tmp_path: Path, tiny_ladder: list[Path]) -> None:
+    import multiprocessing as mp
+
+    study = load_study(study_file(tmp_path, tiny_ladder, "twice", n=30, batch=2))
+
+    def go(q: mp.Queue) -> None:  # type: ignore[type-arg]
+        import torch
+
+        torch.set_num_threads(1)
+        with Store(study.store_path) as store:
+            q.put(run_study(study, store).written)
+
+    q: mp.Queue = mp.get_context("fork").Queue()  # type: ignore[type-arg]
+    Store(study.store_path).close()
+    procs = [mp.get_context("fork").Process(target=go, args=(q,)) for _ in range(2)]
+    for p_ in procs:
+        p_.start()
+    for p_ in procs:
+        p_.join()
+    written = sorted(q.get() for _ in procs)
+    total = 2 * 2 * 2 * 30
+    assert sum(written) == total and written[0] > 0  # both worked, nothing twice
+    df = records(study.store_path)
+    assert len(df) == total and not df.duplicated(["model", "task", "example_id", "variant"]).any()

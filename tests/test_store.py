@@ -61,3 +61,57 @@ def test_typed_import_fields_round_trip(tmp_path: Path) -> None:
         rows = s.records().set_index("example_id")
     assert rows["generated"].dtype == bool and rows["generated"].tolist() == [True, False]
     assert rows.loc["e2", "target_loglikelihood"] == -1.25 and np.isnan(rows.loc["e1", "target_loglikelihood"])
+
+
+def test_empty_garbage_and_truncated_files_are_refused_and_left_alone(tmp_path: Path) -> None:
+    full = tmp_path / "full.sqlite"
+    with Store(full) as s:
+        s.put_records([rec(i, prompt="x" * 500) for i in range(300)])
+        s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = full.read_bytes()
+    for name, content, needle in (("empty", b"", "empty file"), ("garbage", b"hello\n" * 50, "not a records store"),
+                                  ("half", data[: len(data) // 2], "truncated")):
+        p = tmp_path / f"{name}.sqlite"
+        p.write_bytes(content)
+        with pytest.raises(StoreError, match=needle):
+            Store(p)
+        assert p.read_bytes() == content and not (tmp_path / f"{name}.sqlite-wal").exists()
+
+
+def test_an_older_schema_gets_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    with pytest.raises(StoreError, match="schema version 2.*new `out` folder"):
+        Store(path)
+
+
+def test_bind_refuses_another_fingerprint_once_records_exist(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.sqlite") as s:
+        s.bind("s", "m", "t", "0shot", "aaa", {"seed": 1})
+        s.bind("s", "m", "t", "0shot", "bbb", {"seed": 2})  # nothing stored yet: the new settings win
+        s.put_records([rec(0)])
+        state = s.cell_state("s", "m", "t", "0shot")
+        assert state is not None and state.fingerprint == "bbb" and state.parts == {"seed": 2} and state.has_records
+        with pytest.raises(StoreError, match="other settings"):
+            s.bind("s", "m", "t", "0shot", "ccc", {"seed": 3})
+
+
+def test_claims_exclude_a_live_owner_and_expire_with_a_dead_one(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.sqlite") as a, Store(tmp_path / "r.sqlite") as b:
+        assert a.claim("s", "m", "t", "0shot")
+        assert not b.claim("s", "m", "t", "0shot", owner="other:1")  # this process is alive
+        assert b.holder("s", "m", "t", "0shot") is not None
+        a.release("s", "m", "t", "0shot", status="skipped", reason="too long")
+        assert b.claim("s", "m", "t", "0shot", owner="other:1")
+        dead = f"{owner_host()}:999999999"  # no such process
+        b.db.execute("UPDATE cells SET owner=?", (dead,))
+        assert a.claim("s", "m", "t", "0shot")
+        assert list(a.skips("s").reason) == ["too long"]
+
+
+def owner_host() -> str:
+    import socket
+
+    return socket.gethostname()

@@ -21,7 +21,7 @@ def ladder(ckpt: Path) -> str:
 def test_valid_study_resolves_paths_and_defaults(tmp_path: Path, tiny_ckpt: Path) -> None:
     p = write(tmp_path, f'seed = 3\nshots = [0, 2]\nout = "runs/x"\n{ladder(tiny_ckpt)}'
                         '[[tasks]]\ngenerator = "add2"\nn = 10\n'
-                        '[[tasks]]\ngenerator = "add1"\nshots = [1]\nchoices = 3\n')
+                        '[[tasks]]\ngenerator = "add1"\nn = 10\nshots = [1]\nchoices = 3\n')
     s = load_study(p)
     assert s.name == "study" and s.seed == 3 and s.out == tmp_path / "runs/x"
     assert s.ladder[0].facts == {"params": 1000.0}

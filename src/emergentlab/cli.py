@@ -94,6 +94,13 @@ def _show(tables: list[tuple[str, Any]], csvs: list[Path], as_json: bool, payloa
         print_line(console, f"{k}: {v}")
 
 
+def _summary(s: pipeline.RunSummary) -> None:
+    print_line(err, f"records: {s.written} written, {s.skipped} already stored"
+               + (f", {s.truncated} with prompts cut to fit the model's context" if s.truncated else ""))
+    for k in s.skips:
+        print_line(err, f"skipped {k.model} × {k.task} · {k.variant}: {k.reason}")
+
+
 @app.command()
 @_guard
 def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, out")],
@@ -101,7 +108,7 @@ def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tas
     """Run a study: every model × task × example × variant → records → metrics → curves."""
     with _progress() as progress:
         r = pipeline.run_study(study_file, progress)
-    print_line(err, f"records: {r.summary.written} written, {r.summary.skipped} already stored")
+    _summary(r.summary)
     tables = [(f"{t} · {v}: mean per rung", b.droplevel([0, 1]).reset_index())
               for (t, v), b in r.means.groupby(level=["task", "variant"], sort=False)]
     _show(tables, [r.csv], as_json, {"written": r.summary.written, "skipped": r.summary.skipped,
@@ -183,12 +190,68 @@ def demo(
     """Tiny ladder × synthetic tasks → records → paired metrics → curves → verdicts → report.html."""
     with _progress() as progress:
         d = pipeline.demo(out, retrain, n, seed, progress)
-    print_line(err, f"records: {d.run.summary.written} written, {d.run.summary.skipped} already stored")
+    _summary(d.run.summary)
     tables = [(f"{t} · {v} across the ladder", b.droplevel([0, 1]).reset_index())
               for (t, v), b in d.run.means.groupby(level=["task", "variant"], sort=False)]
     _show([*tables, ("verdicts", d.report.verdicts)], [d.run.csv, *d.report.csvs], as_json,
           {"written": d.run.summary.written, "means": d.run.means.reset_index(), "verdicts": d.report.verdicts},
           {"records": d.run.study.store_path, "report": d.report.path})
+
+
+@app.command()
+@_guard
+def compare(old: Annotated[str, typer.Argument(help="OLD model spec (tiny:PATH, hf:ORG/NAME, gguf:FILE, …)")],
+            new: Annotated[str, typer.Argument(help="NEW model spec")],
+            suite: Annotated[str, typer.Option(help="shipped suite (starter), folder of JSONL/BIG-bench tasks, "
+                                                    "a .jsonl, or a TOML with [[tasks]]")] = "starter",
+            out: Annotated[Path, typer.Option(help="folder for report, JSON, JUnit XML")] = Path("runs/compare"),
+            alpha: float = 0.05, correction: Annotated[str, typer.Option(help="holm, bh or none")] = "holm",
+            seed: int = 0, as_json: JSON = False) -> None:
+    """Upgrade gate: paired tests of NEW against OLD on the same items. Exit 1 on a significant regression."""
+    with _progress() as progress:
+        r = pipeline.compare(old, new, suite, out, alpha, correction, seed, progress)
+    _show([("paired tests", r.comparison.tests)], r.csvs, as_json, {"gate": r.verdict, "tests": r.comparison.tests},
+          {"report": r.report, "json": r.json, "junit": r.junit})
+    print_line(err, r.verdict)
+    if r.comparison.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_guard
+def check(policy: Annotated[Path, typer.Argument(help="policy TOML: [[thresholds]] task, metric, warning, critical")],
+          run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")],
+          seed: int = 0, as_json: JSON = False) -> None:
+    """Capability thresholds: which rungs cross each warning/critical line, and when the next crossing is expected.
+    Exit 0 none crossed, 3 a warning line, 4 a critical line."""
+    r = pipeline.check_policy(policy, run_dir, seed)
+    _show([("policy: lines and forecasts", r.check.forecasts)], r.csvs, as_json,
+          {"level": r.check.level.name.lower(), "forecasts": r.check.forecasts}, {"report": r.report})
+    raise typer.Exit(r.exit_code)
+
+
+@app.command()
+@_guard
+def select(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")],
+           task: Annotated[str, typer.Option()], metric: Annotated[str, typer.Option()],
+           bar: Annotated[float, typer.Option(help="the level to clear, in the metric's unit")],
+           cost: Annotated[str, typer.Option(help="params, flops_per_token or price")] = "params",
+           variant: str | None = None, confidence: float = 0.95,
+           prices: Annotated[Path | None, typer.Option(help="CSV model,price for --cost price")] = None,
+           as_json: JSON = False) -> None:
+    """Model selection: the cheapest rung whose metric clears the bar at the confidence; else the forecast scale."""
+    s = pipeline.select_model(run_dir, task, metric, bar, cost, variant, confidence, prices)
+    _show([("rungs, cheapest first", s.table)], [], as_json, {**vars(s), "summary": pipeline.selection_summary(s)}, {})
+    if not as_json:
+        print_line(console, pipeline.selection_summary(s))
+
+
+@app.command()
+@_guard
+def catalog(as_json: JSON = False) -> None:
+    """The documented emergent capabilities (Wei et al. 2022, Table 1) with the scale each emerged at."""
+    df = pipeline.catalog()
+    _show([("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
 
 
 def main() -> None:

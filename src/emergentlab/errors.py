@@ -24,10 +24,14 @@ class UserError(Exception):
 def read_toml(path: str | Path) -> dict[str, Any]:
     """A TOML file as a dict; a missing or malformed file is a UserError naming it."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError("is a folder, not a TOML file", source=str(p))
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError("no such file", source=str(p)) from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"not UTF-8 text (byte {e.start})", source=str(p)) from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"malformed TOML: {e}", source=str(p)) from None
 
@@ -38,8 +42,12 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     p = Path(path)
     if not p.is_file():
         raise UserError("no such file", source=str(p))
-    with p.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
+    with p.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"not UTF-8 text (byte {e.start} of the line)", source=f"{p}:{n}") from None
             if not text.strip():
                 continue
             try:

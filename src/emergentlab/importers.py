@@ -89,7 +89,11 @@ def _bool(x: Any, path: Path, line: int) -> bool:
 def _requests(args: Any, path: Path, line: int) -> list[tuple[str, Any]]:
     """`arguments` as written by lm-eval ≥ 0.4.3 ({"gen_args_0": {"arg_0": ..., "arg_1": ...}}) or before ([[...]])."""
     if isinstance(args, dict):
-        rows = [args[k] for k in sorted(args, key=lambda k: int(k.rsplit("_", 1)[-1]) if k[-1].isdigit() else -1)]
+        order = {k: re.search(r"_(\d+)$", k) for k in args}
+        bad = next((k for k, m in order.items() if m is None), None)
+        if bad is not None:
+            raise _bad(path, line, f"request key {bad!r} is not lm-eval's gen_args_N", "arguments")
+        rows = [args[k] for k in sorted(args, key=lambda k: int(order[k].group(1)))]  # type: ignore[union-attr]
         rows = [[r.get(f"arg_{i}") for i in range(len(r))] if isinstance(r, dict) else r for r in rows]
     elif isinstance(args, list):
         rows = args
@@ -273,27 +277,45 @@ def lmeval_facts(path: str | Path) -> ScaleFacts:
                       extra={"lmeval_model_args": (results.get("config") or {}).get("model_args")})
 
 
-def import_lmeval(paths: Iterable[str | Path], store: Store, *, study: str = "lmeval", model: str | None = None,
-                  facts: dict[str, Any] | None = None) -> ImportSummary:
-    """Write the records of lm-eval samples files (or folders of them) to `store`, one rung per model.
+@dataclass
+class LmevalSamples:
+    """lm-eval samples read and checked, nothing written yet: the records and each model's (spec, facts)."""
+
+    study: str
+    records: list[Record]
+    rungs: dict[str, tuple[str, ScaleFacts]]
+    files: int
+
+
+def read_lmeval(paths: Iterable[str | Path], *, study: str = "lmeval", model: str | None = None,
+                facts: dict[str, Any] | None = None) -> LmevalSamples:
+    """Read and check lm-eval samples files (or folders of them) before anything is written, one rung per model.
 
     Each model's rung gets the facts lm-eval logged (parameter count) under `facts` (e.g. tokens, loss from the
-    user); `spec` is `lmeval:<first file>`. Keys already stored are skipped, so importing twice adds nothing.
-    """
-    written = total = files = 0
+    user); `spec` is `lmeval:<first file>`."""
+    for k, v in (facts or {}).items():
+        if v is not None and (not isinstance(v, int | float) or not math.isfinite(v) or v <= 0):
+            raise UserError(f"must be a positive finite number, got {v!r}", field=f"--{k}")
+    records: list[Record] = []
+    files = 0
     rungs: dict[str, tuple[str, ScaleFacts]] = {}
     for p in paths:
         for f in _samples_files(Path(p)):
             recs = _load_file(f, study, model, None)
             files += 1
-            total += len(recs)
+            records += recs
             for name in {r.model for r in recs} - set(rungs):
                 rungs[name] = (f"lmeval:{f}", lmeval_facts(f).merged(facts or {}))
-            written += store.put_records(recs)
-    stored = store.rungs(study).set_index("model")
-    for name, (spec, fc) in rungs.items():
+    return LmevalSamples(study, records, rungs, files)
+
+
+def write_lmeval(samples: LmevalSamples, store: Store) -> ImportSummary:
+    """Write what `read_lmeval` read. Keys already stored are skipped, so importing twice adds nothing."""
+    written = store.put_records(samples.records)
+    stored = store.rungs(samples.study).set_index("model")
+    for name, (spec, fc) in samples.rungs.items():
         if name in stored.index:  # a re-import keeps facts given before unless given again
             known = {k: v for k, v in stored.loc[name].items() if k in FACT_FIELDS and v is not None and v == v}
             fc = ScaleFacts(**known, extra=fc.extra).merged({k: getattr(fc, k) for k in FACT_FIELDS})
-        store.put_rung(study, name, spec, fc)
-    return ImportSummary(written=written, skipped=total - written, files=files)
+        store.put_rung(samples.study, name, spec, fc)
+    return ImportSummary(written=written, skipped=len(samples.records) - written, files=samples.files)

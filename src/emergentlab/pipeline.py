@@ -16,13 +16,17 @@ import pandas as pd
 
 from emergentlab import metrics
 from emergentlab.analysis.analyze import Analysis
+from emergentlab.analysis.policy import PolicyCheck
 from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
+from emergentlab.analysis.select import Selection
 from emergentlab.errors import UserError
 from emergentlab.experiments import study as study_exp
+from emergentlab.experiments import upgrade
+from emergentlab.experiments.capability import selection_summary as selection_summary  # for the CLI
 from emergentlab.records import Progress, no_progress
 from emergentlab.report.html import write_report
 from emergentlab.report.text import write_csv
-from emergentlab.runner import RunSummary
+from emergentlab.runner import RunSummary, prepare
 from emergentlab.sections import Section
 from emergentlab.store import Store
 from emergentlab.study import Study, check_writable, load_saved_study, load_study, parse_study
@@ -62,9 +66,10 @@ def rung_means(scores: pd.DataFrame, rungs: pd.DataFrame) -> pd.DataFrame:
 
 def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
     """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv."""
+    plan = prepare(study)  # every check that needs no store, before anything is written
     check_writable(study)
     with Store(study.store_path) as store:
-        summary = study_exp.run(study, store, progress)
+        summary = study_exp.run(plan, store, progress)
         scores = metrics.compute(store.records(study.name), study.metrics)
         means = rung_means(scores, store.rungs(study.name))
     csv = study.out / "means.csv"
@@ -109,8 +114,9 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
         dynamics = [s for exp in EXPERIMENTS.values() for s in exp.sections(store, name)]
         has_records = store.count() > 0
         fitted = (study_exp.fit(store, name, seed, str(store_path), threshold, at,
-                                       saved.strata if saved is not None else None)
+                                saved.strata if saved is not None else None)
                   if has_records or not dynamics else None)
+        skips = store.skips(name)
     sections = [*dynamics, *extra]
     if fitted is None:
         path = write_report(run_dir, f"emergentlab report — {run_dir.name}",
@@ -122,7 +128,7 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
     subtitle = (f"{len(rungs)} rungs × {records['task'].nunique()} task(s), {len(records)} records, primary axis "
                 f"{a.axis_}; built {_stamp()} from {store_path}")
     path = write_report(run_dir, f"emergentlab report — {records['study'].iat[0]}", subtitle,
-                        [*study_exp.sections(a, records), *sections], appendix=_rule())
+                        [*study_exp.sections(a, records, skips), *sections], appendix=_rule())
     return Report(path, vt, csvs)
 
 
@@ -203,12 +209,133 @@ class Imported:
 def import_lmeval(samples: Sequence[Path], out: Path, study: str, model: str | None,
                   facts: dict[str, float]) -> Imported:
     """`emergentlab import-lmeval`: lm-eval `--log_samples` files as records in OUT/records.sqlite."""
-    from emergentlab.importers import import_lmeval as _import
+    from emergentlab.importers import read_lmeval, write_lmeval
 
+    samples_read = read_lmeval(samples, study=study, model=model, facts=facts or None)  # all checked first
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot write the run folder: {e.strerror}", source=str(out), field="--out") from None
     with Store(out / STORE_NAME) as store:
-        s = _import(samples, store, study=study, model=model, facts=facts or None)
+        s = write_lmeval(samples_read, store)
     return Imported(s.files, s.written, s.skipped, out / STORE_NAME)
+
+
+# === production use (issue 16): the upgrade gate, capability thresholds, model selection, the catalog ============
+CATALOG = Path(__file__).parent / "data" / "catalog" / "emergent_capabilities.csv"
+CHECK_EXIT = {0: 0, 1: 3, 2: 4}
+"""`emergentlab check` exit status per `analysis.policy.Level`: 0 no line crossed, 3 a warning line, 4 a critical one
+(1 and 2 stay failure and user error)."""
+
+
+@dataclass
+class Compared:
+    """What `compare` did: the comparison (tests, items, gate), records written, and the files beside the report."""
+
+    comparison: upgrade.Comparison
+    verdict: str  # one sentence: does the gate pass, and why
+    summary: RunSummary
+    report: Path
+    json: Path
+    junit: Path
+    csvs: list[Path]
+
+
+def compare(old: str, new: str, suite: str = "starter", out: Path = Path("runs/compare"), alpha: float = 0.05,
+            correction: str = "holm", seed: int = 0, progress: Progress = no_progress) -> Compared:
+    """`emergentlab compare`: both models on the suite's items → paired tests → report.html, compare.json,
+    junit.xml, tests.csv and items.csv in OUT."""
+    from emergentlab.report.terminal import to_json
+
+    cfg = upgrade.UpgradeConfig(old, new, suite, Path(out), alpha, correction, seed=seed)
+    upgrade.make_study(cfg)  # every input checked before a folder is made or a model loaded
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write the output folder: {e.strerror}", source=str(out), field="--out") from None
+    with Store(cfg.out / STORE_NAME) as store:
+        summary = upgrade.run(cfg, store, progress)
+        c = upgrade.compare(store, cfg)
+    csvs = [cfg.out / "tests.csv", cfg.out / "items.csv"]
+    write_csv(c.tests, csvs[0])
+    write_csv(c.items, csvs[1])
+    js, junit = cfg.out / "compare.json", cfg.out / "junit.xml"
+    js.write_text(to_json({"gate": "failed" if c.failed else "passed", "verdict": upgrade.verdict(c), "old": old,
+                           "new": new, "suite": suite, "alpha": alpha, "correction": correction, "tests": c.tests,
+                           "new_capabilities": c.new_capabilities, "regressed_items": c.regressed_items}) + "\n",
+                  encoding="utf-8")
+    junit.write_text(upgrade.junit_xml(c), encoding="utf-8")
+    report = write_report(cfg.out, f"emergentlab compare — {Path(new).name} against {Path(old).name}",
+                          f"suite {suite}; built {_stamp()}", upgrade.sections(c))
+    return Compared(c, upgrade.verdict(c), summary, report, js, junit, csvs)
+
+
+@dataclass
+class PolicyResult:
+    check: PolicyCheck
+    exit_code: int
+    report: Path
+    csvs: list[Path]
+
+
+def check_policy(policy_file: Path, run_dir: Path, seed: int = 0) -> PolicyResult:
+    """`emergentlab check`: a policy's warning/critical lines against a run's rungs, with forecasts of the next
+    crossing; the report is rebuilt with the policy section, and the tables written as policy_*.csv."""
+    from emergentlab.analysis.policy import check as check_lines
+    from emergentlab.analysis.policy import load_policy
+    from emergentlab.experiments.capability import curve_set, level_names, policy_sections
+
+    policy = load_policy(policy_file)
+    run_dir = Path(run_dir)
+    store_path = run_dir / STORE_NAME
+    if not store_path.is_file():
+        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
+    saved = load_saved_study(run_dir)
+    with Store(store_path) as store:
+        cs = curve_set(store, saved.name if saved else None, sorted({t.metric for t in policy.thresholds}),
+                       policy.axis, seed=seed, source=str(store_path))
+    res = check_lines(policy, cs, seed=seed)
+    sections = policy_sections(res)
+    csvs = [run_dir / "policy_rungs.csv", run_dir / "policy_forecasts.csv"]
+    write_csv(level_names(res.rungs), csvs[0])
+    write_csv(res.forecasts, csvs[1])
+    rep = build_report(run_dir, seed, extra=sections)
+    return PolicyResult(res, CHECK_EXIT[int(res.level)], rep.path, csvs)
+
+
+def _prices(path: Path | None) -> dict[str, float] | None:
+    """The price list (CSV with columns model, price; any one unit) as {rung: price}."""
+    if path is None:
+        return None
+    try:
+        df = pd.read_csv(path, comment="#", skipinitialspace=True)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"not a readable CSV ({str(e).splitlines()[0]})", source=str(path), field="--prices") from None
+    if not {"model", "price"} <= set(df.columns):
+        raise UserError("needs columns model and price", source=str(path), field="--prices")
+    return {str(m): float(p) for m, p in zip(df["model"], df["price"], strict=True)}
+
+
+def select_model(run_dir: Path, task: str, metric: str, bar: float, cost: str = "params",
+                 variant: str | None = None, confidence: float = 0.95, prices: Path | None = None,
+                 seed: int = 0) -> Selection:
+    """`emergentlab select`: the cheapest rung of a run whose metric clears the bar at `confidence`, or the
+    forecast scale at which one would."""
+    from emergentlab.analysis.select import select
+    from emergentlab.experiments.capability import curve_set
+
+    if metric not in metrics.METRICS:
+        raise UserError(f"unknown metric {metric!r}; known: {', '.join(metrics.METRICS)}", field="--metric")
+    run_dir = Path(run_dir)
+    store_path = run_dir / STORE_NAME
+    if not store_path.is_file():
+        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
+    saved = load_saved_study(run_dir)
+    with Store(store_path) as store:
+        cs = curve_set(store, saved.name if saved else None, [metric], "params", seed=seed, source=str(store_path))
+    return select(cs, task, metric, bar, cost, variant, confidence, _prices(prices), seed=seed)
+
+
+def catalog() -> pd.DataFrame:
+    """The documented emergent capabilities (Wei et al. 2022, Table 1) with checked accuracies; see its README."""
+    return pd.read_csv(CATALOG, dtype={"before_accuracy": float, "after_accuracy": float})

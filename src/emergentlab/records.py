@@ -33,6 +33,8 @@ class Record:
     request), as opposed to a generation that happens to be empty. `target_loglikelihood` is log p(target |
     prompt) in nats for records that know only that sum, not one value per token (imported lm-eval records).
     `metadata` is provenance for people (where a record came from); no metric reads it.
+    `truncated_tokens` counts the prompt tokens dropped from the left to fit the model's context (0: none;
+    None: the backend cannot tell).
     """
 
     study: str
@@ -56,6 +58,7 @@ class Record:
     generated: bool = True
     target_loglikelihood: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    truncated_tokens: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:

@@ -1,38 +1,99 @@
 """Runs a `Study`: every model × task × example × prompt variant → `Record`s → the store.
 
-What the store already holds is skipped, so a run that was interrupted (even killed) resumes where it stopped;
-each batch is written in one transaction, so at most the batch in flight is lost and then redone.
+Two steps. `prepare` checks everything that can be checked without a store or a model — every task built, every
+prompt of every variant, every tiny checkpoint's config and tensor shapes — and fingerprints each cell (model ×
+task × variant) by what determines its records, so a bad study fails before anything is written. `run_study`
+refuses a store whose records were made under other settings (naming what changed), then works cell by cell:
+it claims a cell in the store (a second run on the same store takes the other cells, then waits for the first),
+skips what the store holds, and writes each batch in one transaction, so a killed run resumes where it stopped.
+A rung that cannot do a task (its context is shorter than the task needs) is skipped for that task with the
+reason stored and returned, while the other rungs run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from emergentlab.errors import UserError
 from emergentlab.models import Backend, load_backend
 from emergentlab.records import Record
-from emergentlab.store import Store
-from emergentlab.study import Study, build_tasks
+from emergentlab.store import Store, input_hash
+from emergentlab.study import Rung, Study, TaskSpec, build_tasks
 from emergentlab.tasks import Example, Task, build_prompt, variant_name
 
 # (description, done, total): called after every batch so a caller can draw a progress bar
 Progress = Callable[[str, int, int], None]
 
+# How often a run waiting for cells another run holds looks again (seconds).
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A (model, task, variant) cell the run did not evaluate, and why."""
+
+    model: str
+    task: str
+    variant: str
+    reason: str
+
 
 @dataclass(frozen=True)
 class RunSummary:
     written: int  # records added by this run
-    skipped: int  # records already in the store (a resumed run)
-    total: int
+    skipped: int  # records already in the store (a resumed run, or written by another run at the same time)
+    total: int  # records the study asks for (cells skipped for a reason included)
+    skips: tuple[Skip, ...] = ()  # cells not evaluated, with the reason
+    truncated: int = 0  # records written whose prompt lost tokens to fit the model's context
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model × task × variant of a prepared study: its prompts, and the fingerprint of its settings."""
+
+    rung: Rung
+    task: Task
+    shots: int
+    prompts: tuple[str, ...]  # one per example of `task`
+    hashes: tuple[int, ...]  # `store.input_hash` of each example's prompt, target and choices
+    parts: dict[str, Any]
+    fingerprint: str
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.shots)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated study, ready to run: its cells, rung by rung."""
+
+    study: Study
+    cells: tuple[Cell, ...]
+    total: int = field(default=0)
 
 
 def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: int, study: str, model: str,
-             seed: int) -> list[Record]:
+             seed: int, prompts: Sequence[str] | None = None) -> list[Record]:
     """Records for `examples` under `shots`-shot prompts: greedy generation and target log-probs, or per-choice
-    log-probs for multiple-choice tasks (the correct choice's tokens then fill the `target_*` fields)."""
-    prompts = [build_prompt(task, ex, shots, seed) for ex in examples]
+    log-probs for multiple-choice tasks (the correct choice's tokens then fill the `target_*` fields).
+
+    `truncated_tokens` is filled where the backend can tell how many prompt tokens its context forced it to drop
+    (the most over the scored continuations and the generation)."""
+    if prompts is None:
+        prompts = [build_prompt(task, ex, shots, seed) for ex in examples]
     variant = variant_name(shots)
+    dropped = getattr(backend, "dropped_tokens", None)
+
+    def cut(prompt: str, keeps: Sequence[int]) -> int | None:
+        return max(dropped(prompt, k) for k in keeps) if dropped is not None else None
+
     base: list[dict[str, Any]] = [
         dict(study=study, model=model, task=task.name, example_id=ex.id, variant=variant, kind=task.kind, prompt=p,
              target=ex.target, metadata={**ex.metadata, "shots": shots})
@@ -43,45 +104,235 @@ def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: i
         flat_c = [c for ex in examples for c in ex.choices or ()]
         scores = iter(backend.score(flat_p, flat_c))
         out = []
-        for b, ex in zip(base, examples, strict=True):
+        for b, ex, p in zip(base, examples, prompts, strict=True):
             per = [next(scores) for _ in ex.choices or ()]
             right = per[ex.correct if ex.correct is not None else 0]
             out.append(Record(**b, target_tokens=right.tokens, target_logprobs=right.logprobs,
                               target_greedy=right.greedy, choices=ex.choices, correct=ex.correct,
                               choice_logprobs=tuple(s.total for s in per),
-                              choice_ntokens=tuple(len(s.logprobs) for s in per), choice_scores=ex.choice_scores))
+                              choice_ntokens=tuple(len(s.logprobs) for s in per), choice_scores=ex.choice_scores,
+                              truncated_tokens=cut(p, [len(s.logprobs) for s in per])))
         return out
     scored = backend.score(prompts, [ex.target for ex in examples])
     gens = backend.generate(prompts, task.max_new_tokens, task.stop)
     return [Record(**b, generation=g.text, generation_tokens=g.tokens, target_tokens=s.tokens,
-                   target_logprobs=s.logprobs, target_greedy=s.greedy)
-            for b, s, g in zip(base, scored, gens, strict=True)]
+                   target_logprobs=s.logprobs, target_greedy=s.greedy,
+                   truncated_tokens=cut(p, [len(s.logprobs), task.max_new_tokens]))
+            for b, s, g, p in zip(base, scored, gens, prompts, strict=True)]
 
 
-def run_study(study: Study, store: Store, progress: Progress | None = None) -> RunSummary:
+# --- prepare: everything checked before a store is opened or a model loaded ----------------------------------
+
+def _digest(paths: Sequence[Path]) -> str:
+    """SHA-256 of the files' bytes, in order (hex, 16 digits: enough to tell versions apart)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def model_parts(spec: str) -> dict[str, Any]:
+    """What identifies a model's weights: the hash of its files where they are local (so a moved checkpoint is
+    the same model and a retrained one is not), else the spec itself (a hub id with its revision, a server)."""
+    kind, _, rest = spec.partition(":")
+    path = Path(rest).expanduser()
+    if kind in ("tiny", "gguf", "hf") and path.exists():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".safetensors", ".gguf", ".model")
+                       or p.name.startswith("tokenizer")) if path.is_dir() else [path]
+        return {"backend": kind, "weights": _digest([p for p in files if p.is_file()])}
+    return {"backend": kind, "ref": rest}
+
+
+def _data_parts(spec: TaskSpec) -> dict[str, Any]:
+    if spec.source == "generator":
+        return {"generator": spec.ref, "params": spec.params, "choices": spec.choices}
+    path = Path(spec.ref)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {spec.source: _digest(files)}
+
+
+def _fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_rung(rung: Rung, src: str, where: str) -> None:
+    """A tiny checkpoint's config and tensor shapes, read without loading it, so a bad rung fails before the
+    first rung runs."""
+    kind, _, rest = rung.spec.partition(":")
+    if kind == "tiny":
+        from emergentlab.models.tiny import check_checkpoint
+
+        try:
+            check_checkpoint(Path(rest))
+        except UserError as e:
+            raise UserError(str(e), source=src, field=f"{where}.model") from None
+
+
+def prepare(study: Study) -> Plan:
+    """Validate `study` completely and fingerprint its cells; nothing is written and no model is loaded.
+
+    Raises UserError naming the study file and the field (`tasks[1].shots`, `ladder[1].model`, ...)."""
+    src = study.source
+    for i, rung in enumerate(study.ladder):
+        _check_rung(rung, src, f"ladder[{i}]")
+    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code} for r in study.ladder}
+    built: list[tuple[dict[str, Any], Task, int, tuple[str, ...]]] = []
+    for i, spec in enumerate(study.tasks):
+        data = _data_parts(spec)
+        for task in build_tasks(spec, study.seed, src, f"tasks[{i}]"):
+            for j, shots in enumerate(spec.shots):
+                try:
+                    prompts = tuple(build_prompt(task, ex, shots, study.seed) for ex in task)
+                except ValueError as e:
+                    raise UserError(str(e), source=src, field=f"tasks[{i}].shots[{j}]") from None
+                built.append((data, task, shots, prompts))
+    cells = []
+    for rung in study.ladder:
+        for data, task, shots, prompts in built:
+            parts = {
+                "model": models[rung.name], "task": data, "kind": task.kind, "seed": study.seed, "shots": shots,
+                "format": {"prefix": task.prefix, "input_prefix": task.input_prefix,
+                           "output_prefix": task.output_prefix, "separator": task.separator},
+                "decoding": {"max_new_tokens": task.max_new_tokens, "stop": list(task.stop), "sampling": "greedy"},
+            }
+            hashes = tuple(input_hash(p, ex.target, ex.choices) for p, ex in zip(prompts, task, strict=True))
+            cells.append(Cell(rung, task, shots, prompts, hashes, parts, _fingerprint(parts)))
+    return Plan(study, tuple(cells), total=sum(len(c.task) for c in cells))
+
+
+# --- run ---------------------------------------------------------------------------------------------------
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """What differs between two cells' settings, e.g. `seed 7 → 8, model.weights 3fa2… → 9bc1…`."""
+    if old is None:
+        return "settings unknown (records stored by an import or an older run)"
+    a, b = _flat(old), _flat(new)
+
+    def short(v: Any) -> str:
+        t = json.dumps(v, default=str)
+        return t if len(t) <= 24 else t[:23] + "…"
+
+    diffs = [f"{k} {short(a.get(k))} → {short(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return ", ".join(diffs) or "the records' inputs (prompt format or task data)"
+
+
+def check_store(plan: Plan, store: Store) -> None:
+    """Refuse a store that holds records of this study made under other settings, naming the first cell and what
+    changed; then fix this plan's fingerprints in the store. Nothing is written when it refuses."""
+    study = plan.study
+    for cell in plan.cells:
+        state = store.cell_state(study.name, cell.rung.name, cell.task.name, cell.variant)
+        if state is None or not state.has_records:
+            continue
+        changed = None
+        if state.fingerprint != cell.fingerprint:
+            changed = describe_change(state.parts, cell.parts)
+        else:
+            stored = store.done(study.name, cell.rung.name, cell.task.name, cell.variant)
+            new = dict(zip((ex.id for ex in cell.task), cell.hashes, strict=True))
+            bad = next((i for i, h in stored.items() if i in new and new[i] != h), None)
+            if bad is not None:
+                changed = f"the prompt, target or choices of example {bad!r}"
+        if changed:
+            raise UserError(f"{store.path} holds records of {cell.rung.name} × {cell.task.name} · {cell.variant} "
+                            f"made under other settings ({changed}); run the changed study under a new `name` "
+                            "or `out`", source=study.source, field="out")
+    for cell in plan.cells:
+        store.bind(study.name, cell.rung.name, cell.task.name, cell.variant, cell.fingerprint, cell.parts)
+
+
+def _cannot(backend: Backend, cell: Cell) -> str | None:
+    """Why this backend cannot do this cell (a continuation or the generation does not fit its context)."""
+    ctx = getattr(backend, "context_length", None)
+    if ctx is None:
+        return None
+    task = cell.task
+    if task.kind != "multiple_choice" and task.max_new_tokens >= ctx:
+        return f"max_new_tokens {task.max_new_tokens} needs more than the model's {ctx}-token context"
+    count = getattr(backend, "dropped_tokens", None)
+    longest = max((len(c) for ex in task for c in (ex.choices or (ex.target,))), default=0)
+    if count is not None and count("", longest) > 0:
+        return f"a {longest}-character answer does not fit the model's {ctx}-token context"
+    return None
+
+
+def run_study(study: Study | Plan, store: Store, progress: Progress | None = None) -> RunSummary:
     """Evaluate every rung on every task and variant, writing records batch by batch; skip what is stored.
 
-    A rung with nothing left to do is not even loaded, so resuming a finished study costs only store look-ups.
+    Takes a `Study` (prepared here) or a `Plan` from `prepare`. A rung with nothing left to do is not even
+    loaded, so resuming a finished study costs only store look-ups. Cells another live run holds are left to it
+    and waited for at the end, so two runs on one store split the work and both return the whole result.
     """
-    plan = [(t, s) for spec in study.tasks for t in build_tasks(spec, study.seed, study.source) for s in spec.shots]
-    total = sum(len(t) for t, _ in plan) * len(study.ladder)
-    done = written = 0
-    known = set(store.rungs(study.name).model)
-    for rung in study.ladder:
-        todo = [(t, s, [ex for ex in t if ex.id not in store.done_ids(study.name, rung.name, t.name,
-                                                                        variant_name(s))])
-                for t, s in plan]
-        done += sum(len(t) - len(exs) for t, _, exs in todo)
-        if rung.name in known and not any(exs for _, _, exs in todo):
-            continue
-        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
-        store.put_rung(study.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
-        for task, shots, exs in todo:
-            for i in range(0, len(exs), study.batch_size):
-                batch = exs[i : i + study.batch_size]
-                written += store.put_records(evaluate(backend, task, batch, shots, study.name, rung.name,
-                                                      study.seed))
-                done += len(batch)
-                if progress:
-                    progress(f"{rung.name} · {task.name} · {variant_name(shots)}", done, total)
-    return RunSummary(written=written, skipped=total - written, total=total)
+    plan = study if isinstance(study, Plan) else prepare(study)
+    check_store(plan, store)
+    s = plan.study
+    known = set(store.rungs(s.name).model)
+    written = truncated = done = 0
+    skips: dict[tuple[str, str, str], Skip] = {}
+    pending = list(plan.cells)
+    while pending:
+        waiting: list[Cell] = []
+        for rung in s.ladder:
+            backend: Backend | None = None
+            for cell in [c for c in pending if c.rung is rung]:
+                key = (s.name, rung.name, cell.task.name, cell.variant)
+                state = store.cell_state(*key)
+                if state is not None and state.status == "skipped":
+                    skips[key[1:]] = Skip(*key[1:], state.reason or "")
+                    done += len(cell.task)
+                    continue
+                stored = store.done_ids(*key)
+                todo = [(ex, p) for ex, p in zip(cell.task, cell.prompts, strict=True) if ex.id not in stored]
+                if not todo and rung.name in known:
+                    done += len(cell.task)
+                    continue
+                if not store.claim(*key):
+                    waiting.append(cell)
+                    continue
+                try:
+                    stored = store.done_ids(*key)  # another run may have finished it while we looked
+                    todo = [(ex, p) for ex, p in todo if ex.id not in stored]
+                    done += len(cell.task) - len(todo)
+                    if backend is None:
+                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
+                        store.put_rung(s.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
+                        known.add(rung.name)
+                    reason = _cannot(backend, cell)
+                    if reason is not None:
+                        store.release(*key, status="skipped", reason=reason)
+                        skips[key[1:]] = Skip(*key[1:], reason)
+                        done += len(todo)
+                        continue
+                    for i in range(0, len(todo), s.batch_size):
+                        batch = todo[i : i + s.batch_size]
+                        recs = evaluate(backend, cell.task, [ex for ex, _ in batch], cell.shots, s.name, rung.name,
+                                        s.seed, [p for _, p in batch])
+                        added = store.put_records(recs)
+                        written += added
+                        truncated += sum(1 for r in recs if r.truncated_tokens) if added else 0
+                        done += len(batch)
+                        if progress:
+                            progress(f"{rung.name} · {cell.task.name} · {cell.variant}", done, plan.total)
+                    store.release(*key)
+                except BaseException:  # an error or Ctrl-C: free the cell now rather than after CLAIM_TIMEOUT_S
+                    store.release(*key, status="open")
+                    raise
+        if waiting and len(waiting) == len(pending):
+            time.sleep(POLL_S)  # every cell left is another run's: wait for it to finish or die
+        pending = waiting
+    return RunSummary(written=written, skipped=plan.total - written - sum(
+        len(c.task) for c in plan.cells if (c.rung.name, c.task.name, c.variant) in skips), total=plan.total,
+        skips=tuple(skips[k] for k in sorted(skips)), truncated=truncated)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob as globlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -178,9 +179,13 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         facts: dict[str, float] = {}
         for f in FACT_FIELDS:
             if f in r:
-                if isinstance(r[f], bool) or not isinstance(r[f], int | float) or r[f] < 0:
-                    raise UserError(f"must be a non-negative number, got {r[f]!r}", source=src, field=f"{where}.{f}")
+                v = r[f]
+                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                    raise UserError(f"must be a finite non-negative number, got {v!r}", source=src,
+                                    field=f"{where}.{f}")
                 facts[f] = float(r[f])
+        if "name" in r and (not isinstance(r["name"], str) or not r["name"].strip()):
+            raise UserError(f"must be a non-empty string, got {r['name']!r}", source=src, field=f"{where}.name")
         name = str(r.get("name") or r["model"].rsplit("/", 1)[-1])
         if any(x.name == name for x in ladder):
             raise UserError(f"duplicate rung name {name!r}", source=src, field=f"{where}.name")
@@ -209,6 +214,8 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         params = t.get("params", {})
         if not isinstance(params, dict):
             raise UserError("must be a table", source=src, field=f"{where}.params")
+        if "name" in t and (not isinstance(t["name"], str) or not t["name"].strip()):
+            raise UserError(f"must be a non-empty string, got {t['name']!r}", source=src, field=f"{where}.name")
         name = str(t.get("name") or (ref if source == "generator" else Path(ref).stem))
         if any(x.name == name for x in tasks):
             raise UserError(f"duplicate task name {name!r}", source=src, field=f"{where}.name")
@@ -218,6 +225,9 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
             choices=_int(t.get("choices", 0), src, f"{where}.choices"), params=params,
         ))
 
+    for key in ("name", "out"):
+        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
+            raise UserError(f"must be a non-empty string, got {data[key]!r}", source=src, field=key)
     out = Path(str(data.get("out", "runs/study")))
     return Study(
         name=str(data.get("name") or Path(src).stem), seed=seed, out=out if out.is_absolute() else base / out,
@@ -252,13 +262,20 @@ def check_writable(study: Study) -> None:
         raise UserError("output folder is not writable", source=study.source, field="out")
 
 
-def build_tasks(spec: TaskSpec, seed: int, src: str = "<study>") -> list[Task]:
+def build_tasks(spec: TaskSpec, seed: int, src: str = "<study>", where: str | None = None) -> list[Task]:
     """The tasks a spec names: one generated with the study's seed, or those loaded from BIG-bench (a task
-    folder with subtasks gives one task each, named `name/subtask`) or JSONL, each cut to the first `n` examples."""
+    folder with subtasks gives one task each, named `name/subtask`) or JSONL, each cut to the first `n` examples.
+
+    Errors name `src` and `where` (the spec's place in the study, e.g. `tasks[1]`; default: its name); a generator
+    that cannot give `n` distinct test items is an error saying how many it has."""
+    fld = where or spec.name
     try:
         if spec.source == "generator":
-            return [replace(make_task(spec.ref, n=spec.n, seed=seed, choices=spec.choices, **spec.params),
-                            name=spec.name)]
+            task = make_task(spec.ref, n=spec.n, seed=seed, choices=spec.choices, **spec.params)
+            if len(task) < spec.n:
+                raise UserError(f"{spec.ref} has only {len(task)} distinct test items, n = {spec.n} asks for more",
+                                source=src, field=f"{fld}.n")
+            return [replace(task, name=spec.name)]
         if spec.source == "bigbench":
             from emergentlab.tasks.bigbench import load_bigbench
 
@@ -268,7 +285,7 @@ def build_tasks(spec: TaskSpec, seed: int, src: str = "<study>") -> list[Task]:
 
             loaded = [load_jsonl(Path(spec.ref), spec.name)]
     except (KeyError, ValueError, TypeError) as e:
-        raise UserError(str(e).strip("'\""), source=src, field=spec.name) from None
+        raise UserError(str(e).strip("'\""), source=src, field=fld) from None
     if len(loaded) == 1:
         return [replace(loaded[0], name=spec.name, examples=loaded[0].examples[: spec.n])]
     return [replace(t, name=f"{spec.name}/{t.name.rsplit(':', 1)[-1]}", examples=t.examples[: spec.n])
@@ -289,8 +306,10 @@ def save_study(study: Study) -> Path:
 
 def load_saved_study(run_dir: Path) -> Study | None:
     """The `Study` saved in a run folder, None when there is none (a folder of imported or dynamics records)."""
+    if not Path(run_dir).is_dir():
+        raise UserError("not a run folder (no such folder)", source=str(run_dir))
     path = Path(run_dir) / STUDY_JSON
-    if not path.is_file():
+    if not path.exists():
         return None
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
@@ -298,5 +317,6 @@ def load_saved_study(run_dir: Path) -> Study | None:
                         "ladder": tuple(Rung(**r) for r in d["ladder"]),
                         "tasks": tuple(TaskSpec(**{**t, "shots": tuple(t["shots"])}) for t in d["tasks"]),
                         "metrics": tuple(d["metrics"]) if d.get("metrics") is not None else None})
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as e:
-        raise UserError(f"not a study saved by emergentlab ({type(e).__name__}: {e})", source=str(path)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
+        raise UserError(f"unreadable: not a study saved by emergentlab ({type(e).__name__}: {str(e)[:80]})",
+                        source=str(path)) from None

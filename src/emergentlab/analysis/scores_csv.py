@@ -34,6 +34,8 @@ MIN_RUNGS = 3
 def read_scores_csv(path: Path) -> pd.DataFrame:
     """The table, checked: every error names the file and the column (`UserError`)."""
     src = str(path)
+    if Path(path).is_dir():
+        raise UserError("is a folder, not a CSV file", source=src)
     try:
         df = pd.read_csv(path, comment="#", skipinitialspace=True)
     except FileNotFoundError:
@@ -57,6 +59,14 @@ def read_scores_csv(path: Path) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise UserError(f"non-numeric value {df[col].iat[row]!r} on data row {row + 1}", source=src, field=col)
+        bad = ~np.isfinite(num.to_numpy(dtype=float)) & num.notna().to_numpy()
+        if col in ("n", *SCALE_AXES):
+            bad |= (num < 0).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            lo = " non-negative" if col in ("n", *SCALE_AXES) else ""
+            raise UserError(f"must be a finite{lo} number, got {df[col].iat[row]!r} on data row {row + 1}",
+                            source=src, field=col)
         df[col] = num
     if (df["params"] <= 0).any():
         raise UserError("parameter counts must be positive", source=src, field="params")

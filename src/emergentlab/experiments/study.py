@@ -19,10 +19,10 @@ from emergentlab.analysis.curves import AXIS_UNIT, CurveSet, usable_axes
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.errors import UserError
 from emergentlab.records import Progress
-from emergentlab.runner import RunSummary, run_study
+from emergentlab.runner import Plan, RunSummary, run_study
 from emergentlab.sections import Figure, Line, Marker, Panel, Section, Table
 from emergentlab.store import Store
-from emergentlab.study import Study, save_study
+from emergentlab.study import save_study
 
 NAME = "study"
 AXIS_LABEL = {"params": "parameters", "non_embedding_params": "non-embedding parameters", "flops": "training FLOPs",
@@ -31,10 +31,11 @@ _BOUNDED_UNITS = {"fraction": (0.0, 1.0), "probability": (0.0, 1.0)}
 EXAMPLES_SHOWN = 3
 
 
-def run(study: Study, store: Store, progress: Progress) -> RunSummary:
-    """Evaluate `study` into `store` (what is stored already is skipped) and save it as `study.json` beside it."""
-    summary = run_study(study, store, progress)
-    save_study(study)
+def run(plan: Plan, store: Store, progress: Progress) -> RunSummary:
+    """Evaluate a prepared study (`runner.prepare`) into `store` — what is stored already is skipped, a changed
+    study is refused — and save it as `study.json` beside it."""
+    summary = run_study(plan, store, progress)
+    save_study(plan.study)
     return summary
 
 
@@ -61,14 +62,38 @@ def fit(store: Store, study: str | None, seed: int = 0, source: str = "", thresh
     return a, records
 
 
-def sections(a: Analysis, records: pd.DataFrame | None = None) -> list[Section]:
-    """The report's sections for a fitted analysis: verdicts first, then one section per (task, variant)."""
+def sections(a: Analysis, records: pd.DataFrame | None = None, skips: pd.DataFrame | None = None) -> list[Section]:
+    """The report's sections for a fitted analysis: verdicts first, then what the ladder could not do (skipped
+    cells, prompts cut to fit a context), then one section per (task, variant)."""
     out = [_verdict_section(a)]
     if not a.strata_.empty:
         out.append(_strata_section(a))
+    coverage = _coverage_section(records, skips)
+    if coverage is not None:
+        out.append(coverage)
     for (task, variant), sub in a.table_.groupby(["task", "variant"], sort=True):
         out.append(_task_section(a, str(task), str(variant), sub, records))
     return out
+
+
+def _coverage_section(records: pd.DataFrame | None, skips: pd.DataFrame | None) -> Section | None:
+    """Rung × task cells a run skipped (with the reason) and records whose prompt lost tokens to the context."""
+    tables, summary = [], []
+    if skips is not None and not skips.empty:
+        tables.append(Table(skips[["model", "task", "variant", "reason"]],
+                            "Cells not evaluated: the rung cannot do the task as asked (e.g. the answer or the "
+                            "generation budget does not fit its context), so its curve point is missing."))
+        summary.append(f"{len(skips)} rung × task cell(s) were skipped; see 'Coverage'.")
+    if records is not None and "truncated_tokens" in records:
+        cut = records[records["truncated_tokens"].fillna(0) > 0]
+        if not cut.empty:
+            t = cut.groupby(["model", "task", "variant"]).truncated_tokens.agg(["size", "mean"]).reset_index()
+            tables.append(Table(t.rename(columns={"size": "records cut", "mean": "mean tokens dropped"}),
+                                "Records whose prompt was cut from the left to fit the rung's context (count, and "
+                                "the mean number of prompt tokens dropped): few-shot variants may then equal fewer "
+                                "shots."))
+            summary.append(f"{len(cut)} record(s) had prompts cut to fit a rung's context; see 'Coverage'.")
+    return Section(title="Coverage", tables=tables, summary=summary) if tables else None
 
 
 # --- the verdict table and the summary ---------------------------------------------------------------------------

@@ -15,9 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from emergentlab.errors import UserError
 from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches
 from emergentlab.records import ScaleFacts
 
@@ -181,15 +183,69 @@ def save_checkpoint(model: GPT, path: Path, meta: dict[str, Any]) -> None:
     (path / "config.json.tmp").replace(path / "config.json")
 
 
-def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
-    """Model and its metadata from a folder written by `save_checkpoint`."""
+def read_config(path: Path) -> tuple[GPTConfig, dict[str, Any]]:
+    """The model config and training facts of a checkpoint folder; a missing, malformed or mistyped config.json is
+    a UserError naming the file and the field."""
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     if not cfg_file.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"{path}: not a tiny checkpoint (needs config.json and model.safetensors)")
-    meta = json.loads(cfg_file.read_text())
-    model = GPT(GPTConfig.from_dict(meta.pop("model")))
-    state = load_file(str(weights))
-    if model.cfg.tie_weights:
+        raise UserError("not a tiny checkpoint (needs config.json and model.safetensors)", source=str(path))
+    try:
+        meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"not valid JSON ({e})", source=str(cfg_file)) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise UserError("needs a `model` object of GPTConfig fields", source=str(cfg_file), field="model")
+    known = {f.name: f for f in fields(GPTConfig)}
+    for k, v in meta["model"].items():
+        if k not in known:
+            raise UserError(f"unknown field (known: {', '.join(known)})", source=str(cfg_file), field=f"model.{k}")
+        want = type(known[k].default)
+        if type(v) is not want:
+            raise UserError(f"expected {want.__name__}, got {v!r}", source=str(cfg_file), field=f"model.{k}")
+    try:
+        cfg = GPTConfig.from_dict(meta.pop("model"))
+    except ValueError as e:
+        raise UserError(str(e), source=str(cfg_file), field=f"model.{str(e).split()[0]}") from None
+    return cfg, meta
+
+
+def check_checkpoint(path: Path) -> GPTConfig:
+    """Validate a checkpoint without loading its tensors: config.json, and the safetensors header against the
+    shapes the config implies. Raises UserError naming the file and the tensor or field."""
+    cfg, _ = read_config(path)
+    weights = path / "model.safetensors"
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in GPT(cfg).state_dict().items()
+                if k != "lm_head.weight" or not cfg.tie_weights}
+    try:
+        with safe_open(str(weights), "pt") as f:
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 -- not a dict
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) for a bad or short file
+        raise UserError(f"unreadable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                        source=str(weights)) from None
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or extra:
+        raise UserError(f"tensors do not match config.json (missing {missing[:3]}, unexpected {extra[:3]})",
+                        source=str(weights), field=(missing or extra)[0])
+    for k, shape in want.items():
+        if got[k] != shape:
+            raise UserError(f"shape {list(got[k])} where config.json implies {list(shape)}", source=str(weights),
+                            field=k)
+    return cfg
+
+
+def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
+    """Model and its metadata from a folder written by `save_checkpoint`; a bad folder is a UserError naming the
+    file and the field or tensor."""
+    cfg = check_checkpoint(path)
+    _, meta = read_config(path)
+    model = GPT(cfg)
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as e:  # a file cut short after a valid header
+        raise UserError(f"unreadable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                        source=str(path / "model.safetensors")) from None
+    if cfg.tie_weights:
         state["lm_head.weight"] = state["wte.weight"]
     model.load_state_dict(state)
     return model.eval(), meta
@@ -229,6 +285,15 @@ class TinyBackend:
             idx[r, T - len(s):] = torch.tensor(s)
             real[r, T - len(s):] = True
         return idx, real
+
+    @property
+    def context_length(self) -> int:
+        """The most tokens the model sees at once (its block size)."""
+        return self.model.cfg.block_size
+
+    def dropped_tokens(self, prompt: str, keep: int) -> int:
+        """How many of `prompt`'s tokens `_fit` drops so that it and `keep` more tokens fit the context."""
+        return max(0, len(prompt) + 1 - (self.model.cfg.block_size - keep))
 
     def _fit(self, ids: list[int], keep: int) -> list[int]:
         """Drop the oldest prompt tokens so prompt + `keep` tokens fit the context window."""

@@ -134,6 +134,23 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def capacity(name: str, **overrides: Any) -> int:
+    """How many distinct item keys the named task can produce, both splits together (an upper bound)."""
+    family, params = TASKS[name]
+    q = {**params, **overrides}
+    if family == "arithmetic":
+        d = int(q.get("digits", 2))
+        return (10 if d == 1 else 9 * 10 ** (d - 1)) ** 2
+    if family == "modular":
+        p = int(q.get("p", 97))
+        return p * (p - 1) if q.get("op") == "/" else p * p
+    if family == "unscramble":
+        return 6 * len(_WORDS)  # a 5-letter word has at most 3! orderings of its middle
+    if family == "sequence":
+        return 26 ** int(q.get("length", 5))
+    return 10 * 30 ** int(q.get("steps", 3))
+
+
 def _task_family(name: str) -> tuple[Callable[..., Item], str, dict[str, Any]]:
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
@@ -148,12 +165,16 @@ def _draw(name: str, split: str, n: int, seed: int, unique: bool, **overrides: A
     rng = random.Random(f"{name}:{split}:{seed}")
     out: list[Item] = []
     seen: set[str] = set()
-    attempts = 0
-    while len(out) < n and attempts < 200 * n + 1000:
+    attempts = misses = 0
+    # as many draws in a row as there are keys without a new item: the split is (all but) exhausted, stop
+    give_up = capacity(name, **overrides) + 1000 if unique else 200 * n + 1000
+    while len(out) < n and attempts < 200 * n + 1000 and misses < give_up:
         attempts += 1
         item = fn(rng, **params)
         if split_of(name, item.key) != split or (unique and item.key in seen):
+            misses += 1
             continue
+        misses = 0
         seen.add(item.key)
         out.append(item)
     return out
@@ -170,6 +191,10 @@ def make_task(
     learnt only those would score full marks.
     """
     _, kind, _ = _task_family(name)
+    most = capacity(name, **overrides)
+    if n > max(1.25 * TEST_FRACTION * most, 1000):  # refused at once: drawing would spin long before giving up
+        raise ValueError(f"task {name!r} has at most {most:,} distinct items, about {most * TEST_FRACTION:,.0f} "
+                         f"of them in the test split: n = {n:,} is more than it can give")
     test = _draw(name, "test", n, seed, unique=True, **overrides)
     if not test:
         raise ValueError(f"task {name!r}: the test split is empty")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError, read_toml
-from emergentlab.models.tiny import GPTConfig
+from emergentlab.models.tiny import CharTokenizer, GPTConfig
 from emergentlab.tasks import TASKS, train_lines
 from emergentlab.train.loop import TrainConfig, train
 
@@ -21,6 +21,10 @@ from emergentlab.train.loop import TrainConfig, train
 LadderProgress = Callable[[str, int, int, dict[str, float]], None]
 
 _SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "model", "train")
+
+# The largest token budget a rung may ask for: a tiny GPT on a CPU trains at roughly 1e5-1e6 tokens/s, so 1e9
+# tokens is already hours; a bigger number is almost surely a typo (an exponent too many).
+MAX_BUDGET = 10**9
 
 
 @dataclass
@@ -98,29 +102,36 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
     for k in ("model", "train"):
         if not isinstance(d.get(k, {}), dict):
             raise UserError("must be a table", source=source, field=k)
-    for k in ("lines", "seed"):
-        v = d.get(k, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if k == "lines" else 0):
-            raise UserError(f"must be a {'positive' if k == 'lines' else 'non-negative'} integer, got {v!r}",
-                            source=source, field=k)
+    for k, lo in (("lines", 2), ("seed", 0)):  # 2 lines: one is held out for validation
+        v = d.get(k, lo)
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise UserError(f"must be an integer >= {lo}, got {v!r}", source=source, field=k)
     for i, t in enumerate(d["tasks"]):
-        if t not in TASKS:
+        if not isinstance(t, str) or t not in TASKS:
             raise UserError(f"unknown task {t!r} (known: {', '.join(sorted(TASKS))})", source=source,
                             field=f"tasks[{i}]")
     for i, b in enumerate(d["budgets"]):
-        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
-            raise UserError(f"token budget must be a positive integer, got {b!r}", source=source,
-                            field=f"budgets[{i}]")
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_BUDGET:
+            raise UserError(f"token budget must be an integer from 1 to {MAX_BUDGET:.0e} (a tiny GPT on a CPU "
+                            f"trains about 1e5-1e6 tokens/s), got {b!r}", source=source, field=f"budgets[{i}]")
     model = d.get("model", {})
     train_over = d.get("train", {})
     _check_fields(GPTConfig, model, "model", source)
     _check_fields(TrainConfig, train_over, "train", source, skip=("tokens", "seed"))
+    if train_over.get("threads", 0) < 0:
+        raise UserError(f"must be >= 0 (0: torch's default), got {train_over['threads']}", source=source,
+                        field="train.threads")
     spec = LadderSpec(**d)
     for i, size in enumerate(d["sizes"]):
         where = f"sizes[{i}]"
         if not isinstance(size, dict):
             raise UserError("must be a table of GPTConfig fields", source=source, field=where)
         _check_fields(GPTConfig, size, where, source)
+        vocab = {**model, **size}.get("vocab_size", CharTokenizer.vocab_size)
+        if vocab < CharTokenizer.vocab_size:
+            raise UserError(f"must be at least {CharTokenizer.vocab_size}, the character tokenizer's vocabulary, "
+                            f"got {vocab}", source=source,
+                            field=f"{where}.vocab_size" if "vocab_size" in size else "model.vocab_size")
         try:
             spec.model_config(size)
         except ValueError as e:  # GPTConfig's messages start with the offending field's name
@@ -144,20 +155,54 @@ def load_ladder_spec(path: str | Path) -> LadderSpec:
     return ladder_spec_from_dict(read_toml(path), source=str(path))
 
 
+def _differs(meta: dict[str, Any], spec: LadderSpec, mcfg: GPTConfig, tcfg: TrainConfig) -> str | None:
+    """What differs between a stored rung's config.json and the rung `spec` asks for (None: it is the same rung).
+
+    Compared: the model config, the training config (but `threads`, which changes speed, not the model, and
+    `bf16` when left to auto-detection) and what the corpus is drawn from (tasks, lines, seed)."""
+    want_train = {k: v for k, v in asdict(tcfg).items() if k != "threads" and not (k == "bf16" and v is None)}
+    stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k in want_train}
+    corpus = {k: (meta.get("ladder") or {}).get(k) for k in ("tasks", "lines", "seed")}
+    pairs = [("model", meta.get("model"), asdict(mcfg)), ("train", stored_train, want_train),
+             ("corpus", corpus, {"tasks": spec.tasks, "lines": spec.lines, "seed": spec.seed})]
+    for what, old, new in pairs:
+        if old != new:
+            if not isinstance(old, dict):
+                return f"{what}: none recorded"
+            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            return ", ".join(f"{what}.{k} {old.get(k)!r} → {new.get(k)!r}" for k in keys[:3])
+    return None
+
+
 def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = None) -> list[dict[str, Any]]:
     """Train every rung of `spec` into `out/<rung>/`, skipping rungs whose checkpoint is already there.
+
+    A checkpoint that is there but was trained under another config (model, training or corpus) is never
+    reused in silence: it is a UserError naming the folder and what differs, raised before anything trains.
 
     Returns one dict per rung: name, path, skipped (bool), and the checkpoint's facts (params, tokens, flops,
     val_loss in nats/token, wall_s, ...). Also writes them to `out/ladder.json`.
     """
+    stored: dict[str, dict[str, Any]] = {}
+    for name, mcfg, tcfg in spec.rungs():
+        path = out / name
+        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+            try:
+                meta = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise UserError(f"not valid JSON ({e})", source=str(path / "config.json")) from None
+            why = _differs(meta if isinstance(meta, dict) else {}, spec, mcfg, tcfg)
+            if why is not None:
+                raise UserError(f"a rung of this name was trained under another config ({why}); train into a new "
+                                "--out folder or delete this rung", source=str(path / "config.json"))
+            stored[name] = meta
     out.mkdir(parents=True, exist_ok=True)
     corpus: list[str] | None = None
     results: list[dict[str, Any]] = []
     for name, mcfg, tcfg in spec.rungs():
         path = out / name
-        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-            meta = json.loads((path / "config.json").read_text())
-            results.append({"name": name, "path": str(path), "skipped": True, **meta})
+        if name in stored:
+            results.append({"name": name, "path": str(path), "skipped": True, **stored[name]})
             continue
         if corpus is None:  # drawn once, and only when some rung needs training
             corpus = train_lines(spec.tasks, spec.lines, spec.seed)
