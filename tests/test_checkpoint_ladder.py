@@ -18,7 +18,7 @@ from emergentlab.train.loop import TrainConfig, train
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ckpts")
     cfg = TrainConfig(tokens=120 * 8 * 32, batch_size=8, block_size=32, warmup_steps=10, checkpoints=5, bf16=False)
-    train(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32), cfg, train_lines(["add1"], 2000, 0),
+    train(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32), cfg, train_lines(["add2"], 2000, 0),
           root / "train")
     return root
 
@@ -26,7 +26,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_checkpoint_glob_expands_to_a_step_ladder_and_a_report(trained: Path) -> None:
     study = trained / "study.toml"
     study.write_text('out = "run"\n[[ladder]]\ncheckpoints = "train/step-*"\n'
-                     '[[tasks]]\ngenerator = "add1"\nn = 30\n')
+                     '[[tasks]]\ngenerator = "add2"\nn = 30\n')
     s = load_study(study)
     steps = [r.facts["step"] for r in s.ladder]
     assert len(s.ladder) == 4 and steps == sorted(steps) and len(set(steps)) == 4  # the final one is train/ itself
