@@ -2,7 +2,7 @@
 
 1. Steps/s of one full-batch grokking step (p = 97, +, 30 % train, Nanda et al.'s model) in four variants,
    interleaved over rounds in this one process so the ratios hold on a shared machine: the baseline is a plain
-   PyTorch loop (full forward `model(x)[:, -1]`, fp32, default AdamW); ours is `grok_logits` (keys, values and
+   PyTorch loop (full forward `model(x)[:, -1]`, fp32, default AdamW); ours is `GPT.last_logits` (keys, values and
    scores per vocabulary entry, MLP only at the ``=`` position) with fused AdamW, in fp32 and bf16 autocast; at 1
    and 2 torch threads.
 2. The default `emergentlab grok` run until validation accuracy > 95 %: wall time, memorisation step, the jump.
@@ -30,22 +30,17 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import write_result  # noqa: E402
 
-from emergentlab.train.grokking import (  # noqa: E402
-    GrokConfig,
-    build_model,
-    grok_logits,
-    modular_dataset,
-    run_grokking,
-    split_indices,
-)
-from emergentlab.train.induction import InductionConfig, InductionResult, run_induction  # noqa: E402
+from emergentlab.experiments import grokking, induction  # noqa: E402
+from emergentlab.models.tiny import GPT  # noqa: E402
+from emergentlab.train.grokking import GrokConfig, modular_dataset, split_indices  # noqa: E402
+from emergentlab.train.induction import InductionConfig  # noqa: E402
 from emergentlab.train.loop import cpu_has_bf16  # noqa: E402
 
 VARIANTS = {  # name → (fast logits, bf16 autocast, fused AdamW)
     "plain loop, fp32 (baseline)": (False, False, False),
     "plain loop, bf16": (False, True, False),
-    "ours (grok_logits, fused AdamW), fp32": (True, False, True),
-    "ours (grok_logits, fused AdamW), bf16": (True, True, True),
+    "ours (last_logits, fused AdamW), fp32": (True, False, True),
+    "ours (last_logits, fused AdamW), bf16": (True, True, True),
 }
 
 
@@ -53,13 +48,13 @@ def step_fn(cfg: GrokConfig, fast: bool, bf16: bool, fused: bool) -> Callable[[]
     x, y = modular_dataset(cfg.p, cfg.op)
     tr, _ = split_indices(len(x), cfg.train_frac, cfg.seed)
     xt, yt = x[tr], y[tr]
-    model = build_model(cfg).train()
+    model = GPT(cfg.model_config(), torch.Generator().manual_seed(cfg.seed)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             betas=(cfg.beta1, cfg.beta2), fused=fused)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = grok_logits(model, xt) if fast else model(xt)[:, -1]
+            logits = model.last_logits(xt) if fast else model(xt)[:, -1]
         loss = F.cross_entropy(logits.float(), yt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -93,12 +88,13 @@ def throughput(rounds: int, steps: int) -> pd.DataFrame:
 
 
 def grok_to_95() -> tuple[pd.DataFrame, str]:
-    cfg = GrokConfig(stop_val_acc=0.95, threads=1)
-    res = run_grokking(cfg)
+    cfg = GrokConfig(stop_val_acc=0.95)
+    torch.set_num_threads(grokking.THREADS)
+    res = grokking.run(cfg)
     h, j = res.history, res.jump
     steps = int(h["step"].iloc[-1])
     table = pd.DataFrame([{
-        "run": cfg.run_name, "bf16": cpu_has_bf16() if cfg.bf16 is None else cfg.bf16, "threads": cfg.threads,
+        "run": cfg.run_name, "bf16": cpu_has_bf16() if cfg.bf16 is None else cfg.bf16, "threads": grokking.THREADS,
         "steps to > 95 % val": f"{steps:,}", "wall to > 95 % val (s)": f"{res.wall_s:.0f}",
         "steps/s incl. logging": f"{steps / res.wall_s:.1f}", "memorised (step)": _steps(res.memorisation_step),
         "jump t₀.₅ (step)": _steps(j.step if j else None),
@@ -123,15 +119,16 @@ def _at(h: pd.DataFrame, step: float | None, col: str) -> str:
     return f"{start:.3g} → {h[col].iloc[-1]:.3g}"
 
 
-def wall_at(res: InductionResult, step: float) -> float:
+def wall_at(res: induction.InductionResult, step: float) -> float:
     """Seconds into the run at `step`, interpolated between logged checkpoints."""
     return float(np.interp(step, res.history["step"], res.history["wall_s"]))
 
 
-def induction() -> pd.DataFrame:
+def induction_runs() -> pd.DataFrame:
     rows = []
+    torch.set_num_threads(induction.THREADS)
     for n_layer in (1, 2):
-        res = run_induction(InductionConfig(n_layer=n_layer, threads=1))
+        res = induction.run(InductionConfig(n_layer=n_layer))
         last = res.history.iloc[-1]
         pm = {k.removesuffix(".prefix_matching"): float(v) for k, v in last.items()
               if str(k).endswith(".prefix_matching")}
@@ -163,7 +160,7 @@ def main() -> None:
     print(thr.to_string(), flush=True)
     grok, grok_curve = grok_to_95()
     print(grok.T.to_string(), flush=True)
-    ind = induction()
+    ind = induction_runs()
     print(ind.T.to_string(), flush=True)
     path = write_result("grokking", f"""
 torch {torch.__version__}, native bf16 kernels: {cpu_has_bf16()}; the machine was shared with other jobs (load

@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import write_result  # noqa: E402
 
-from emergentlab.train.grokking import GrokConfig, run_grokking, sweep_table  # noqa: E402
+from emergentlab.experiments import grokking  # noqa: E402
+from emergentlab.train.grokking import GrokConfig  # noqa: E402
 
 # (weight decay, train fraction): the train fraction varies at weight decay 1, the weight decay at the larger split
 GRID = [(1.0, 0.5), (1.0, 0.4), (1.0, 0.3), (0.3, 0.5), (0.0, 0.5)]
@@ -32,13 +33,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    base = GrokConfig(steps=args.steps, stop_val_acc=0.95, threads=1)
+    base = GrokConfig(steps=args.steps, stop_val_acc=0.95)
+    torch.set_num_threads(grokking.THREADS)
     results = []
     for wd, frac in GRID:
-        res = run_grokking(replace(base, weight_decay=wd, train_frac=frac))
+        res = grokking.run(replace(base, weight_decay=wd, train_frac=frac))
         print(res.config.run_name, res.final, res.jump, flush=True)
         results.append(res)
-    table = sweep_table(results).drop(columns=["run"])
+    table = grokking.sweep_table(results).drop(columns=["run"])
     table["grokked (val > 95 %)"] = table["final_val_acc"] > 0.95
     wall, load = time.perf_counter() - t0, os.getloadavg()[0]
     path = write_result("grokking_sweep", f"""

@@ -20,8 +20,8 @@ def smollm2_gguf() -> Path | None:
 
 def make_tiny_checkpoint(path: Path, seed: int = 0, **cfg: int) -> Path:
     """An untrained tiny GPT saved as a checkpoint: enough to exercise every code path that runs a model."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(**{"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, **cfg}))
+    model = GPT(GPTConfig(**{"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, **cfg}),
+                torch.Generator().manual_seed(seed))
     save_checkpoint(model, path, {"tokens": 1e5, "flops": 6.0 * model.num_params() * 1e5, "val_loss": 4.0,
                                   "step": 100})
     return path

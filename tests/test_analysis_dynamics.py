@@ -1,9 +1,10 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from emergentlab.analysis.dynamics import first_step_at, locate_jump
+from emergentlab.analysis.dynamics import first_step_at, locate_grokking, locate_jump, locate_phase_change
 
 
 def _sigmoid_curve(center: float, width_decades: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -46,3 +47,23 @@ def test_first_step_at_ignores_non_positive_steps_and_nan() -> None:
     vals = np.array([1.0, 0.2, np.nan, 0.995, 1.0])
     assert first_step_at(steps, vals, 0.99) == 100
     assert first_step_at(steps, vals, 2.0) is None
+
+
+def test_locate_grokking_finds_memorisation_and_jump() -> None:
+    steps, val = _sigmoid_curve(3000, 0.05)
+    train = np.where(steps >= 80, 1.0, 0.5)
+    ev = locate_grokking(pd.DataFrame({"step": steps, "train_acc": train, "val_acc": val}))
+    assert ev.memorisation_step == steps[steps >= 80][0]
+    assert ev.jump is not None and ev.jump.step == pytest.approx(3000, rel=0.05)
+    flat = locate_grokking(pd.DataFrame({"step": steps, "train_acc": train * 0.9, "val_acc": val * 0.4}))
+    assert flat.memorisation_step is None and flat.jump is None  # 0.9 < MEMORISED_ACC; a rise of 0.4 ≤ 0.5
+
+
+def test_locate_phase_change_and_the_falls_with_it() -> None:
+    steps, score = _sigmoid_curve(450, 0.05)
+    h = pd.DataFrame({"step": steps, "induction_score": score, "icl_score": -0.6 * score,
+                      "val_loss": 4.0 - 0.05 * score})
+    ev = locate_phase_change(h)
+    assert ev.phase_change is not None and ev.phase_change.step == pytest.approx(450, rel=0.05)
+    assert ev.icl_drop is not None and ev.icl_drop.step == pytest.approx(450, rel=0.05)
+    assert ev.loss_drop is None  # a fall of 0.05 nats is under the 0.1 threshold

@@ -152,3 +152,13 @@ def test_analyze_bad_scores_exit_2_with_one_line(tmp_path: Path, csv: str, needl
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and needle in lines[0], res.output
     assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_dry_run_estimates_cost_and_runs_nothing(tmp_path: Path, tiny_ckpt: Path) -> None:
+    res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt)), "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)["estimate"]
+    assert row["rung"] == "a" and row["items scored"] == 6 and row["params"] > 0 and row["scoring s (est.)"] > 0
+    assert not (tmp_path / "run").exists()
+    bad = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt)), "--precision", "fp8"])
+    assert bad.exit_code == 2 and "--precision" in bad.output and not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,23 +20,24 @@ def test_grok_sweep_prints_events_and_writes_report(tmp_path: Path) -> None:
                         terminal_width=200)
     assert res.exit_code == 0, res.output
     assert "p11-add-wd0-frac0.3-seed0" in res.output and "p11-add-wd1-frac0.3-seed0" in res.output
-    assert re.search(r"\d+\.\d%", res.output)  # final validation accuracy
     assert (out / "report.html").is_file() and f"report: {out / 'report.html'}" in res.output.replace("\n", "")
     with Store(out / "records.sqlite") as store:
         assert set(store.series(study="grok")["run"]) == {"p11-add-wd0-frac0.3-seed0", "p11-add-wd1-frac0.3-seed0"}
     assert "weight decay and train fraction" in (out / "report.html").read_text()
-    again = runner.invoke(app, ["report", str(out)])  # rebuilt from the series alone
+    again = runner.invoke(app, ["report", str(out), "--json"])  # rebuilt from the series alone
     assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["report"] == str(out / "report.html")
 
 
 @pytest.mark.slow
 def test_induction_prints_phase_change_and_top_heads(tmp_path: Path) -> None:
     out = tmp_path / "ind"
-    res = runner.invoke(app, ["induction", "--layers", "1,2", "--steps", "8", "--out", str(out)], terminal_width=200)
+    res = runner.invoke(app, ["induction", "--layers", "1,2", "--steps", "8", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    assert "L1-attn-only-seed0" in res.output and "L2-attn-only-seed0" in res.output
-    assert "phase change" in res.output and "ICL score" in res.output
-    assert re.search(r"blocks\.1\.attn\.head\d: prefix matching \d\.\d\d, copying [+-]\d\.\d\d", res.output)
+    runs = {r["run"]: r for r in json.loads(res.stdout)["runs"]}
+    assert set(runs) == {"L1-attn-only-seed0", "L2-attn-only-seed0"}
+    assert re.fullmatch(r"blocks\.1\.attn\.head\d", runs["L2-attn-only-seed0"]["top_head"])
+    assert 0 <= runs["L2-attn-only-seed0"]["prefix_matching"] <= 1 and "phase_change_step" in runs["L1-attn-only-seed0"]
     assert (out / "report.html").is_file()
 
 

@@ -4,22 +4,23 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from emergentlab.experiments import grokking
+from emergentlab.experiments.base import store_run
+from emergentlab.sections import Section
 from emergentlab.store import Store
 from emergentlab.train.grokking import (
     GrokConfig,
     Op,
-    build_model,
     fourier_norms,
     fourier_sparsity,
-    grok_logits,
-    logged_steps,
     modular_dataset,
-    run_grokking,
     split_indices,
-    sweep_grokking,
+    train_grokking,
 )
 
 
@@ -80,43 +81,90 @@ def test_fourier_sparsity_of_one_frequency_and_of_noise() -> None:
     assert float(fourier_norms(noise, p).sum()) == pytest.approx(float((centred**2).sum()), rel=1e-4)
 
 
-def test_fast_logits_equal_the_full_forward() -> None:
-    cfg = GrokConfig(p=23, n_embd=32, n_head=4, d_mlp=64, seed=3)
-    model = build_model(cfg)
-    torch.nn.init.normal_(model.wpe.weight, 0, 0.5)  # make positions matter, so a mix-up would show
-    x, _ = modular_dataset(23, "+")
-    with torch.no_grad():
-        assert torch.allclose(grok_logits(model, x), model(x)[:, -1], atol=1e-5)
-
-
 def test_logged_steps_are_log_spaced_plus_linear_and_end_at_last() -> None:
-    steps = logged_steps(GrokConfig(steps=1000, log_points=4, log_every=300))
-    assert steps == [1, 10, 100, 300, 600, 900, 1000]
+    assert GrokConfig(steps=1000, log_points=4, log_every=300).logged_steps() == [1, 10, 100, 300, 600, 900, 1000]
 
 
-def test_short_run_memorises_and_stores_its_curve(tmp_path: Path) -> None:
+def test_model_is_nandas_shape_and_a_run_depends_on_its_seed_only() -> None:
+    cfg = GrokConfig(p=11, n_embd=32, d_mlp=64, steps=20, log_points=3, log_every=0, bf16=False)
+    mc = cfg.model_config()
+    assert (mc.vocab_size, mc.block_size, mc.layernorm, mc.tie_weights, mc.init) == (12, 3, False, False, "nanda")
+    torch.manual_seed(123)  # the global RNG plays no part: the split and the weights come from cfg.seed
+    a = train_grokking(cfg).history.drop(columns="wall_s")
+    torch.manual_seed(456)
+    b = train_grokking(cfg).history.drop(columns="wall_s")
+    c = train_grokking(GrokConfig(**{**cfg.__dict__, "seed": 1})).history.drop(columns="wall_s")
+    assert a["step"].tolist() == [1, 4, 20]
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_short_run_memorises_and_stores_its_curve_and_config(tmp_path: Path) -> None:
     cfg = GrokConfig(p=23, train_frac=0.5, steps=300, lr=2e-3, weight_decay=0.0, n_embd=128, d_mlp=256,
-                     log_points=20, log_every=50, threads=1, bf16=False)  # fp32: same on every CPU
+                     log_points=20, log_every=50, bf16=False)  # fp32: same on every CPU
+    seen: list[tuple[str, int, int | None]] = []
     with Store(tmp_path / "records.sqlite") as store:
-        res = run_grokking(cfg, store=store, study="g")
+        res = grokking.run(cfg, store, lambda *a: seen.append(a), study="g")
         back = store.series(study="g", experiment="grokking")
+        configs = store.runs("grokking", "g")
     assert res.final["train_acc"] == 1.0
     assert res.memorisation_step is not None and res.memorisation_step <= 300
     assert res.history["train_loss"].iloc[-1] < res.history["train_loss"].iloc[0] / 10
     assert set(back["run"]) == {cfg.run_name}
+    assert configs[("g", cfg.run_name)]["weight_decay"] == 0.0 and configs[("g", cfg.run_name)]["train_frac"] == 0.5
     wide = back.pivot(index="step", columns="metric", values="value")
     assert {"train_loss", "val_loss", "train_acc", "val_acc", "weight_norm", "fourier_sparsity"} <= set(wide.columns)
     assert wide["train_acc"].to_numpy() == pytest.approx(res.history["train_acc"].to_numpy())
     assert list(wide.index) == res.history["step"].tolist()
+    assert len(seen) == len(res.history) and seen[-1][1:] == (300, 300) and cfg.run_name in seen[-1][0]
 
 
 def test_sweep_has_a_row_per_setting_and_stops_early() -> None:
-    base = GrokConfig(p=11, steps=40, n_embd=32, d_mlp=32, log_points=5, log_every=0, threads=1,
+    base = GrokConfig(p=11, steps=40, n_embd=32, d_mlp=32, log_points=5, log_every=0,
                       stop_val_acc=0.0)  # every run stops at its first logged step
-    seen: list[GrokConfig] = []
-    table = sweep_grokking(base, weight_decays=(0.0, 1.0), train_fracs=(0.3, 0.5),
-                           progress=lambda c, r: seen.append(c))
-    assert len(table) == 4 and len(seen) == 4
-    assert set(zip(table["weight_decay"], table["train_frac"], strict=True)) == {
-        (0.0, 0.3), (0.0, 0.5), (1.0, 0.3), (1.0, 0.5)}
-    assert table["jump_step"].isna().all()  # one logged step: no jump can be located
+    configs = grokking.sweep_configs(base, weight_decays=(0.0, 1.0), train_fracs=(0.3, 0.5))
+    table = grokking.sweep_table([grokking.run(c) for c in configs])
+    assert len(table) == 4
+    assert list(zip(table["weight_decay"], table["train_frac"], strict=True)) == [
+        (0.0, 0.3), (0.0, 0.5), (1.0, 0.3), (1.0, 0.5)]
+    assert table["jump_step"].isna().all() and (table["steps"] == 1).all()  # one logged step: no jump
+
+
+def planted(jump_at: float) -> pd.DataFrame:
+    """A grokking history with train accuracy at 1 from step ~100 and validation accuracy jumping at `jump_at`."""
+    steps = np.unique(np.round(np.logspace(0, 4, 80)))
+    z = np.log10(steps)
+    return pd.DataFrame({"step": steps, "train_acc": 1 / (1 + np.exp(-8 * (z - 1.7))),
+                         "val_acc": 0.01 + 0.98 / (1 + np.exp(-30 * (z - np.log10(jump_at)))),
+                         "train_loss": np.exp(-z), "val_loss": 5 - 4 * (z > np.log10(jump_at)),
+                         "weight_norm": 50 - z, "fourier_sparsity": 0.1 + 0.2 * z})
+
+
+@pytest.fixture(scope="module")
+def grok_sections(tmp_path_factory: pytest.TempPathFactory) -> list[Section]:
+    with Store(tmp_path_factory.mktemp("grok") / "records.sqlite") as store:
+        grokking.run(GrokConfig(p=11, steps=30, n_embd=32, d_mlp=32, log_points=10, log_every=0), store, study="dyn")
+        # the planted run's values live in its config, not its name (nothing parses "frac" or "wd" out of a name)
+        store_run(store, "dyn", "grokking", "planted", {"weight_decay": 0.1, "train_frac": 0.5}, planted(3000.0))
+        assert grokking.sections(store, "other-study") == []
+        return grokking.sections(store, "dyn")
+
+
+def test_sections_show_each_run_and_the_sweep(grok_sections: list[Section]) -> None:
+    by_title = {s.title: s for s in grok_sections}
+    assert list(by_title) == ["Grokking — p11-add-wd1-frac0.3-seed0", "Grokking — planted",
+                              "Grokking — weight decay and train fraction"]
+    planted_section = by_title["Grokking — planted"]
+    row = planted_section.tables[0].frame.iloc[0]
+    assert row["jump_step"] == pytest.approx(3000, rel=0.1) and row["memorisation_step"] < 1000
+    assert any("halfway (t₀.₅) at step" in p for p in planted_section.paragraphs)
+    assert f"generalised at step {row['jump_step']:,.0f}" in planted_section.summary[0]
+    fig = planted_section.figures[0]
+    acc = fig.panels[0]
+    assert [ln.label for ln in acc.lines] == ["train", "validation"] and acc.xlog and acc.ylim == (0.0, 1.0)
+    assert any(m.label.startswith("jump t₀.₅") and m.x == pytest.approx(3000, rel=0.1) for m in acc.markers)
+    assert min(acc.lines[0].x) >= 1  # step 0 is left out of a log axis
+    sweep = by_title["Grokking — weight decay and train fraction"].tables[0].frame
+    assert sweep.set_index("run").loc["planted", ["weight_decay", "train_frac"]].tolist() == [0.1, 0.5]
+    assert sweep.set_index("run").loc["p11-add-wd1-frac0.3-seed0", "weight_decay"] == 1.0
+    for s in grok_sections:
+        assert all(t.caption and "step" in t.caption for t in s.tables)

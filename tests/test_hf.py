@@ -8,6 +8,7 @@ cached safetensors in seconds.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,9 +192,13 @@ def test_shared_prefix_runs_once_and_head_sees_only_scored_positions(smol: HFBac
     tokens_in: list[int] = []
     head_rows: list[int] = []
     b8 = HFBackend(smol.model, smol.tok, "b8", batch_size=8)
-    hooks = [_count(smol.model.get_input_embeddings(), tokens_in, 2), _count(smol.head, head_rows, -1)]
+    hooks = [_count(smol.model.get_input_embeddings(), tokens_in, 2)]
+    project = b8._logits  # the vocabulary projection (a plain matmul in fp32, so no module hook sees it)
+    b8._logits = lambda h: (head_rows.append(h.shape[:-1].numel()), project(h))[1]  # type: ignore[method-assign]
     try:
-        scores = b8.score(prompts, conts)
+        with warnings.catch_warnings():  # the prefix cache goes through transformers' current API, not a deprecated one
+            warnings.simplefilter("error", FutureWarning)
+            scores = b8.score(prompts, conts)
     finally:
         for h in hooks:
             h.remove()
@@ -245,3 +250,40 @@ def test_hf_spec_of_a_gguf_file_loads_the_same_model(smol: HFBackend, offline: N
     assert isinstance(again, HFBackend) and again.name.endswith(".gguf")
     p, c = FEW_SHOT[0]
     assert again.score([p], [c])[0].logprobs == pytest.approx(smol.score([p], [c])[0].logprobs, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.realmodel
+def test_generation_matches_transformers_generate(smol: HFBackend) -> None:
+    prompts = ["12+34=", f"{SHOTS}Q: 20+3=\nA:", "Once upon a time", "The capital of France is"]
+    stop = ["\n", "."]
+    ours = smol.generate(prompts, max_new_tokens=12, stop=stop)
+    for p, g in zip(prompts, ours, strict=True):
+        ids = torch.tensor([smol._encode(p)])
+        ref = smol.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                                  do_sample=False, stop_strings=stop, tokenizer=smol.tok,
+                                  pad_token_id=smol.tok.eos_token_id)
+        text = smol.tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+        assert g.text == text[: min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))], p
+
+
+@pytest.mark.slow
+@pytest.mark.realmodel
+def test_bf16_runs_in_bf16_close_to_fp32(smol: HFBackend, offline: None) -> None:
+    assert GGUF is not None
+    bf16 = load_backend(f"gguf:{GGUF}", precision="bf16")
+    assert isinstance(bf16, HFBackend) and bf16.precision == "bf16" and smol.precision == "fp32"
+    assert bf16.model.get_input_embeddings().weight.dtype == torch.bfloat16
+    prompts, conts = [p for p, _ in ALL], [c for _, c in ALL]
+    d = [abs(a.total - b.total) for a, b in zip(bf16.score(prompts, conts), smol.score(prompts, conts), strict=True)]
+    # bf16 keeps 8 bits of mantissa: the per-item error is far from fp32 noise but far below a nat
+    assert 1e-5 < max(d) < 0.5, d
+
+
+def test_precision_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as e:
+        HFBackend.from_spec(HFSpec(str(tmp_path)), precision="fp8")
+    assert e.value.field == "precision"
+    with pytest.raises(UserError) as e:
+        load_backend("openai:m@http://127.0.0.1:9/v1", precision="bf16")
+    assert e.value.field == "precision"

@@ -7,18 +7,19 @@ from typing import cast
 import pytest
 import torch
 
+from emergentlab.experiments import induction
 from emergentlab.models.tiny import GPT, Block, GPTConfig
 from emergentlab.store import Store
 from emergentlab.train.induction import (
     InductionConfig,
     attention_patterns,
-    head_name,
     head_scores,
     icl_positions,
     icl_score,
     induction_score,
+    parse_score_key,
     repeated_random_tokens,
-    run_induction,
+    score_key,
     segment_batch,
 )
 
@@ -86,16 +87,19 @@ def test_head_names_and_attention_patterns() -> None:
     model = hand_built_induction_model()
     rows = repeated_random_tokens(3, N, V, seed=1)
     pats = attention_patterns(model, rows)
-    assert set(pats) == {"blocks.0.attn.pattern", "blocks.1.attn.pattern"}
-    pat = pats["blocks.1.attn.pattern"]
+    assert len(pats) == 2
+    pat = pats[1]
     assert pat.shape == (3, H, 2 * N, 2 * N)
     assert torch.allclose(pat.sum(-1), torch.ones(3, H, 2 * N))
     assert pat.triu(1).abs().max() == 0  # causal
     t = N + 2  # a query in the second copy attends to the token after its first occurrence
     assert int(pat[0, 3, t].argmax()) == t - N + 1
-    assert head_name(1, 3) == "blocks.1.attn.head3"
-    names = {k.rsplit(".", 1)[0] for k in head_scores(model, rows)}
-    assert names == {f"blocks.{i}.attn.head{h}" for i in range(2) for h in range(H)}
+    assert score_key(1, 3, "copying") == "blocks.1.attn.head3.copying"
+    assert parse_score_key("blocks.1.attn.head3.copying") == (1, 3, "copying")
+    assert parse_score_key("icl_score") is None and parse_score_key("blocks.1.attn.hook_pattern") is None
+    keys = {parse_score_key(k) for k in head_scores(model, rows)}
+    assert keys == {(i, h, s) for i in range(2) for h in range(H)
+                    for s in ("prefix_matching", "previous_token", "copying")}
 
 
 def test_scoring_rows_repeat_distinct_tokens_and_training_rows_hold_copies() -> None:
@@ -131,15 +135,50 @@ def test_config_refuses_bad_values() -> None:
 @pytest.mark.slow
 def test_brief_training_raises_prefix_matching_and_stores_series(tmp_path: Path) -> None:
     cfg = InductionConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=32, seq_len=32, batch_size=32, steps=500,
-                          lr=3e-3, checkpoints=4, eval_rows=64, threads=1)
-    torch.manual_seed(cfg.seed)  # the initialisation run_induction starts from
-    init = head_scores(GPT(cfg.model_config()), repeated_random_tokens(64, cfg.rep_len, cfg.vocab_size, 2))
+                          lr=3e-3, checkpoints=4, eval_rows=64)
+    start = GPT(cfg.model_config(), torch.Generator().manual_seed(cfg.seed))  # the weights training starts from
+    init = head_scores(start, repeated_random_tokens(64, cfg.rep_len, cfg.vocab_size, 2))
     with Store(tmp_path / "records.sqlite") as store:
-        res = run_induction(cfg, store=store, study="ind", out_dir=tmp_path / "ckpt")
+        res = induction.run(cfg, store, study="ind", out_dir=tmp_path / "ckpt")
         back = store.series(study="ind", experiment="induction")
+        assert store.runs("induction", "ind")[("ind", "L2-attn-only-seed0")]["n_layer"] == 2
+        sections = induction.sections(store, "ind")
     final = res.history.iloc[-1]
     assert final["induction_score"] > induction_score(init, 2) + 0.2
     assert final["icl_score"] < -0.1  # late tokens are now easier than early ones
     assert set(back["run"]) == {"L2-attn-only-seed0"}
     assert "blocks.1.attn.head0.prefix_matching" in set(back["metric"])
     assert len(list((tmp_path / "ckpt").glob("step-*/model.safetensors"))) == len(res.history)
+    [section] = sections
+    heads = section.tables[1].frame
+    assert heads["head"].iloc[0].startswith("blocks.1.attn.head")  # the best prefix matcher sits in layer 1
+    assert len(heads) == 4 and heads["prefix_matching"].is_monotonic_decreasing
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ind") / "records.sqlite"
+    with Store(path) as store:
+        for n_layer in (1, 2):
+            induction.run(InductionConfig(n_layer=n_layer, n_head=2, n_embd=16, vocab_size=16, seq_len=16,
+                                          batch_size=8, steps=20, checkpoints=5, eval_rows=16), store, study="dyn")
+    return path
+
+
+def test_sections_name_heads_and_compare_depths(two_runs: Path) -> None:
+    with Store(two_runs) as store:
+        sections = induction.sections(store, "dyn")
+        assert induction.sections(store, "other") == []
+    titles = [s.title for s in sections]
+    assert titles == ["Induction heads — L1-attn-only-seed0", "Induction heads — L2-attn-only-seed0",
+                      "Induction heads — depth"]
+    l2 = sections[1]
+    prefix = l2.figures[0].panels[2]
+    assert [ln.label for ln in prefix.lines] == [f"blocks.{i}.attn.head{h}" for i in range(2) for h in range(2)]
+    assert all(0 <= y <= 1 for ln in prefix.lines for y in ln.y) and prefix.ylim == (0.0, 1.0)
+    assert set(l2.tables[1].frame["layer"]) == {0, 1}
+    depth = sections[2].tables[0].frame
+    assert depth["layers"].tolist() == [1, 2]  # from each run's stored config
+    for s in sections:
+        assert all(t.caption for t in s.tables)
+    assert all(len(s.summary) == 1 for s in sections[:2])

@@ -55,7 +55,8 @@ def test_lr_schedule_warms_up_then_decays_to_floor() -> None:
 
 def test_log_steps_are_log_spaced_and_end_at_total() -> None:
     assert log_steps(1000, 4) == [1, 10, 100, 1000]
-    assert log_steps(5, 0) == []
+    assert log_steps(5, 0) == [5]  # the last step is always logged
+    assert log_steps(1000, 4, every=300) == [1, 10, 100, 300, 600, 900, 1000]
 
 
 def test_short_run_lowers_loss_and_writes_facts(tmp_path: Path, lines: list[str]) -> None:

@@ -1,26 +1,20 @@
-"""The `emergentlab` command: parse, call `pipeline`, print. Exit 0 ok, 1 failure, 2 user error.
-
-On a terminal: progress bars and tables. Piped: a line per stage on stderr and the paths of the CSVs on stdout.
-`--json`: one JSON object on stdout for scripts.
-"""
+"""The `emergentlab` command: parse, call `pipeline`, print (`report.terminal`: tables on a terminal, CSV paths
+when piped, one JSON object with --json). Exit 0 ok, 1 failure, 2 user error."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from emergentlab import pipeline
 from emergentlab.errors import UserError
-from emergentlab.records import Progress as ProgressFn
-from emergentlab.report.terminal import print_line, print_table, to_json
+from emergentlab.report.terminal import print_line, print_table, progress, show
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="A laboratory for emergent capabilities of language models.")
@@ -58,42 +52,6 @@ def _root() -> None:
     """A laboratory for emergent capabilities of language models."""
 
 
-@contextmanager
-def _progress() -> Iterator[ProgressFn]:
-    """A progress bar on a terminal; piped, one line on stderr each time the stage (description) changes."""
-    if err.is_terminal:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err) as bar:
-            job = bar.add_task("starting", total=None)
-            yield lambda d, n, t: bar.update(job, description=d, completed=n, total=t)
-        return
-    last = [""]
-
-    def line(d: str, n: int, t: int | None) -> None:
-        if d != last[0]:
-            last[0] = d
-            print_line(err, f"{d} ({n}/{t if t is not None else '?'})")
-
-    yield line
-
-
-def _show(tables: list[tuple[str, Any]], csvs: list[Path], as_json: bool, payload: dict[str, Any],
-          paths: dict[str, Path]) -> None:
-    """Tables on a terminal, CSV paths when piped, `payload` as JSON with --json; then the output paths."""
-    if as_json:
-        console.print_json(to_json({**payload, **{k: str(v) for k, v in paths.items()}}))
-        return
-    if console.is_terminal:
-        for title, df in tables:
-            if len(df):
-                print_table(console, df, title)
-    else:
-        for p in csvs:
-            print_line(console, f"csv: {p}")
-    for k, v in paths.items():
-        print_line(console, f"{k}: {v}")
-
-
 def _summary(s: pipeline.RunSummary) -> None:
     print_line(err, f"records: {s.written} written, {s.skipped} already stored"
                + (f", {s.truncated} with prompts cut to fit the model's context" if s.truncated else ""))
@@ -104,14 +62,21 @@ def _summary(s: pipeline.RunSummary) -> None:
 @app.command()
 @_guard
 def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tasks, shots, metrics, out")],
+        precision: Annotated[str | None, typer.Option(help="run every rung in fp32 or bf16 (hf and gguf models)")]
+        = None,
+        dry_run: Annotated[bool, typer.Option(help="check the study and estimate its cost; run nothing")] = False,
         as_json: JSON = False) -> None:
     """Run a study: every model × task × example × variant → records → metrics → curves."""
-    with _progress() as progress:
-        r = pipeline.run_study(study_file, progress)
+    if dry_run:
+        est = pipeline.dry_run(study_file, precision)
+        show(console, [("estimated scoring cost per rung (seconds, MB)", est)], [], as_json, {"estimate": est}, {})
+        return
+    with progress(err) as update:
+        r = pipeline.run_study(study_file, update, precision)
     _summary(r.summary)
     tables = [(f"{t} · {v}: mean per rung", b.droplevel([0, 1]).reset_index())
               for (t, v), b in r.means.groupby(level=["task", "variant"], sort=False)]
-    _show(tables, [r.csv], as_json, {"written": r.summary.written, "skipped": r.summary.skipped,
+    show(console, tables, [r.csv], as_json, {"written": r.summary.written, "skipped": r.summary.skipped,
                                      "means": r.means.reset_index()}, {"records": r.study.store_path})
 
 
@@ -122,18 +87,14 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for the checkpoints, one per rung")] = Path("checkpoints"),
 ) -> None:
     """Train a ladder of tiny GPTs (sizes × token budgets) on the train split of the synthetic tasks."""
-    import pandas as pd
-
-    with _progress() as progress:
-        rungs = pipeline.train_ladder(ladder_file, out, progress)
-    df = pd.DataFrame(rungs)[["name", "params", "non_embedding_params", "tokens", "flops", "val_loss", "wall_s",
-                              "skipped"]]
+    with progress(err) as update:
+        df = pipeline.train_ladder(ladder_file, out, update)
     print_table(console, df, f"ladder → {out}", "val_loss in nats/token, wall_s in seconds; skipped: already "
                 "trained with this config")
 
 
 def _report_out(rep: pipeline.Report, as_json: bool) -> None:
-    _show([("verdicts", rep.verdicts)], rep.csvs, as_json, {"verdicts": rep.verdicts}, {"report": rep.path})
+    show(console, [("verdicts", rep.verdicts)], rep.csvs, as_json, {"verdicts": rep.verdicts}, {"report": rep.path})
 
 
 @app.command()
@@ -146,16 +107,10 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
 
 @app.command()
 @_guard
-def analyze(
-    scores_csv: Annotated[
-        Path, typer.Argument(help="CSV with columns model, params, task, metric, value; optional tokens, flops, "
-                                  "loss, n")],
-    out: Annotated[Path, typer.Option(help="folder for report.html and figures")] = Path("runs/analyze"),
-    seed: int = 0,
-    as_json: JSON = False,
-    level: LEVEL = 0.5,
-    at: AT = None,
-) -> None:
+def analyze(scores_csv: Annotated[Path, typer.Argument(help="CSV with columns model, params, task, metric, value; "
+                                                         "optional tokens, flops, loss, n")],
+            out: Annotated[Path, typer.Option(help="folder for report.html and figures")] = Path("runs/analyze"),
+            seed: int = 0, as_json: JSON = False, level: LEVEL = 0.5, at: AT = None) -> None:
     """Verdicts, forecasts and the report from published scores: no models needed."""
     _report_out(pipeline.analyze_csv(scores_csv, out, seed, level, at), as_json)
 
@@ -188,12 +143,12 @@ def demo(
     as_json: JSON = False,
 ) -> None:
     """Tiny ladder × synthetic tasks → records → paired metrics → curves → verdicts → report.html."""
-    with _progress() as progress:
-        d = pipeline.demo(out, retrain, n, seed, progress)
+    with progress(err) as update:
+        d = pipeline.demo(out, retrain, n, seed, update)
     _summary(d.run.summary)
     tables = [(f"{t} · {v} across the ladder", b.droplevel([0, 1]).reset_index())
               for (t, v), b in d.run.means.groupby(level=["task", "variant"], sort=False)]
-    _show([*tables, ("verdicts", d.report.verdicts)], [d.run.csv, *d.report.csvs], as_json,
+    show(console, [*tables, ("verdicts", d.report.verdicts)], [d.run.csv, *d.report.csvs], as_json,
           {"written": d.run.summary.written, "means": d.run.means.reset_index(), "verdicts": d.report.verdicts},
           {"records": d.run.study.store_path, "report": d.report.path})
 
@@ -208,10 +163,10 @@ def compare(old: Annotated[str, typer.Argument(help="OLD model spec (tiny:PATH, 
             alpha: float = 0.05, correction: Annotated[str, typer.Option(help="holm, bh or none")] = "holm",
             seed: int = 0, as_json: JSON = False) -> None:
     """Upgrade gate: paired tests of NEW against OLD on the same items. Exit 1 on a significant regression."""
-    with _progress() as progress:
-        r = pipeline.compare(old, new, suite, out, alpha, correction, seed, progress)
-    _show([("paired tests", r.comparison.tests)], r.csvs, as_json, {"gate": r.verdict, "tests": r.comparison.tests},
-          {"report": r.report, "json": r.json, "junit": r.junit})
+    with progress(err) as update:
+        r = pipeline.compare(old, new, suite, out, alpha, correction, seed, update)
+    show(console, [("paired tests", r.comparison.tests)], r.csvs, as_json,
+         {"gate": r.verdict, "tests": r.comparison.tests}, {"report": r.report, "json": r.json, "junit": r.junit})
     print_line(err, r.verdict)
     if r.comparison.failed:
         raise typer.Exit(1)
@@ -225,7 +180,7 @@ def check(policy: Annotated[Path, typer.Argument(help="policy TOML: [[thresholds
     """Capability thresholds: which rungs cross each warning/critical line, and when the next crossing is expected.
     Exit 0 none crossed, 3 a warning line, 4 a critical line."""
     r = pipeline.check_policy(policy, run_dir, seed)
-    _show([("policy: lines and forecasts", r.check.forecasts)], r.csvs, as_json,
+    show(console, [("policy: lines and forecasts", r.check.forecasts)], r.csvs, as_json,
           {"level": r.check.level.name.lower(), "forecasts": r.check.forecasts}, {"report": r.report})
     raise typer.Exit(r.exit_code)
 
@@ -241,7 +196,8 @@ def select(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
            as_json: JSON = False) -> None:
     """Model selection: the cheapest rung whose metric clears the bar at the confidence; else the forecast scale."""
     s = pipeline.select_model(run_dir, task, metric, bar, cost, variant, confidence, prices)
-    _show([("rungs, cheapest first", s.table)], [], as_json, {**vars(s), "summary": pipeline.selection_summary(s)}, {})
+    show(console, [("rungs, cheapest first", s.table)], [], as_json,
+         {**vars(s), "summary": pipeline.selection_summary(s)}, {})
     if not as_json:
         print_line(console, pipeline.selection_summary(s))
 
@@ -251,7 +207,40 @@ def select(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
 def catalog(as_json: JSON = False) -> None:
     """The documented emergent capabilities (Wei et al. 2022, Table 1) with the scale each emerged at."""
     df = pipeline.catalog()
-    _show([("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
+    show(console, [("documented emergent capabilities", df)], [pipeline.CATALOG], as_json, {"capabilities": df}, {})
+
+
+@app.command()
+@_guard
+def grok(p: Annotated[int, typer.Option(help="the modulus (a prime)")] = 97,
+         op: Annotated[str, typer.Option(help="+, -, * or /")] = "+",
+         train_frac: Annotated[float, typer.Option(help="share of the p² pairs used for training")] = 0.3,
+         weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1.0,
+         lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-3,
+         steps: Annotated[int, typer.Option(help="full-batch optimizer steps per run")] = 6000, seed: int = 0,
+         out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")] = Path("runs/grok"),
+         sweep_wd: Annotated[str, typer.Option(help="comma-separated weight decays, e.g. 0,0.3,1")] = "",
+         sweep_frac: Annotated[str, typer.Option(help="comma-separated train fractions, e.g. 0.3,0.5")] = "",
+         as_json: JSON = False) -> None:
+    """Grokking on a ∘ b mod p: memorisation point, generalisation jump (step, width, sharpness), report."""
+    with progress(err) as update:
+        d = pipeline.grok(dict(p=p, op=op, train_frac=train_frac, weight_decay=weight_decay, lr=lr, steps=steps,
+                               seed=seed), sweep_wd, sweep_frac, out, update)
+    show(console, [("grokking runs (steps; final_val_acc 0–1; wall_s seconds)", d.table)], [], as_json,
+         {"runs": d.table}, {"report": d.report.path})
+
+
+@app.command()
+@_guard
+def induction(layers: Annotated[str, typer.Option(help="comma-separated layer counts, one model each")] = "1,2",
+              steps: Annotated[int, typer.Option(help="training steps per model")] = 1500, seed: int = 0,
+              out: Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, report")]
+              = Path("runs/induction"), as_json: JSON = False) -> None:
+    """Induction heads: per model the phase-change step, ICL-score and loss drops, and the top head by name."""
+    with progress(err) as update:
+        d = pipeline.induction(layers, steps, seed, out, update)
+    show(console, [("induction runs (steps; icl score nats; val loss nats/token)", d.table)], [], as_json,
+         {"runs": d.table}, {"report": d.report.path})
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ re-runs a model.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
+from scipy.special import logsumexp
 
 from emergentlab.records import KEY_FIELDS
 
@@ -71,11 +74,43 @@ def parse_number(text: str) -> float | None:
     return float(m.group()) if m else None
 
 
+def response_span(r: Row) -> tuple[int, int]:
+    """Where the response lies in the raw generation, in characters: BIG-bench's rule (`postprocess_output` of
+    bigbench/models/model_utils.py). The text is cut just after `stop_string` when it occurs past position 0, then
+    the response is the first match of `output_regex` (its group, if it has one; empty when nothing matches).
+    Records without either rule respond with the whole generation."""
+    text, end = r["generation"], len(r["generation"])
+    stop, regex = r.get("stop_string"), r.get("output_regex")
+    if stop and (i := text.find(stop)) > 0:
+        end = i + len(stop)
+    if not regex:
+        return 0, end
+    m = re.search(regex, text[:end])
+    if m is None:
+        return 0, 0
+    s, e = m.span(1 if m.re.groups else 0)
+    return (s, e) if s >= 0 else (0, 0)
+
+
+def response(r: Row) -> str:
+    """The part of the generation that generative metrics compare (`response_span`)."""
+    s, e = response_span(r)
+    return str(r["generation"][s:e])
+
+
+def _refs(r: Row) -> list[str]:
+    """Every accepted answer: `targets` when the task gives several, else `target`."""
+    t = r.get("targets")
+    return list(t) if isinstance(t, list | tuple) and len(t) else [r["target"]]
+
+
 def exact_match(r: Row) -> float:
-    """1 if the greedy generation equals the target after trimming whitespace, else 0; NaN without a generation."""
+    """1 if the response (`response`) equals a target after trimming whitespace, else 0; NaN without a
+    generation."""
     if not r["generated"]:
         return math.nan
-    return float(normalize(r["generation"]) == normalize(r["target"]))
+    got = normalize(response(r))
+    return float(any(got == normalize(t) for t in _refs(r)))
 
 
 def token_accuracy(r: Row) -> float:
@@ -85,12 +120,18 @@ def token_accuracy(r: Row) -> float:
 
 
 def token_edit_distance(r: Row) -> float:
-    """Levenshtein distance, in tokens, between the generation's tokens and the target's tokens; NaN when either
-    text is there without its tokens (imported records)."""
+    """Levenshtein distance, in tokens, between the response's tokens (the generated tokens that overlap
+    `response_span`) and the target's tokens; NaN when either text is there without its tokens (imported
+    records)."""
     if not r["generated"] or any(r[text] and not len(r[toks]) for text, toks in
                                 (("generation", "generation_tokens"), ("target", "target_tokens"))):
         return math.nan
-    return float(Levenshtein.distance(list(r["generation_tokens"]), list(r["target_tokens"])))
+    toks = list(r["generation_tokens"])
+    if r.get("stop_string") or r.get("output_regex"):
+        s, e = response_span(r)
+        ends = np.cumsum([len(t) for t in toks])
+        toks = [t for t, end in zip(toks, ends, strict=True) if end > s and end - len(t) < e]
+    return float(Levenshtein.distance(toks, list(r["target_tokens"])))
 
 
 def expected_exact_match(r: Row) -> float:
@@ -152,28 +193,184 @@ def uniform_guess_brier(r: Row) -> float:
     return float(np.sum((1.0 / len(truth) - truth) ** 2))
 
 
-def _numbers(r: Row) -> tuple[float | None, float | None]:
-    return parse_number(r["generation"]), parse_number(r["target"])
+def _numbers(r: Row) -> tuple[float | None, list[float]]:
+    """The first number of the response, and that of each target holding one."""
+    return parse_number(response(r)), [x for t in _refs(r) if (x := parse_number(t)) is not None]
 
 
 def numeric_exact(r: Row) -> float:
-    """1 if the first number in the generation equals the target number, else 0; NaN without a generation."""
+    """1 if the first number in the response equals a target's number, else 0; NaN without a generation."""
     if not r["generated"]:
         return math.nan
-    pred, tgt = _numbers(r)
-    return float(pred is not None and tgt is not None and pred == tgt)
+    pred, tgts = _numbers(r)
+    return float(pred is not None and pred in tgts)
 
 
 def abs_distance(r: Row) -> float:
-    """|predicted − target| in the task's own units; NaN when the generation holds no number."""
-    pred, tgt = _numbers(r)
-    return abs(pred - tgt) if pred is not None and tgt is not None else math.nan
+    """|predicted − target| in the task's own units, to the nearest target; NaN when the response holds no
+    number."""
+    pred, tgts = _numbers(r)
+    return min(abs(pred - t) for t in tgts) if pred is not None and tgts else math.nan
 
 
 def rel_distance(r: Row) -> float:
-    """|predicted − target| / max(|target|, 1), unitless; NaN when the generation holds no number."""
-    pred, tgt = _numbers(r)
-    return abs(pred - tgt) / max(abs(tgt), 1.0) if pred is not None and tgt is not None else math.nan
+    """|predicted − target| / max(|target|, 1), unitless, to the nearest target; NaN when the response holds no
+    number."""
+    pred, tgts = _numbers(r)
+    return min(abs(pred - t) / max(abs(t), 1.0) for t in tgts) if pred is not None and tgts else math.nan
+
+
+# --- BIG-bench's metrics, per example (bigbench/api/task_metrics.py, bigbench 1.0.0) ------------------------------
+# Each is BIG-bench's function applied to one example, so a task's mean is BIG-bench's task score wherever BIG-bench
+# averages over examples; bleu is BIG-bench's corpus BLEU of one example (BIG-bench scores the task as one corpus),
+# and rouge is BIG-bench's bootstrap estimate of one example (the task's mean differs from its bootstrap median).
+
+
+def exact_str_match(r: Row) -> float:
+    """BIG-bench exact_str_match: 1 if the response is one of the targets exactly (no trimming), else 0."""
+    return float(response(r) in _refs(r)) if r["generated"] else math.nan
+
+
+def case_insensitive_str_match(r: Row) -> float:
+    """BIG-bench case_insensitive_str_match: 1 if the response is a target once both are trimmed and
+    lower-cased, else 0."""
+    if not r["generated"]:
+        return math.nan
+    return float(response(r).strip().lower() in [t.strip().lower() for t in _refs(r)])
+
+
+@functools.cache
+def _bleu_scorer() -> Any:
+    try:
+        from sacrebleu.metrics import BLEU
+    except ImportError as e:
+        raise ModuleNotFoundError("bleu needs sacrebleu: pip install 'emergentlab[bigbench]'") from e
+    # t5.evaluation.metrics.bleu, which BIG-bench calls
+    return BLEU(smooth_method="exp", smooth_value=0.0, force=False, lowercase=False, tokenize="intl",
+                effective_order=False)
+
+
+def bleu(r: Row) -> float:
+    """BIG-bench bleu of one example: sacreBLEU (intl tokenizer, exp smoothing) of the response against every
+    target at once (0..100)."""
+    if not r["generated"]:
+        return math.nan
+    return float(_bleu_scorer().corpus_score([response(r)], [[t] for t in _refs(r)]).score)
+
+
+@functools.cache
+def _rouge_scorer() -> Any:
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError as e:
+        raise ModuleNotFoundError("rouge needs rouge-score: pip install 'emergentlab[bigbench]'") from e
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _rouge(refs: tuple[str, ...], resp: str) -> dict[str, float]:
+    """Best F-measure over the targets of each ROUGE type, ×100, as t5.evaluation.metrics.rouge prepares texts."""
+    def prep(text: str) -> str:
+        return text.replace(" . ", " .\n")  # sentence breaks, for rougeLsum
+
+    scores = [_rouge_scorer().score(target=prep(t), prediction=prep(resp)) for t in refs]
+    return {k: max(s[k].fmeasure for s in scores) * 100 for k in ("rouge1", "rouge2", "rougeLsum")}
+
+
+def rouge1(r: Row) -> float:
+    """BIG-bench rouge1: unigram-overlap F-measure of the response with the best-matching target (0..100)."""
+    return _rouge(tuple(_refs(r)), response(r))["rouge1"] if r["generated"] else math.nan
+
+
+def rouge2(r: Row) -> float:
+    """BIG-bench rouge2: bigram-overlap F-measure of the response with the best-matching target (0..100)."""
+    return _rouge(tuple(_refs(r)), response(r))["rouge2"] if r["generated"] else math.nan
+
+
+def rougeLsum(r: Row) -> float:  # noqa: N802 (BIG-bench's name)
+    """BIG-bench rougeLsum: summary-level longest-common-subsequence F-measure of the response with the
+    best-matching target (0..100)."""
+    return _rouge(tuple(_refs(r)), response(r))["rougeLsum"] if r["generated"] else math.nan
+
+
+def sequence_f1(r: Row) -> float:
+    """BIG-bench sequence_f1 (in fact label accuracy): the share of the first target's space-separated labels that
+    the response's labels at the same positions equal, padded with "O" (0..100)."""
+    if not r["generated"]:
+        return math.nan
+    want = _refs(r)[0].split(" ")
+    got = response(r).split(" ")[: len(want)]
+    got += ["O"] * (len(want) - len(got))
+    return float(100 * np.mean([g == w for g, w in zip(got, want, strict=True)]))
+
+
+def numeric_match_with_0_1_relative_error(r: Row) -> float:
+    """BIG-bench numeric_match_with_0_1_relative_error: 1 if float(response) is within 10% of float(target), else 0.
+
+    As BIG-bench, the error is divided by the signed target (so any number passes a negative target) and the
+    whole response must parse; NaN for several targets, which BIG-bench refuses."""
+    refs = _refs(r)
+    if not r["generated"] or len(refs) != 1:
+        return math.nan
+    try:
+        want, got = float(refs[0]), float(response(r))
+    except ValueError:
+        return 0.0
+    return float(abs(got - want) / (want if want != 0 else 1) <= 0.1)
+
+
+def log_likelihood(r: Row) -> float:
+    """BIG-bench log_likelihood: log p(target | prompt), in nats, summed over the target's tokens; NaN when the
+    task gives several targets (BIG-bench sums their probabilities; only the first is scored)."""
+    lp = r["target_logprobs"]
+    return float(sum(lp)) if len(lp) and len(_refs(r)) == 1 else math.nan
+
+
+def _bigbench_argmax(lp: np.ndarray) -> int:
+    """BIG-bench's argmax: ties broken by a hash of the values, not by position."""
+    best = np.arange(len(lp))[lp == np.max(lp)]
+    return int(best[int(hashlib.sha256(lp.tobytes()).hexdigest(), 16) % len(best)])
+
+
+def _choice_weights(r: Row) -> np.ndarray:
+    scores = r.get("choice_scores")
+    if isinstance(scores, list | tuple):
+        return np.asarray(scores, dtype=float)
+    y = np.zeros(len(r["choice_logprobs"]))
+    y[int(r["correct"])] = 1.0
+    return y
+
+
+def multiple_choice_grade(r: Row) -> float:
+    """BIG-bench multiple_choice_grade: the target score of the highest-probability choice (1 or 0 for a single
+    right answer; graded scores count as given)."""
+    lp = np.asarray(r["choice_logprobs"], dtype=float)
+    if np.count_nonzero(lp == lp.max()) > 1:  # the hash that breaks a tie reads the normalised values
+        lp = lp - logsumexp(lp)
+    return float(_choice_weights(r)[_bigbench_argmax(lp)])
+
+
+def _bigbench_brier(r: Row, p: np.ndarray) -> float:
+    w = _choice_weights(r)
+    q = w / w.sum() if w.sum() != 0 else np.zeros_like(w)
+    return float(np.sum(q * (p - 1) ** 2 + (1 - q) * p**2) / len(p))
+
+
+def calibration_multiple_choice_brier_score(r: Row) -> float:
+    """BIG-bench's Brier score of one example: mean over choices of q(p − 1)² + (1 − q)p², p the probability
+    normalised over the choices and q the choice's share of the target scores (0..1, lower is better)."""
+    return _bigbench_brier(r, _choice_probs(r))
+
+
+def uniform_guess_target_score(r: Row) -> float:
+    """multiple_choice_grade of a uniform guess: the mean target score over the choices (BIG-bench's low_score)."""
+    return float(np.mean(_choice_weights(r)))
+
+
+def uniform_guess_bigbench_brier(r: Row) -> float:
+    """calibration_multiple_choice_brier_score of the uniform distribution over the choices (0..1)."""
+    n = len(_choice_weights(r))
+    return _bigbench_brier(r, np.full(n, 1.0 / n))
 
 
 _GEN = frozenset({"generative", "numeric"})
@@ -195,8 +392,26 @@ METRICS: dict[str, Metric] = {
         Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=numeric_exact, applies=_NUM),
         Metric("continuous", "task units", False, (0.0, _INF), fn=abs_distance, applies=_NUM),
         Metric("continuous", "ratio", False, (0.0, _INF), fn=rel_distance, applies=_NUM),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=exact_str_match, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=case_insensitive_str_match, applies=_GEN),
+        Metric("continuous", "BLEU (0..100)", True, (0.0, 100.0), fn=bleu, applies=_GEN),
+        Metric("continuous", "ROUGE-1 F (0..100)", True, (0.0, 100.0), fn=rouge1, applies=_GEN),
+        Metric("continuous", "ROUGE-2 F (0..100)", True, (0.0, 100.0), fn=rouge2, applies=_GEN),
+        Metric("continuous", "ROUGE-Lsum F (0..100)", True, (0.0, 100.0), fn=rougeLsum, applies=_GEN),
+        Metric("continuous", "percent", True, (0.0, 100.0), fn=sequence_f1, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0, fn=numeric_match_with_0_1_relative_error,
+               applies=_NUM),
+        Metric("continuous", "nats", True, (-_INF, 0.0), fn=log_likelihood, applies=_GEN),
+        Metric("discontinuous", "fraction", True, (0.0, 1.0), uniform_guess_target_score, fn=multiple_choice_grade,
+               applies=_MC),
+        Metric("continuous", "Brier (0..1)", False, (0.0, 1.0), uniform_guess_bigbench_brier,
+               fn=calibration_multiple_choice_brier_score, applies=_MC),
     )
 }
+# Computed only for records whose task declares them (`Record.metrics`: BIG-bench's), not for every record of a kind
+DECLARED_ONLY = frozenset({"exact_str_match", "case_insensitive_str_match", "bleu", "rouge1", "rouge2", "rougeLsum",
+                           "sequence_f1", "numeric_match_with_0_1_relative_error", "log_likelihood",
+                           "multiple_choice_grade", "calibration_multiple_choice_brier_score"})
 
 PUBLISHED = Declared("discontinuous", "fraction", True, (0.0, 1.0), 0.0)
 """What a metric name outside `METRICS` is taken to be: a published table's own accuracy (a share right, 0..1)."""
@@ -212,6 +427,12 @@ PAIRS: dict[str, tuple[str, ...]] = {
     "exact_match": ("token_accuracy", "token_edit_distance", "expected_exact_match", "target_logprob"),
     "mc_grade": ("brier", "correct_choice_prob"),
     "numeric_exact": ("abs_distance", "rel_distance"),
+    "exact_str_match": ("token_accuracy", "token_edit_distance", "expected_exact_match", "target_logprob", "bleu",
+                        "rouge1", "rouge2", "rougeLsum"),
+    "case_insensitive_str_match": ("token_accuracy", "token_edit_distance", "expected_exact_match",
+                                   "target_logprob", "bleu", "rouge1", "rouge2", "rougeLsum"),
+    "numeric_match_with_0_1_relative_error": ("abs_distance", "rel_distance"),
+    "multiple_choice_grade": ("calibration_multiple_choice_brier_score", "correct_choice_prob"),
 }
 
 
@@ -234,6 +455,6 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
         key = tuple(r[k] for k in KEY_FIELDS)
         for n in names:
             m = METRICS[n]
-            if r["kind"] in m.applies:
+            if n in (r.get("metrics") or ()) or (r["kind"] in m.applies and n not in DECLARED_ONLY):
                 out.append((*key, n, m.fn(r)))
     return pd.DataFrame(out, columns=[*KEY_FIELDS, "metric", "value"])

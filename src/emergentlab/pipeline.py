@@ -8,9 +8,10 @@ for the caller to show; nothing here prints. Process-wide settings (torch thread
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -20,8 +21,8 @@ from emergentlab.analysis.policy import PolicyCheck
 from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
 from emergentlab.analysis.select import Selection
 from emergentlab.errors import UserError
+from emergentlab.experiments import experiment_sections, upgrade
 from emergentlab.experiments import study as study_exp
-from emergentlab.experiments import upgrade
 from emergentlab.experiments.capability import selection_summary as selection_summary  # for the CLI
 from emergentlab.records import Progress, no_progress
 from emergentlab.report.html import write_report
@@ -29,7 +30,7 @@ from emergentlab.report.text import write_csv
 from emergentlab.runner import RunSummary, prepare
 from emergentlab.sections import Section
 from emergentlab.store import Store
-from emergentlab.study import Study, check_writable, load_saved_study, load_study, parse_study
+from emergentlab.study import PRECISIONS, Study, check_writable, load_saved_study, load_study, parse_study
 
 STORE_NAME = "records.sqlite"
 
@@ -77,9 +78,47 @@ def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
     return StudyRun(study, summary, means, csv)
 
 
-def run_study(study_file: Path, progress: Progress = no_progress) -> StudyRun:
-    """`emergentlab run`: load and check the whole study file first, then evaluate it."""
-    return execute(load_study(study_file), progress)
+def _load(study_file: Path, precision: str | None) -> Study:
+    study = load_study(study_file)
+    if precision is None:
+        return study
+    if precision not in PRECISIONS:
+        raise UserError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", field="--precision")
+    return replace(study, ladder=tuple(replace(r, precision=precision) for r in study.ladder))
+
+
+def run_study(study_file: Path, progress: Progress = no_progress, precision: str | None = None) -> StudyRun:
+    """`emergentlab run`: load and check the whole study file first, then evaluate it (every rung at `precision`
+    when given, overriding the study file)."""
+    return execute(_load(study_file, precision), progress)
+
+
+CHARS_PER_TOKEN = 4.0  # a BPE tokenizer's usual rate on English and digits; tiny models read one character a token
+
+
+def dry_run(study_file: Path, precision: str | None = None) -> pd.DataFrame:
+    """`emergentlab run --dry-run`: per rung, what the study asks (items to score, prompt tokens) and the scoring
+    cost `models.cost.estimate_cost` predicts (seconds, peak RSS in MB), without loading any model but tiny ones.
+
+    Parameters come from the rung's `params` fact, or a tiny checkpoint; a rung with neither gets no estimate.
+    Multiple choice scores each option; generation (greedy decoding for exact match) comes on top."""
+    from emergentlab.models import load_backend
+    from emergentlab.models.cost import estimate_cost
+
+    plan = prepare(_load(study_file, precision))
+    rows = []
+    for rung in plan.study.ladder:
+        tiny = rung.spec.startswith("tiny:")
+        params = rung.facts.get("params") or (load_backend(rung.spec, rung.name).facts().params if tiny else None)
+        per_char = 1.0 if tiny else 1.0 / CHARS_PER_TOKEN
+        tokens = [round(len(prompt) * per_char) for c in plan.cells if c.rung is rung
+                  for prompt, ex in zip(c.prompts, c.task, strict=True) for _ in (ex.choices or [ex.target])]
+        est = estimate_cost(tokens, params) if params else None
+        rows.append({"rung": rung.name, "params": params, "items scored": len(tokens),
+                     "mean prompt tokens": sum(tokens) / max(len(tokens), 1),
+                     "scoring s (est.)": est.seconds if est else None,
+                     "peak MB (est.)": est.peak_rss_mb if est else None})
+    return pd.DataFrame(rows)
 
 
 def _write_tables(a: Analysis, out_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
@@ -109,9 +148,7 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
     saved = load_saved_study(run_dir)
     name = saved.name if saved is not None else None
     with Store(store_path) as store:
-        from emergentlab.experiments import EXPERIMENTS
-
-        dynamics = [s for exp in EXPERIMENTS.values() for s in exp.sections(store, name)]
+        dynamics = experiment_sections(store, name)
         has_records = store.count() > 0
         fitted = (study_exp.fit(store, name, seed, str(store_path), threshold, at,
                                 saved.strata if saved is not None else None)
@@ -147,11 +184,14 @@ def analyze_csv(csv_path: Path, out_dir: Path, seed: int = 0, threshold: float =
     return Report(path, vt, csvs)
 
 
-def train_ladder(ladder_file: Path, out: Path, progress: Progress = no_progress) -> list[dict[str, object]]:
-    """`emergentlab train`: every rung of a ladder file trained into `out` (rungs already trained are kept)."""
+def train_ladder(ladder_file: Path, out: Path, progress: Progress = no_progress) -> pd.DataFrame:
+    """`emergentlab train`: every rung of a ladder file trained into `out` (rungs already trained are kept). One row
+    per rung: name, params, non_embedding_params, tokens, flops, val_loss (nats/token), wall_s (s), skipped."""
     from emergentlab.train import load_ladder_spec, train_ladder
 
-    return train_ladder(load_ladder_spec(ladder_file), Path(out), _train_progress(progress))
+    rungs = train_ladder(load_ladder_spec(ladder_file), Path(out), _train_progress(progress))
+    return pd.DataFrame(rungs)[["name", "params", "non_embedding_params", "tokens", "flops", "val_loss", "wall_s",
+                                "skipped"]]
 
 
 def _train_progress(progress: Progress) -> Callable[[str, int, int, dict[str, float]], None]:
@@ -219,6 +259,74 @@ def import_lmeval(samples: Sequence[Path], out: Path, study: str, model: str | N
     with Store(out / STORE_NAME) as store:
         s = write_lmeval(samples_read, store)
     return Imported(s.files, s.written, s.skipped, out / STORE_NAME)
+
+
+# --- training dynamics: grokking and induction heads ------------------------------------------------------------
+@dataclass
+class Dynamics:
+    """Runs of a training-dynamics experiment: one summary row per run (steps, nats), and the rebuilt report."""
+
+    table: pd.DataFrame
+    report: Report
+
+
+def _stage(progress: Progress, name: str) -> Progress:
+    """The experiment's progress under a stable stage name (its own descriptions change every step)."""
+    return lambda _d, n, t: progress(name, n, t)
+
+
+def numbers(text: str, kind: type[float] | type[int], option: str) -> tuple[Any, ...]:
+    """'0,0.3,1' → (0.0, 0.3, 1.0); anything unparsable is a user error naming the option."""
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"expected comma-separated {kind.__name__}s, got {text!r}", field=option) from None
+
+
+def grok(base: dict[str, Any], sweep_wd: str, sweep_frac: str, out: Path,
+         progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab grok`: a ∘ b mod p (`base`: `GrokConfig` fields) for every weight decay and train fraction in
+    the comma-separated sweeps (none: the base's), into OUT, then the report."""
+    from emergentlab.experiments import grokking
+    from emergentlab.experiments.base import torch_threads
+
+    try:
+        cfg = grokking.GrokConfig(**base)
+        configs = grokking.sweep_configs(cfg, numbers(sweep_wd, float, "--sweep-wd") or (cfg.weight_decay,),
+                                         numbers(sweep_frac, float, "--sweep-frac") or (cfg.train_frac,))
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab grok") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(grokking.THREADS):
+        results = [grokking.run(c, store, _stage(progress, c.run_name), study="grok") for c in configs]
+    return Dynamics(grokking.sweep_table(results), build_report(Path(out)))
+
+
+def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab induction`: one attention-only model per layer count, into OUT, then the report. The table has
+    per run the phase-change, ICL-score-drop and loss-drop steps, the final ICL score (nats) and validation loss
+    (nats/token), and the head with the highest prefix-matching score."""
+    from emergentlab.experiments import induction as ind
+    from emergentlab.experiments.base import torch_threads
+
+    counts = numbers(layers, int, "--layers")
+    if not counts:
+        raise UserError("no layer counts given", field="--layers")
+    try:
+        configs = [ind.InductionConfig(n_layer=n, steps=steps, seed=seed) for n in counts]
+    except ValueError as e:
+        raise UserError(str(e), source="emergentlab induction") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(ind.THREADS):
+        results = [ind.run(c, store, _stage(progress, c.run_name), study="induction") for c in configs]
+    rows = []
+    for r in results:
+        last, top = r.history.iloc[-1], ind.head_table(r.history).iloc[0]
+        rows.append({"run": r.config.run_name, **{k: j.step if j else None for k, j in (
+            ("phase_change_step", r.phase_change), ("icl_drop_step", r.icl_drop), ("loss_drop_step", r.loss_drop))},
+            "final_icl_score": float(last["icl_score"]), "val_loss": float(last["val_loss"]),
+            "top_head": top["head"], "prefix_matching": top["prefix_matching"], "copying": top.get("copying")})
+    return Dynamics(pd.DataFrame(rows), build_report(Path(out)))
 
 
 # === production use (issue 16): the upgrade gate, capability thresholds, model selection, the catalog ============

@@ -35,6 +35,9 @@ class Record:
     `metadata` is provenance for people (where a record came from); no metric reads it.
     `truncated_tokens` counts the prompt tokens dropped from the left to fit the model's context (0: none;
     None: the backend cannot tell).
+    `targets` lists every accepted answer when the task gives several (empty: just `target`); `stop_string` and
+    `output_regex` are the task's rule from generation to response (BIG-bench's); `metrics` names metrics the task
+    declares beyond those of its kind.
     """
 
     study: str
@@ -57,6 +60,10 @@ class Record:
     choice_scores: tuple[float, ...] | None = None
     generated: bool = True
     target_loglikelihood: float | None = None
+    targets: tuple[str, ...] = ()
+    stop_string: str | None = None
+    output_regex: str | None = None
+    metrics: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     truncated_tokens: int | None = None
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from emergentlab.errors import UserError
 from emergentlab.models import Backend, load_backend
+from emergentlab.models.openai import redact_spec
 from emergentlab.records import Record
 from emergentlab.store import Store, input_hash
 from emergentlab.study import Rung, Study, TaskSpec, build_tasks
@@ -96,29 +97,33 @@ def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: i
 
     base: list[dict[str, Any]] = [
         dict(study=study, model=model, task=task.name, example_id=ex.id, variant=variant, kind=task.kind, prompt=p,
-             target=ex.target, metadata={**ex.metadata, "shots": shots})
+             target=ex.target, targets=ex.targets, stop_string=task.stop_string, output_regex=task.output_regex,
+             metrics=task.metrics, metadata={**ex.metadata, "shots": shots})
         for ex, p in zip(examples, prompts, strict=True)
     ]
+    # choices are scored for multiple-choice tasks, and for generative ones whose examples carry them (BIG-bench
+    # tasks that declare both kinds of metric)
+    flat_p = [p for p, ex in zip(prompts, examples, strict=True) for _ in ex.choices or ()]
+    scores = iter(backend.score(flat_p, [c for ex in examples for c in ex.choices or ()]) if flat_p else [])
+    per = [[next(scores) for _ in ex.choices or ()] for ex in examples]
+    choice: list[dict[str, Any]] = [
+        dict(choices=ex.choices, correct=ex.correct, choice_logprobs=tuple(s.total for s in sc),
+             choice_ntokens=tuple(len(s.logprobs) for s in sc), choice_scores=ex.choice_scores) if ex.choices else {}
+        for ex, sc in zip(examples, per, strict=True)
+    ]
     if task.kind == "multiple_choice":
-        flat_p = [p for p, ex in zip(prompts, examples, strict=True) for _ in ex.choices or ()]
-        flat_c = [c for ex in examples for c in ex.choices or ()]
-        scores = iter(backend.score(flat_p, flat_c))
         out = []
-        for b, ex, p in zip(base, examples, prompts, strict=True):
-            per = [next(scores) for _ in ex.choices or ()]
-            right = per[ex.correct if ex.correct is not None else 0]
-            out.append(Record(**b, target_tokens=right.tokens, target_logprobs=right.logprobs,
-                              target_greedy=right.greedy, choices=ex.choices, correct=ex.correct,
-                              choice_logprobs=tuple(s.total for s in per),
-                              choice_ntokens=tuple(len(s.logprobs) for s in per), choice_scores=ex.choice_scores,
-                              truncated_tokens=cut(p, [len(s.logprobs) for s in per])))
+        for b, c, ex, sc, p in zip(base, choice, examples, per, prompts, strict=True):
+            right = sc[ex.correct if ex.correct is not None else 0]
+            out.append(Record(**b, **c, target_tokens=right.tokens, target_logprobs=right.logprobs,
+                              target_greedy=right.greedy, truncated_tokens=cut(p, [len(s.logprobs) for s in sc])))
         return out
     scored = backend.score(prompts, [ex.target for ex in examples])
     gens = backend.generate(prompts, task.max_new_tokens, task.stop)
-    return [Record(**b, generation=g.text, generation_tokens=g.tokens, target_tokens=s.tokens,
+    return [Record(**b, **c, generation=g.text, generation_tokens=g.tokens, target_tokens=s.tokens,
                    target_logprobs=s.logprobs, target_greedy=s.greedy,
                    truncated_tokens=cut(p, [len(s.logprobs), task.max_new_tokens]))
-            for b, s, g, p in zip(base, scored, gens, prompts, strict=True)]
+            for b, c, s, g, p in zip(base, choice, scored, gens, prompts, strict=True)]
 
 
 # --- prepare: everything checked before a store is opened or a model loaded ----------------------------------
@@ -136,14 +141,15 @@ def _digest(paths: Sequence[Path]) -> str:
 
 def model_parts(spec: str) -> dict[str, Any]:
     """What identifies a model's weights: the hash of its files where they are local (so a moved checkpoint is
-    the same model and a retrained one is not), else the spec itself (a hub id with its revision, a server)."""
+    the same model and a retrained one is not), else the spec itself (a hub id with its revision, a server, with
+    any secret in its URL redacted: these parts are stored)."""
     kind, _, rest = spec.partition(":")
     path = Path(rest).expanduser()
     if kind in ("tiny", "gguf", "hf") and path.exists():
         files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".safetensors", ".gguf", ".model")
                        or p.name.startswith("tokenizer")) if path.is_dir() else [path]
         return {"backend": kind, "weights": _digest([p for p in files if p.is_file()])}
-    return {"backend": kind, "ref": rest}
+    return {"backend": kind, "ref": redact_spec(spec).partition(":")[2]}
 
 
 def _data_parts(spec: TaskSpec) -> dict[str, Any]:
@@ -178,7 +184,8 @@ def prepare(study: Study) -> Plan:
     src = study.source
     for i, rung in enumerate(study.ladder):
         _check_rung(rung, src, f"ladder[{i}]")
-    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code} for r in study.ladder}
+    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code, "precision": r.precision}
+              for r in study.ladder}
     built: list[tuple[dict[str, Any], Task, int, tuple[str, ...]]] = []
     for i, spec in enumerate(study.tasks):
         data = _data_parts(spec)
@@ -307,8 +314,9 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                     todo = [(ex, p) for ex, p in todo if ex.id not in stored]
                     done += len(cell.task) - len(todo)
                     if backend is None:
-                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code)
-                        store.put_rung(s.name, rung.name, rung.spec, backend.facts().merged(rung.facts))
+                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
+                                               precision=rung.precision, server=rung.server)
+                        store.put_rung(s.name, rung.name, redact_spec(rung.spec), backend.facts().merged(rung.facts))
                         known.add(rung.name)
                     reason = _cannot(backend, cell)
                     if reason is not None:

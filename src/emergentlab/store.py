@@ -31,11 +31,11 @@ from emergentlab.records import FACT_FIELDS, KEY_FIELDS, Record, ScaleFacts
 # 3: records live in cells (integer key + example id), their list fields in one JSON array (one encoding per row
 #    instead of nine); cells carry fingerprints, claims and skip reasons; records carry `truncated_tokens` and a
 #    hash of their prompt, target and choices; typed Record.generated and Record.target_loglikelihood (were
-#    metadata keys)
+#    metadata keys); records carry targets, stop_string, output_regex and declared metrics (BIG-bench)
 SCHEMA_VERSION = 3
 
 _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
-                "choice_logprobs", "choice_ntokens", "choice_scores", "metadata")
+                "choice_logprobs", "choice_ntokens", "choice_scores", "targets", "metrics", "metadata")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _CELL_FIELDS = ("study", "model", "task", "variant")
 # stored as columns: example_id first; the list and dict fields travel together in one JSON array, `payload`
@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS series (
     study TEXT NOT NULL, experiment TEXT NOT NULL, run TEXT NOT NULL, step REAL NOT NULL,
     metric TEXT NOT NULL, value REAL,
     PRIMARY KEY (study, experiment, run, step, metric));
+CREATE TABLE IF NOT EXISTS runs (
+    study TEXT NOT NULL, experiment TEXT NOT NULL, run TEXT NOT NULL, config TEXT NOT NULL,
+    PRIMARY KEY (study, experiment, run));
 """
 
 
@@ -392,6 +395,19 @@ class Store:
                 args.append(val)
         q = "SELECT * FROM series" + (f" WHERE {' AND '.join(where)}" if where else "")
         return pd.read_sql_query(q + " ORDER BY study, experiment, run, metric, step", self.db, params=args)
+
+    # --- runs (an experiment's typed config per run, beside its series) ---------------------------------
+    def put_run(self, study: str, experiment: str, run: str, config: dict[str, Any]) -> None:
+        """Record (or replace) the config a run was made with, as JSON."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
+                            (study, experiment, run, json.dumps(config, sort_keys=True)))
+
+    def runs(self, experiment: str, study: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """(study, run) → config of every run of `experiment` under `study` (every study if None)."""
+        q = "SELECT study, run, config FROM runs WHERE experiment = ? AND (? IS NULL OR study = ?) ORDER BY study, run"
+        rows = self.db.execute(q, (experiment, study, study)).fetchall()
+        return {(st, run): json.loads(cfg) for st, run, cfg in rows}
 
 
 def _alive(owner: str, heartbeat: float | None) -> bool:

@@ -13,6 +13,9 @@
     model = "tiny:checkpoints/s"   # backend spec (see emergentlab.models.load_backend)
     params = 1.2e6                 # optional scale facts overriding what the backend reports:
                                    # params, non_embedding_params, tokens, flops, loss, step
+    timeout_s = 60                 # openai: rungs only: seconds per try of a request, prompts per request,
+    max_batch = 16                 # and requests in flight at once
+    concurrency = 4
 
     [[tasks]]
     generator = "add3"             # or: bigbench = "path/to/task.json", jsonl = "path/to/items.jsonl"
@@ -33,11 +36,14 @@ from typing import Any
 
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
+from emergentlab.models.openai import ServerOptions, parse_openai_spec, redact_spec
 from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
+PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata"}
-_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", *FACT_FIELDS}
+_SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
+_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", "precision", *FACT_FIELDS, *_SERVER_KEYS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -48,6 +54,8 @@ class Rung:
     spec: str
     facts: dict[str, float] = field(default_factory=dict)
     trust_remote_code: bool = False  # only an explicit `trust_remote_code = true` in the study file turns it on
+    precision: str = "fp32"  # the dtype an hf model runs in: "fp32" or "bf16" (emergentlab.models.hf.PRECISIONS)
+    server: ServerOptions = field(default_factory=ServerOptions)  # openai: rungs only
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,8 @@ def _check_spec(spec: str, base: Path, src: str, fld: str) -> str:
         if not path.exists():
             raise UserError(f"checkpoint {path} does not exist", source=src, field=fld)
         return f"{kind}:{path}"
+    if kind == "openai":
+        parse_openai_spec(rest, source=src, field=fld)
     return spec
 
 
@@ -186,13 +196,26 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
                 facts[f] = float(r[f])
         if "name" in r and (not isinstance(r["name"], str) or not r["name"].strip()):
             raise UserError(f"must be a non-empty string, got {r['name']!r}", source=src, field=f"{where}.name")
-        name = str(r.get("name") or r["model"].rsplit("/", 1)[-1])
+        name = str(r.get("name") or redact_spec(r["model"]).rsplit("/", 1)[-1])
         if any(x.name == name for x in ladder):
             raise UserError(f"duplicate rung name {name!r}", source=src, field=f"{where}.name")
         trust = r.get("trust_remote_code", False)
         if not isinstance(trust, bool):
             raise UserError(f"must be true or false, got {trust!r}", source=src, field=f"{where}.trust_remote_code")
-        ladder.append(Rung(name, spec, facts, trust))
+        precision = r.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            raise UserError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", source=src,
+                            field=f"{where}.precision")
+        limits = {k: r[k] for k in _SERVER_KEYS if k in r}
+        if limits and not spec.startswith("openai:"):
+            raise UserError(f"only openai: rungs take {', '.join(limits)}", source=src,
+                            field=f"{where}.{next(iter(limits))}")
+        for k, v in limits.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf or (
+                    k != "timeout_s" and not isinstance(v, int)):
+                kind = "a positive number of seconds" if k == "timeout_s" else "a positive integer"
+                raise UserError(f"must be {kind}, got {v!r}", source=src, field=f"{where}.{k}")
+        ladder.append(Rung(name, spec, facts, trust, precision, ServerOptions(**limits)))
 
     tasks: list[TaskSpec] = []
     for where, t in _tables(data, "tasks", _TASK_KEYS, src):
@@ -299,6 +322,8 @@ def save_study(study: Study) -> Path:
     """The resolved study as `OUT/study.json`, so a run folder reloads into the same `Study` (`load_saved_study`)."""
     d = asdict(study)
     d["out"] = str(study.out)
+    for r in d["ladder"]:
+        r["spec"] = redact_spec(r["spec"])  # a key in a server URL is never written
     path = study.out / STUDY_JSON
     path.write_text(json.dumps(d, indent=2, default=str), encoding="utf-8")
     return path
@@ -314,7 +339,7 @@ def load_saved_study(run_dir: Path) -> Study | None:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
         return Study(**{**d, "out": Path(d["out"]),
-                        "ladder": tuple(Rung(**r) for r in d["ladder"]),
+                        "ladder": tuple(Rung(**{**r, "server": ServerOptions(**r["server"])}) for r in d["ladder"]),
                         "tasks": tuple(TaskSpec(**{**t, "shots": tuple(t["shots"])}) for t in d["tasks"]),
                         "metrics": tuple(d["metrics"]) if d.get("metrics") is not None else None})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:

@@ -1,4 +1,5 @@
-"""Locating jumps in training curves: the one place the memorisation point and the generalisation jump are defined.
+"""Locating jumps in training curves: the one place the memorisation point, the generalisation jump and the
+induction-head phase change are defined.
 
 Training curves are logged on (roughly) log-spaced steps, and jumps in them are judged on a log-step axis (a jump
 at step 10 000 that takes 2 000 steps is sudden; one at step 300 that takes 2 000 steps is not), so every
@@ -7,14 +8,17 @@ interpolation here is linear in log(step).
 Definitions (used for grokking and for the induction-head phase change alike):
 
 * **reach step** of a level: the first logged step whose value is ≥ the level (`first_step_at`); the
-  *memorisation point* of grokking is the reach step of train accuracy 0.99.
+  *memorisation point* of grokking is the reach step of train accuracy `MEMORISED_ACC` (0.99).
 * **jump** of a rising curve with floor ``lo = min(y)`` and ceiling ``hi = max(y)``: for q in (0.1, 0.5, 0.9) let
   t_q be the first step where y crosses ``lo + q·(hi − lo)`` (interpolated in log-step between the two logged
   points around the crossing). The jump's ``step`` is t_0.5, its ``width`` is t_0.9 − t_0.1 (steps), its
   ``sharpness`` is t_0.5 / width (dimensionless: ≫ 1 means the curve rises in a small fraction of the training
   time so far), and ``steepest_step`` is the midpoint (in log-step) of the logged interval where y rises fastest per
   unit of log-step. A falling curve (``direction="down"``, e.g. the in-context-learning score) is mirrored first.
-  The *generalisation jump* of grokking is the jump of validation accuracy.
+  The *generalisation jump* of grokking is the jump of validation accuracy (when it rises by more than 0.5).
+* The induction-head *phase change* is the jump of the induction score (best prefix-matching score of a head that
+  can be an induction head) when it rises by more than 0.3; with it, the fall of the in-context-learning score (by
+  more than 0.3 nats) and of the validation loss (by more than 0.1 nats).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
+
+MEMORISED_ACC = 0.99  # train accuracy that marks grokking's memorisation point
 
 
 @dataclass(frozen=True)
@@ -96,3 +103,34 @@ def locate_jump(steps: Sequence[float] | np.ndarray, values: Sequence[float] | n
                 sharpness=t[0.5] / width if width > 0 else math.inf,
                 steepest_step=math.exp(0.5 * (lx[k] + lx[k + 1])),
                 low=sign * lo, high=sign * hi, rise=hi - lo)
+
+
+@dataclass(frozen=True)
+class GrokkingEvents:
+    """Where a grokking run memorised and where it generalised (steps are optimizer steps)."""
+
+    memorisation_step: float | None  # first logged step with train accuracy ≥ MEMORISED_ACC
+    jump: Jump | None  # generalisation jump of validation accuracy (None if it rose ≤ 0.5)
+
+
+def locate_grokking(history: pd.DataFrame) -> GrokkingEvents:
+    """Memorisation point and generalisation jump of a history with step, train_acc and val_acc (0–1) columns."""
+    return GrokkingEvents(memorisation_step=first_step_at(history["step"], history["train_acc"], MEMORISED_ACC),
+                          jump=locate_jump(history["step"], history["val_acc"], min_rise=0.5))
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    """The induction-head phase change and the falls that come with it (None where the curve did not move)."""
+
+    phase_change: Jump | None  # rise of induction_score (0–1) by > 0.3
+    icl_drop: Jump | None  # fall of icl_score by > 0.3 nats
+    loss_drop: Jump | None  # fall of val_loss by > 0.1 nats
+
+
+def locate_phase_change(history: pd.DataFrame) -> PhaseChange:
+    """Events of a history with step, induction_score, icl_score and val_loss columns."""
+    s = history["step"]
+    return PhaseChange(phase_change=locate_jump(s, history["induction_score"], min_rise=0.3),
+                       icl_drop=locate_jump(s, history["icl_score"], direction="down", min_rise=0.3),
+                       loss_drop=locate_jump(s, history["val_loss"], direction="down", min_rise=0.1))

@@ -1,11 +1,23 @@
-"""One module per experiment kind: a typed config, `run(config, store, progress)`, and `sections(store, study)`.
+"""One module per experiment kind, each with a typed config, `run(config, store, progress)` and
+`sections(store, study)` (the contract is in `emergentlab.experiments.base`).
 
-`EXPERIMENTS` lists the kinds whose results a report collects from any store (training dynamics); the ladder
-study (`experiments.study`) is the report's spine and is called directly by `pipeline`.
+`EXPERIMENTS` maps each kind's `NAME` (the ``experiment`` column of what it stores) to its module, so the report can
+collect the sections of whatever a store holds.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from emergentlab.experiments import grokking, induction
+from emergentlab.experiments.base import Experiment
+from emergentlab.sections import Section
+from emergentlab.store import Store
 
-EXPERIMENTS: dict[str, ModuleType] = {}
+EXPERIMENTS: dict[str, Experiment] = {grokking.NAME: grokking, induction.NAME: induction}
+
+
+def experiment_sections(store: Store, study: str | None) -> list[Section]:
+    """The sections of every registered experiment with runs under `study` (every study if None), in registry order."""
+    return [s for module in EXPERIMENTS.values() for s in module.sections(store, study)]
+
+
+__all__ = ["EXPERIMENTS", "Experiment", "experiment_sections"]

@@ -9,7 +9,8 @@ Spec grammar (the part before the first `:` picks the backend):
     gguf:/path/file.gguf           a GGUF file, dequantized to fp32 once and cached as safetensors
     openai:MODEL@BASE_URL[#ENV]    an OpenAI-compatible server, e.g. `openai:smol@http://127.0.0.1:8000/v1#MY_KEY`;
                                    the API key is read from the environment variable ENV (default OPENAI_API_KEY)
-                                   at load time and never stored
+                                   at load time and never stored; a secret in the URL is redacted
+                                   (models.openai.redact_spec) wherever the spec is stored or shown
 
 `trust_remote_code` is off unless the caller passes True (the study file's explicit flag).
 """
@@ -17,17 +18,23 @@ Spec grammar (the part before the first `:` picks the backend):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emergentlab.errors import UserError
 from emergentlab.models.base import Backend, Generation, TokenScores
+
+if TYPE_CHECKING:
+    from emergentlab.models.openai import ServerOptions
 
 __all__ = ["Backend", "Generation", "TokenScores", "load_backend"]
 
 KINDS = ("tiny", "hf", "gguf", "openai")
 
 
-def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False) -> Backend:
-    """A backend from a spec (grammar in the module docstring).
+def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False,
+                 precision: str = "fp32", server: ServerOptions | None = None) -> Backend:
+    """A backend from a spec (grammar in the module docstring); `precision` ("fp32" or "bf16") is the dtype an hf
+    model's weights run in, and only the hf backend has a choice; `server` sets an openai backend's limits.
 
     Raises UserError with one line for a missing file or folder, a pickle-only checkpoint, a GGUF that fails to
     parse, a hub id that cannot be fetched (e.g. offline), a malformed spec, or a server without log-probs.
@@ -35,6 +42,9 @@ def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = F
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in KINDS:
         raise UserError(f"unknown backend {kind!r} in spec {spec!r} (known: {', '.join(KINDS)})", field="model")
+    if precision != "fp32" and kind not in ("hf", "gguf"):
+        raise UserError(f"precision {precision!r} needs an hf or gguf model, not {kind}", source=spec,
+                        field="precision")
     if kind == "tiny":
         from emergentlab.models.tiny import TinyBackend
 
@@ -47,7 +57,8 @@ def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = F
 
         if kind == "gguf" and not rest.endswith(".gguf"):
             raise UserError(f"{rest!r} does not end in .gguf", source=spec, field="model")
-        return HFBackend.from_spec(parse_hf_spec(rest), name, trust_remote_code=trust_remote_code)
+        return HFBackend.from_spec(parse_hf_spec(rest), name, trust_remote_code=trust_remote_code,
+                                   precision=precision)
     from emergentlab.models.openai import OpenAIBackend
 
-    return OpenAIBackend.from_spec(rest, name)
+    return OpenAIBackend.from_spec(rest, name, server)

@@ -1,7 +1,10 @@
 """A nanoGPT-size decoder, its character tokenizer, and the `tiny` backend that scores and generates with it.
 
-The model can be attention-only and LayerNorm-free (for induction-head and grokking experiments), and exposes
-TransformerLens-style names: `run_with_cache` returns `blocks.{i}.attn.pattern` (batch, head, query, key).
+One GPT for every experiment: the ladder's rungs, the grokking model (no LayerNorm, untied, Nanda et al.'s
+initialisation) and the induction-head models (attention-only) are `GPTConfig`s of it, not forks of its forward pass.
+Activations and heads are named like TransformerLens: `run_with_cache` returns ``blocks.{i}.attn.hook_pattern``
+(batch, head, query, key) and ``blocks.{i}.hook_resid_post``, named by `act_name`; a head is
+``blocks.{i}.attn.head{h}``, named by `head_name` and read back by its inverse `parse_head_name`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,28 @@ from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_b
 from emergentlab.records import ScaleFacts
 
 PAD = 0  # NUL never appears in task text, so it doubles as padding and beginning-of-sequence
+INITS = ("gpt2", "nanda")
+
+
+def act_name(layer: int, hook: str) -> str:
+    """The cache key of an activation, e.g. ``act_name(1, "attn.hook_pattern")`` → ``blocks.1.attn.hook_pattern``."""
+    return f"blocks.{layer}.{hook}"
+
+
+def head_name(layer: int, head: int) -> str:
+    """``blocks.{layer}.attn.head{head}``: how a head is named everywhere (series metrics, tables, figures)."""
+    return act_name(layer, f"attn.head{head}")
+
+
+def parse_head_name(name: str) -> tuple[int, int] | None:
+    """(layer, head) of a name made by `head_name`; None for any other string."""
+    parts = name.split(".")
+    if len(parts) != 4 or parts[0] != "blocks" or parts[2] != "attn" or not parts[3].startswith("head"):
+        return None
+    layer, head = parts[1], parts[3].removeprefix("head")
+    if not (layer.isdigit() and head.isdigit()):
+        return None
+    return int(layer), int(head)
 
 
 class CharTokenizer:
@@ -40,15 +65,18 @@ class CharTokenizer:
 
 @dataclass
 class GPTConfig:
+    """The shape of a GPT. `init` chooses how `GPT.init_weights` draws the weights (see there)."""
+
     vocab_size: int = 128
-    block_size: int = 256
+    block_size: int = 256  # context length in tokens
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 128
     d_mlp: int = 0  # 0 means 4 * n_embd
-    attn_only: bool = False
-    layernorm: bool = True
-    tie_weights: bool = True
+    attn_only: bool = False  # no MLPs (Olsson et al.'s attention-only models)
+    layernorm: bool = True  # False: no LayerNorm anywhere (Nanda et al.'s grokking model)
+    tie_weights: bool = True  # the unembedding is the token embedding (transposed)
+    init: Literal["gpt2", "nanda"] = "gpt2"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -56,6 +84,8 @@ class GPTConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.d_mlp == 0:
             self.d_mlp = 4 * self.n_embd
 
@@ -80,7 +110,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict[str, torch.Tensor] | None,
-                name: str) -> torch.Tensor:
+                layer: int) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if cache is None:
@@ -89,7 +119,7 @@ class Attention(nn.Module):
             att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
             allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             att = att.masked_fill(~allowed, float("-inf")).softmax(-1)
-            cache[f"{name}.pattern"] = att.detach()
+            cache[act_name(layer, "attn.hook_pattern")] = att.detach()
             y = att @ v
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -105,35 +135,53 @@ class Block(nn.Module):
                                      nn.Linear(cfg.d_mlp, cfg.n_embd, bias=False))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: dict[str, torch.Tensor] | None,
-                name: str) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask, cache, f"{name}.attn")
+                layer: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask, cache, layer)
         if self.mlp is not None:
             x = x + self.mlp(self.ln_2(x))
         if cache is not None:
-            cache[f"{name}.hook_resid_post"] = x.detach()
+            cache[act_name(layer, "hook_resid_post")] = x.detach()
         return x
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    """`GPT(cfg, generator)`: weights drawn from `generator` (a fresh one seeded 0 when None), never from torch's
+    global random state."""
+
+    def __init__(self, cfg: GPTConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = _norm(cfg)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        if cfg.tie_weights:
+        with torch.device("meta"):  # skip torch's default init: every weight is drawn once, in init_weights
+            self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+            self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+            self.ln_f = _norm(cfg)
+            self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.to_empty(device="cpu")
+        if cfg.tie_weights:  # after to_empty, which gives each module its own tensor
             self.lm_head.weight = self.wte.weight
-        self.apply(self._init)
-        for n, p in self.named_parameters():  # GPT-2's scaled init of residual projections
-            if n.endswith("proj.weight") or n.endswith("mlp.2.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+        self.init_weights(generator if generator is not None else torch.Generator().manual_seed(0))
 
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear | nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator) -> None:
+        """Draw every weight from `generator`, by `cfg.init`.
+
+        "gpt2": N(0, 0.02), with the residual projections (attention output, MLP output) N(0, 0.02/√(2·n_layer))
+        (GPT-2). "nanda": N(0, 1/√n_embd), the unembedding N(0, 1/√vocab_size) (Nanda et al. 2023: from the
+        GPT-2 scale the grokking model generalises alongside memorising, with no delay). LayerNorm gains are 1.
+        """
+        cfg = self.cfg
+        for name, p in self.named_parameters():  # a tied weight is listed once
+            if p.dim() == 1:  # the model has no biases: 1-d parameters are LayerNorm gains
+                p.fill_(1.0)
+                continue
+            if cfg.init == "nanda":
+                std = 1 / math.sqrt(cfg.vocab_size if name == "lm_head.weight" else cfg.n_embd)
+            elif name.endswith(("attn.proj.weight", "mlp.2.weight")):
+                std = 0.02 / math.sqrt(2 * cfg.n_layer)
+            else:
+                std = 0.02
+            p.normal_(0.0, std, generator=generator)
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count; non-embedding excludes token and position embeddings (Kaplan et al. 2020)."""
@@ -159,15 +207,44 @@ class GPT(nn.Module):
             mask = mask[:, None]
         x = self.wte(idx) + self.wpe(pos)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, f"blocks.{i}")
+            x = block(x, mask, cache, i)
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab) for an unpadded batch."""
         return self.lm_head(self.hidden(idx))
 
+    def last_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, vocab) at the last position of an unpadded batch: equal to ``self(idx)[:, -1]``.
+
+        In a one-layer model the residual stream entering attention at position t depends only on (token, t), so
+        queries, keys and values are computed once per (position, vocabulary entry), the attention scores once per
+        (position, last token, token), and gathered per row; the MLP and unembedding run on the last position only.
+        With at least vocab_size × T rows (grokking's full batch of ``a b =`` rows) that is about a third of the full
+        forward's work, with the same gradients. Other batches and deeper models take the full forward.
+        """
+        B, T = idx.shape
+        C, H, V = self.cfg.n_embd, self.cfg.n_head, self.cfg.vocab_size
+        if self.cfg.n_layer != 1 or B < V * T:
+            return self.lm_head(self.hidden(idx)[:, -1])
+        blk = self.blocks[0]
+        assert isinstance(blk, Block)
+        D = C // H
+        resid = self.wte.weight[None] + self.wpe.weight[:T, None]  # (T, V, C): token v at position t
+        q, k, v = blk.attn.qkv(blk.ln_1(resid)).view(T, V, 3, H, D).unbind(2)  # each (T, V, H, D)
+        scores = torch.einsum("qhd,tkhd->tqkh", q[-1], k) / math.sqrt(D)  # (T, V last token, V token at t, H)
+        # gathers go through F.embedding on flattened tables: its backward is a dense index-add, faster than indexing's
+        t = torch.arange(T, device=idx.device) * V
+        att = F.embedding((t + idx[:, -1:]) * V + idx, scores.reshape(-1, H)).softmax(1)  # (B, T, H)
+        vals = F.embedding(t + idx, v.reshape(T * V, C)).view(B, T, H, D)
+        out = (att[..., None] * vals).sum(1)  # (B, H, D)
+        h = F.embedding(idx[:, -1] + (T - 1) * V, resid.reshape(T * V, C)) + blk.attn.proj(out.reshape(B, C))
+        if blk.mlp is not None:
+            h = h + blk.mlp(blk.ln_2(h))
+        return self.lm_head(self.ln_f(h))
+
     def run_with_cache(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits plus activations named like TransformerLens: `blocks.0.attn.pattern`, `blocks.0.hook_resid_post`."""
+        """Logits plus activations named by `act_name`: ``blocks.0.attn.hook_pattern``, ``blocks.0.hook_resid_post``."""
         cache: dict[str, torch.Tensor] = {}
         return self.lm_head(self.hidden(idx, cache=cache)), cache
 

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from emergentlab.records import Progress as ProgressFn
 from emergentlab.report.text import inert
 
 
@@ -64,3 +69,39 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+@contextmanager
+def progress(err: Console) -> Iterator[ProgressFn]:
+    """A progress bar on a terminal; piped, one line on stderr each time the stage (description) changes."""
+    if err.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err) as bar:
+            job = bar.add_task("starting", total=None)
+            yield lambda d, n, t: bar.update(job, description=d, completed=n, total=t)
+        return
+    last = [""]
+
+    def line(d: str, n: int, t: int | None) -> None:
+        if d != last[0]:
+            last[0] = d
+            print_line(err, f"{d} ({n}/{t if t is not None else '?'})")
+
+    yield line
+
+
+def show(console: Console, tables: list[tuple[str, pd.DataFrame]], csvs: list[Path], as_json: bool,
+         payload: dict[str, Any], paths: dict[str, Path]) -> None:
+    """Tables on a terminal, CSV paths when piped, `payload` as JSON with --json; then the output paths."""
+    if as_json:
+        console.print_json(to_json({**payload, **{k: str(v) for k, v in paths.items()}}))
+        return
+    if console.is_terminal or not csvs:  # piped, the CSVs are the tables; without CSVs, print them
+        for title, df in tables:
+            if len(df):
+                print_table(console, df, title)
+    else:
+        for p in csvs:
+            print_line(console, f"csv: {p}")
+    for k, v in paths.items():
+        print_line(console, f"{k}: {v}")

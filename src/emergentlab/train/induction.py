@@ -1,4 +1,4 @@
-"""Induction heads and the in-context-learning phase change (Olsson et al. 2022), small enough for a CPU.
+"""Training for induction heads and the in-context-learning phase change (Olsson et al. 2022), small enough for a CPU.
 
 Models train on random token sequences in which about half the segments (4 … 16 tokens) copy an earlier span of the
 same row, from random places at random offsets, so no fixed positional offset predicts a copy: only an induction
@@ -14,8 +14,9 @@ and the model gets the **ICL score**: loss (nats) at a late position minus loss 
 of the training distribution. Olsson et al. use tokens 500 and 50 of a 512-token context; here the same fractions
 of `seq_len` (`icl_positions`), i.e. positions 6 and 62 for a 64-token context.
 
-Heads are named like TransformerLens: ``blocks.1.attn.head3``; `attention_patterns` returns the
-``blocks.{i}.attn.pattern`` tensors (batch, head, query, key) for plotting.
+A head's scores are logged as ``{head_name(layer, head)}.{score}``, e.g. ``blocks.1.attn.head3.prefix_matching``
+(`emergentlab.models.tiny.head_name`). The history is returned; locating the phase change is
+`emergentlab.analysis.dynamics`'s job.
 """
 
 from __future__ import annotations
@@ -24,27 +25,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from emergentlab.analysis.dynamics import Jump, locate_jump
-from emergentlab.models.tiny import GPT, Block, GPTConfig, save_checkpoint
-from emergentlab.store import Store
-from emergentlab.train.grokking import put_history
-from emergentlab.train.loop import cpu_has_bf16, log_steps, torch_threads
+from emergentlab.models.tiny import GPT, Block, GPTConfig, act_name, head_name, parse_head_name, save_checkpoint
+from emergentlab.train.loop import cpu_has_bf16, log_steps
 
 # Called at every logged step with (step, total_steps, row) where row holds that step's logged metrics.
 InductionProgress = Callable[[int, int, dict[str, float]], None]
-HEAD_SCORES = ("prefix_matching", "copying", "previous_token")
 
 
 @dataclass
 class InductionConfig:
-    """One training run. Defaults: a 2-layer attention-only model whose induction heads form around step 450 (about
-    two minutes on one shared CPU core; benchmarks/results/grokking.md)."""
+    """One training run. Defaults: a 2-layer attention-only model whose induction heads form a few hundred steps in
+    (minutes on one shared CPU core; benchmarks/results/grokking.md)."""
 
     n_layer: int = 2
     n_head: int = 4
@@ -56,9 +53,8 @@ class InductionConfig:
     steps: int = 1500
     lr: float = 1e-3
     weight_decay: float = 0.0
-    seed: int = 0
+    seed: int = 0  # draws the initial weights (seed), training batches (seed), held-out rows (seed + 1), r r rows (+ 2)
     bf16: bool | None = None  # autocast to bf16; None: only where the CPU has native bf16 kernels
-    threads: int = 1  # torch intra-op threads (0 keeps torch's default); one is fastest for models this small
     checkpoints: int = 40  # log-spaced steps at which every score is measured
     eval_rows: int = 256  # held-out rows for the ICL score and validation loss
     rep_len: int = 0  # length of r in the ``r r`` scoring rows; 0 means seq_len // 2
@@ -86,15 +82,11 @@ class InductionConfig:
 
 
 @dataclass
-class InductionResult:
-    """`history`: one row per checkpoint step with step, train_loss, val_loss, icl_score, induction_score and
-    every head score as ``blocks.{i}.attn.head{h}.{score}``."""
+class InductionTraining:
+    """`history`: one row per checkpoint step with step, train_loss, val_loss (nats), icl_score (nats),
+    induction_score (0–1), every head score as ``blocks.{i}.attn.head{h}.{score}``, and wall_s."""
 
-    config: InductionConfig
     history: pd.DataFrame
-    phase_change: Jump | None  # jump of induction_score (best prefix-matching score of a head in layer ≥ 1)
-    icl_drop: Jump | None  # fall of icl_score
-    loss_drop: Jump | None  # fall of val_loss after its first checkpoint below the unigram loss (the "bump")
     wall_s: float
     model: GPT = field(repr=False)
 
@@ -136,14 +128,11 @@ def repeated_random_tokens(batch: int, rep_len: int, vocab: int, seed: int) -> t
 
 
 @torch.no_grad()
-def attention_patterns(model: GPT, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``blocks.{i}.attn.pattern`` → (batch, head, query, key) attention probabilities on `tokens`."""
+def attention_patterns(model: GPT, tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer, the (batch, head, query, key) attention probabilities on `tokens` (the cache's
+    ``blocks.{i}.attn.hook_pattern``)."""
     _, cache = model.run_with_cache(tokens)
-    return {k: v for k, v in cache.items() if k.endswith(".attn.pattern")}
-
-
-def head_name(layer: int, head: int) -> str:
-    return f"blocks.{layer}.attn.head{head}"
+    return [cache[act_name(i, "attn.hook_pattern")] for i in range(model.cfg.n_layer)]
 
 
 @torch.no_grad()
@@ -154,8 +143,7 @@ def head_scores(model: GPT, tokens: torch.Tensor) -> dict[str, float]:
     q = torch.arange(n, 2 * n - 1)  # the last query's "next" token would be the second copy's first token
     out: dict[str, float] = {}
     W_U = model.lm_head.weight.T  # (C, vocab)
-    for i, blk in enumerate(cast(list[Block], model.blocks)):
-        pat = pats[f"blocks.{i}.attn.pattern"]  # (B, H, T, T)
+    for i, (blk, pat) in enumerate(zip(cast(list[Block], model.blocks), pats, strict=True)):  # pat: (B, H, T, T)
         prefix = pat[:, :, q, q - n + 1].mean((0, 2))
         prev = pat[:, :, torch.arange(1, 2 * n), torch.arange(0, 2 * n - 1)].mean((0, 2))
         C, H = model.cfg.n_embd, model.cfg.n_head
@@ -166,11 +154,22 @@ def head_scores(model: GPT, tokens: torch.Tensor) -> dict[str, float]:
             # nonzero eigenvalues of W_E W_V W_O W_U equal those of the (C, C) product W_V W_O W_U W_E
             ov = W_V[:, h * D : (h + 1) * D] @ W_O[h * D : (h + 1) * D] @ W_U @ model.wte.weight
             lam = torch.linalg.eigvals(ov.double())
-            name = head_name(i, h)
-            out[f"{name}.prefix_matching"] = float(prefix[h])
-            out[f"{name}.previous_token"] = float(prev[h])
-            out[f"{name}.copying"] = float(lam.real.sum() / lam.abs().sum().clamp(min=1e-30))
+            out[score_key(i, h, "prefix_matching")] = float(prefix[h])
+            out[score_key(i, h, "previous_token")] = float(prev[h])
+            out[score_key(i, h, "copying")] = float(lam.real.sum() / lam.abs().sum().clamp(min=1e-30))
     return out
+
+
+def score_key(layer: int, head: int, score: str) -> str:
+    """The history column (and series metric) of one head score, e.g. ``blocks.1.attn.head3.prefix_matching``."""
+    return f"{head_name(layer, head)}.{score}"
+
+
+def parse_score_key(key: str) -> tuple[int, int, str] | None:
+    """(layer, head, score) of a key made by `score_key`; None for any other column."""
+    head, _, score = key.rpartition(".")
+    parsed = parse_head_name(head)
+    return None if parsed is None else (*parsed, score)
 
 
 @torch.no_grad()
@@ -182,27 +181,15 @@ def icl_score(model: GPT, rows: torch.Tensor) -> tuple[float, float]:
     return float(loss[late] - loss[early]), float(loss.mean())
 
 
-def run_induction(cfg: InductionConfig | None = None, store: Store | None = None, study: str = "dynamics",
-                  progress: InductionProgress | None = None, run: str | None = None,
-                  out_dir: Path | None = None) -> InductionResult:
-    """Train one model and score it at `cfg.checkpoints` log-spaced steps.
+def train_induction(cfg: InductionConfig, progress: InductionProgress | None = None,
+                    out_dir: Path | None = None) -> InductionTraining:
+    """Train one model and score it at `cfg.checkpoints` log-spaced steps; the history is returned, not stored.
 
-    With `store`, every column of the history goes to the series table as (study, "induction", run, step, metric,
-    value), run defaulting to `cfg.run_name` (e.g. "L2-attn-only-seed0"). With `out_dir`, each scored step is also
-    saved as a checkpoint `out_dir/step-000123/` (safetensors + config.json), a "model × step" ladder.
+    With `out_dir`, each scored step is also saved as a checkpoint `out_dir/step-000123/` (safetensors +
+    config.json), a "model × step" ladder.
     """
-    cfg = cfg or InductionConfig()
-    with torch_threads(cfg.threads):
-        result = _run(cfg, progress, out_dir)
-    if store is not None:
-        put_history(store, study, "induction", run or cfg.run_name, result.history)
-    return result
-
-
-def _run(cfg: InductionConfig, progress: InductionProgress | None, out_dir: Path | None) -> InductionResult:
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    model = GPT(cfg.model_config()).train()
+    model = GPT(cfg.model_config(), torch.Generator().manual_seed(cfg.seed)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     held_out = segment_batch(cfg.eval_rows, cfg.seq_len, cfg.vocab_size, torch.Generator().manual_seed(cfg.seed + 1))
@@ -238,21 +225,11 @@ def _run(cfg: InductionConfig, progress: InductionProgress | None, out_dir: Path
                              "seed": cfg.seed})
         if progress is not None:
             progress(step, cfg.steps, row)
-    hist = pd.DataFrame(rows)
-    return InductionResult(config=cfg, history=hist, **locate_phase_change(hist),
-                           wall_s=time.perf_counter() - t0, model=model.eval())
+    return InductionTraining(history=pd.DataFrame(rows), wall_s=time.perf_counter() - t0, model=model.eval())
 
 
 def induction_score(scores: dict[str, float], n_layer: int) -> float:
     """Best prefix-matching score of any head that could be an induction head (layer ≥ 1; layer 0 if only one)."""
     first = 1 if n_layer > 1 else 0
     return max(v for k, v in scores.items()
-               if k.endswith(".prefix_matching") and int(k.split(".")[1]) >= first)
-
-
-def locate_phase_change(history: pd.DataFrame) -> dict[str, Any]:
-    """Phase change (rise of induction_score by ≥ 0.3), ICL-score fall (≥ 0.3 nats) and validation-loss fall."""
-    s = history["step"]
-    return {"phase_change": locate_jump(s, history["induction_score"], min_rise=0.3),
-            "icl_drop": locate_jump(s, history["icl_score"], direction="down", min_rise=0.3),
-            "loss_drop": locate_jump(s, history["val_loss"], direction="down", min_rise=0.1)}
+               if (p := parse_score_key(k)) is not None and p[2] == "prefix_matching" and p[0] >= first)

@@ -13,7 +13,6 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,6 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     bf16: bool | None = None  # None: on when the CPU has native bf16
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     val_fraction: float = 0.02  # share of the lines held out for validation loss
     eval_interval: int = 0  # steps between validation losses reported to `progress`; 0: only at the end
     checkpoints: int = 0  # extra log-spaced checkpoints out/step-XXXXXX/ (a "model × step" ladder)
@@ -78,11 +76,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def log_steps(total: int, n: int) -> list[int]:
-    """`n` distinct steps spaced evenly in log between 1 and `total` (the last one is `total`)."""
-    if n <= 0:
-        return []
-    return sorted({max(1, round(total ** (i / max(1, n - 1)))) for i in range(n)} | {total})[-n:]
+def log_steps(total: int, n: int, every: int = 0) -> list[int]:
+    """The steps 1 … `total` at which a run logs: `n` spaced evenly in log-step (1 and `total` among them), plus
+    every `every`-th step when `every` > 0 (so late events are resolved too), plus `total` itself."""
+    logs = {max(1, round(total ** (i / max(1, n - 1)))) for i in range(n)}
+    lin = set(range(every, total + 1, every)) if every > 0 else set()
+    return sorted(logs | lin | {total})
 
 
 def pack_rows(lines: list[list[int]], block: int) -> torch.Tensor:
@@ -158,21 +157,7 @@ def train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path,
         raise ValueError(f"train block_size {cfg.block_size} exceeds the model's block_size {model_cfg.block_size}")
     if len(lines) < 2:
         raise ValueError("need at least 2 training lines (some are held out for validation)")
-    t0 = time.perf_counter()
-    with torch_threads(cfg.threads):
-        return _train(model_cfg, cfg, lines, out, progress, extra_meta or {}, t0)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to `n` inside the block (0: left as they are), restored after it."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return _train(model_cfg, cfg, lines, out, progress, extra_meta or {}, time.perf_counter())
 
 
 def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, progress: Progress | None,
@@ -188,8 +173,7 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
     train_ids = [tok.encode(s) for s in shuffled[n_val:]]
     val_rows = pack_rows(val_lines or train_ids[:1], cfg.block_size)
 
-    torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg).train()
+    model = GPT(model_cfg, torch.Generator().manual_seed(cfg.seed)).train()
     opt = _optimizer(model, cfg)
     use_bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
     n_params = model.num_params()

@@ -1,0 +1,66 @@
+"""What scoring a study will cost on a local hf model, before running it: seconds and peak memory.
+
+A pure function of the items' prompt lengths and the model's parameter count, read off a table measured by
+`benchmarks/cost_bench.py` (SmolLM2-135M, fp32, one CPU thread, items scored one 3-token continuation each; see
+benchmarks/results/cost.md). Between measured prompt lengths the time per item is interpolated on log-log axes,
+beyond them extrapolated from the nearest segment; time scales with parameters (forward FLOPs are ~2 per parameter
+per token), memory with 4 bytes per parameter (fp32 weights) on top of what the measured run held besides its
+weights. A ladder's estimate is the sum over its rungs. It is a first-order guess for `run --dry-run`, good to a
+factor of ~2 on another machine: it ignores the shared-prefix saving (an upper bound for few-shot prompts) and how
+many threads and cores there are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """One measured row: prompt length (tokens), scoring throughput (items/s), peak RSS of the process (MB)."""
+
+    prompt_tokens: float
+    items_per_s: float
+    peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Predicted scoring time (seconds, model load excluded) and peak RSS (MB) of one model over the items."""
+
+    seconds: float
+    peak_rss_mb: float
+
+
+# SmolLM2-135M-Instruct, fp32. Growth with prompt length and peak RSS from benchmarks/results/cost.md (items/s at 100
+# and 1000 tokens = 0.0976× and 0.00627× that at 10 tokens); the machine was heavily shared then, so the 10-token
+# rate is the quiet-machine one of benchmarks/results/lmeval.md (49.2 items/s scoring, 2 threads, 2026-11-23)
+MEASURED_PARAMS = 134.5e6
+MEASURED = (CostPoint(10, 49.2, 1116), CostPoint(100, 4.80, 1341), CostPoint(1000, 0.308, 1765))
+
+
+def _seconds_per_item(length: float, table: Sequence[CostPoint]) -> float:
+    pts = sorted(table, key=lambda p: p.prompt_tokens)
+    x = math.log(max(length, 1.0))
+    i = next((k for k in range(1, len(pts) - 1) if x <= math.log(pts[k].prompt_tokens)), len(pts) - 1)
+    (x0, y0), (x1, y1) = ((math.log(p.prompt_tokens), -math.log(p.items_per_s)) for p in (pts[i - 1], pts[i]))
+    return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+
+def estimate_cost(prompt_tokens: Sequence[int], params: float, table: Sequence[CostPoint] = MEASURED,
+                  table_params: float = MEASURED_PARAMS) -> CostEstimate:
+    """Seconds and peak RSS (MB) to score items whose prompts have these lengths (tokens) on a model of `params`
+    parameters, scaled from `table` (measured at `table_params` parameters; at least two rows)."""
+    if len(table) < 2:
+        raise ValueError("the cost table needs at least two prompt lengths")
+    if params <= 0 or table_params <= 0:
+        raise ValueError("parameter counts must be positive")
+    scale = params / table_params
+    seconds = sum(_seconds_per_item(n, table) for n in prompt_tokens) * scale
+    longest = max(prompt_tokens, default=0)
+    # memory at the longest prompt: the measured run's memory besides its fp32 weights, plus this model's weights
+    pts = sorted(table, key=lambda p: p.prompt_tokens)
+    base = next((p for p in pts if p.prompt_tokens >= longest), pts[-1]).peak_rss_mb - 4 * table_params / 2**20
+    return CostEstimate(seconds, base + 4 * params / 2**20)
