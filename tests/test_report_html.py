@@ -15,6 +15,7 @@ from emergentlab.pipeline import Report, build_report
 from emergentlab.sections import Section
 from emergentlab.store import Store
 
+LONG = "w" * 300  # one unbreakable word: tables must wrap it, not overflow the page
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVIL = "<script>alert(1)</script>"
 PAYLOADS = [EVIL, '"><img src=x onerror=alert(2)>', "<svg onload=alert(3)>", "javascript:alert(4)",
@@ -27,7 +28,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     with Store(root / "records.sqlite") as st:
         for m, f in syn.ladder():
             st.put_rung("synthetic", m, "synthetic", f)
-        st.put_records(syn.records({"schaeffer": syn.schaeffer, EVIL: syn.step}, n_examples=80))
+        st.put_records(syn.records({"schaeffer": syn.schaeffer, EVIL: syn.step, LONG: syn.step}, n_examples=80))
     extra = Section(title="Grokking", paragraphs=[f"validation jumps {p}" for p in PAYLOADS])
     return build_report(root, extra=[extra])
 
