@@ -52,6 +52,7 @@ class Report:
     path: Path
     verdicts: pd.DataFrame
     csvs: list[Path] = field(default_factory=list)
+    means: pd.DataFrame | None = None  # as `StudyRun.means`, read off the analysis' curves (no second scoring)
 
 
 def _stamp() -> str:
@@ -71,11 +72,18 @@ def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
     check_writable(study)
     with Store(study.store_path) as store:
         summary = study_exp.run(plan, store, progress)
-        scores = metrics.compute(store.records(study.name), study.metrics)
-        means = rung_means(scores, store.rungs(study.name))
+        means = rung_means(metrics.compute(store.records(study.name), study.metrics), store.rungs(study.name))
     csv = study.out / "means.csv"
     write_csv(means.reset_index(), csv)
     return StudyRun(study, summary, means, csv)
+
+
+def _curve_means(a: Analysis) -> pd.DataFrame:
+    """`rung_means` read off a fitted analysis: the primary axis' curves, rungs in ladder order."""
+    c = a.curves_[a.curves_["axis"] == a.axis_]
+    order = list(a.sets_[a.axis_].rungs["model"])
+    wide = c.pivot_table(index=["task", "variant", "metric"], columns="model", values="mean", sort=False)
+    return wide[[m for m in order if m in wide.columns]]
 
 
 def _load(study_file: Path, precision: str | None) -> Study:
@@ -166,7 +174,7 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
                 f"{a.axis_}; built {_stamp()} from {store_path}")
     path = write_report(run_dir, f"emergentlab report — {records['study'].iat[0]}", subtitle,
                         [*study_exp.sections(a, records, skips), *sections], appendix=_rule())
-    return Report(path, vt, csvs)
+    return Report(path, vt, csvs, _curve_means(a))
 
 
 def analyze_csv(csv_path: Path, out_dir: Path, seed: int = 0, threshold: float = 0.5,
@@ -234,8 +242,15 @@ def demo(out: Path, retrain: bool = False, n: int = 200, seed: int = 0, progress
         ladder_dir.mkdir(parents=True, exist_ok=True)
         (ladder_dir / "ladder.toml").write_text((DEMO_LADDER_DIR / "ladder.toml").read_text())
         train_ladder(demo_ladder_spec(), ladder_dir, _train_progress(progress))
-    run = execute(demo_study(ladder_dir, Path(out), n, seed), progress)
-    return Demo(run, build_report(Path(out), seed))
+    study = demo_study(ladder_dir, Path(out), n, seed)
+    check_writable(study)
+    with Store(study.store_path) as store:
+        summary = study_exp.run(prepare(study), store, progress)
+    report = build_report(Path(out), seed)  # scores every record once, for the means and the verdicts alike
+    means = report.means if report.means is not None else pd.DataFrame()
+    csv = study.out / "means.csv"
+    write_csv(means.reset_index(), csv)
+    return Demo(StudyRun(study, summary, means, csv), report)
 
 
 @dataclass
