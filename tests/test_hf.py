@@ -238,9 +238,10 @@ def test_facts_count_parameters_from_the_config(smol: HFBackend) -> None:
     assert 134e6 < f.params < 135e6  # "SmolLM2-135M"
     assert f.step is None and f.tokens is None
     assert flops_per_token(smol) == 2 * non_emb
-    # a Pythia-style revision puts the model on the step and token axes
+    # a Pythia-style revision puts the model on the step axis; tokens follow only from a declared tokens_per_step
     pythia = HFBackend(smol.model, smol.tok, "p", HFSpec("EleutherAI/pythia-70m", "step143000")).facts()
-    assert pythia.step == 143000 and pythia.tokens == 143000 * 2_097_152
+    assert pythia.step == 143000 and pythia.tokens is None
+    assert pythia.merged({"tokens_per_step": 2_097_152}).tokens == 143000 * 2_097_152
 
 
 @pytest.mark.realmodel

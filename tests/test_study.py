@@ -55,9 +55,10 @@ def test_bad_study_names_file_and_field(tmp_path: Path, tiny_ckpt: Path, body: s
 
 def test_trust_remote_code_is_off_unless_asked_and_hub_ids_pass_through(tmp_path: Path, tiny_ckpt: Path) -> None:
     p = write(tmp_path, f'{ladder(tiny_ckpt)}[[ladder]]\nname = "p"\nmodel = "hf:EleutherAI/pythia-70m@step143000"\n'
-                        'trust_remote_code = true\n[[tasks]]\ngenerator = "add2"\n')
+                        'trust_remote_code = true\ntokens_per_step = 2097152\n[[tasks]]\ngenerator = "add2"\n')
     s = load_study(p)
     assert [r.trust_remote_code for r in s.ladder] == [False, True]
+    assert s.ladder[1].facts == {"tokens_per_step": 2097152.0}
     assert s.ladder[1].spec == "hf:EleutherAI/pythia-70m@step143000"
 
 

@@ -89,10 +89,14 @@ class ScaleFacts:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def merged(self, override: dict[str, Any]) -> ScaleFacts:
-        """These facts with the non-None values of `override` on top (e.g. from a study file)."""
+        """These facts with the non-None values of `override` on top (e.g. from a study file); tokens from the step
+        when `override` declares `tokens_per_step`, and FLOPs ≈ 6 · params · tokens when unknown."""
         base = {k: v for k, v in asdict(self).items() if k != "extra"}
         known = {k: v for k, v in override.items() if k in base and v is not None}
         facts = ScaleFacts(**{**base, **known}, extra={**self.extra})
+        per_step = override.get("tokens_per_step")
+        if facts.tokens is None and facts.step is not None and per_step:
+            facts = ScaleFacts(**{**asdict(facts), "tokens": facts.step * float(per_step)})
         if facts.flops is None and facts.params is not None and facts.tokens is not None:
             facts = ScaleFacts(**{**asdict(facts), "flops": 6.0 * facts.params * facts.tokens})
         return facts

@@ -43,7 +43,10 @@ from emergentlab.tasks import TASKS, Task, make_task
 PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
 _STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata"}
 _SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
-_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", "precision", *FACT_FIELDS, *_SERVER_KEYS}
+# tokens_per_step: training tokens per optimizer step, so a checkpoint ladder's tokens follow from its step (Pythia:
+# 1024 sequences × 2048 tokens = 2,097,152); declared per rung rather than guessed from a model's name
+_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", "precision", "tokens_per_step", *FACT_FIELDS,
+              *_SERVER_KEYS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -187,7 +190,7 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
             raise UserError("needs a model spec string", source=src, field=f"{where}.model")
         spec = _check_spec(r["model"], base, src, f"{where}.model")
         facts: dict[str, float] = {}
-        for f in FACT_FIELDS:
+        for f in (*FACT_FIELDS, "tokens_per_step"):
             if f in r:
                 v = r[f]
                 if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:

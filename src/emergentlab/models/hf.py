@@ -38,8 +38,6 @@ from emergentlab.records import ScaleFacts
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _STEP = re.compile(r"(?:^|[^a-z])step[-_]?(\d+)", re.IGNORECASE)
-# Pythia trained every model with 1024 sequences of 2048 tokens per optimizer step.
-_PYTHIA_TOKENS_PER_STEP = 2_097_152
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -226,12 +224,10 @@ class HFBackend:
         head = self.head.weight if self.head is not None else None
         if head is not None and head.data_ptr() != emb.data_ptr():
             non_emb -= head.numel()
-        step = tokens = None
+        step = None  # tokens follow from a declared `tokens_per_step` on the rung (ScaleFacts.merged)
         if self.spec is not None and (m := _STEP.search(self.spec.revision or "")):
             step = float(m.group(1))
-            if "pythia" in self.spec.source.lower():
-                tokens = step * _PYTHIA_TOKENS_PER_STEP
-        return ScaleFacts(params=n, non_embedding_params=non_emb, tokens=tokens, step=step,
+        return ScaleFacts(params=n, non_embedding_params=non_emb, step=step,
                           extra={"architecture": type(self.model).__name__,
                                  "vocab_size": int(self.model.config.vocab_size)})
 
