@@ -145,15 +145,20 @@ def _rule() -> str:
     return (verdict.__doc__ or "").strip()
 
 
+def _run_folder(run_dir: Path) -> tuple[Path, Study | None]:
+    """A run folder's store path (UserError without one) and the study saved beside it (None: imported records)."""
+    store_path = run_dir / STORE_NAME
+    if not store_path.is_file():
+        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
+    return store_path, load_saved_study(run_dir)
+
+
 def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), threshold: float = 0.5,
                  at: float | None = None) -> Report:
     """`emergentlab report`: verdicts, forecasts, figures and report.html from a run folder's store alone;
     `threshold` is the metric value whose crossing is forecast, `at` a primary-axis value to predict at."""
     run_dir = Path(run_dir)
-    store_path = run_dir / STORE_NAME
-    if not store_path.is_file():
-        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
-    saved = load_saved_study(run_dir)
+    store_path, saved = _run_folder(run_dir)
     name = saved.name if saved is not None else None
     with Store(store_path) as store:
         dynamics = experiment_sections(store, name)
@@ -410,10 +415,7 @@ def check_policy(policy_file: Path, run_dir: Path, seed: int = 0) -> PolicyResul
 
     policy = load_policy(policy_file)
     run_dir = Path(run_dir)
-    store_path = run_dir / STORE_NAME
-    if not store_path.is_file():
-        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
-    saved = load_saved_study(run_dir)
+    store_path, saved = _run_folder(run_dir)
     with Store(store_path) as store:
         cs = curve_set(store, saved.name if saved else None, sorted({t.metric for t in policy.thresholds}),
                        policy.axis, seed=seed, source=str(store_path))
@@ -450,10 +452,7 @@ def select_model(run_dir: Path, task: str, metric: str, bar: float, cost: str = 
     if metric not in metrics.METRICS:
         raise UserError(f"unknown metric {metric!r}; known: {', '.join(metrics.METRICS)}", field="--metric")
     run_dir = Path(run_dir)
-    store_path = run_dir / STORE_NAME
-    if not store_path.is_file():
-        raise UserError(f"no {STORE_NAME} here: not a run folder", source=str(run_dir))
-    saved = load_saved_study(run_dir)
+    store_path, saved = _run_folder(run_dir)
     with Store(store_path) as store:
         cs = curve_set(store, saved.name if saved else None, [metric], "params", seed=seed, source=str(store_path))
     return select(cs, task, metric, bar, cost, variant, confidence, _prices(prices), seed=seed)

@@ -15,6 +15,7 @@ from emergentlab.analysis.policy import Level, PolicyCheck
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.analysis.select import COST_UNIT, Selection
 from emergentlab.errors import UserError
+from emergentlab.experiments.study import study_records
 from emergentlab.sections import Section, Table
 from emergentlab.store import Store
 
@@ -23,14 +24,8 @@ def curve_set(store: Store, study: str | None, names: Sequence[str], axis: str |
               seed: int = 0, source: str = "") -> CurveSet:
     """The curves of metrics `names` for the records `store` holds of `study` (the only one when None), along
     `axis` (the primary axis when None or not known for every rung). UserError when there is nothing to judge."""
-    rungs = store.rungs(study)
-    studies = sorted(set(rungs["study"])) if not rungs.empty else []
-    if study is None and len(studies) > 1:
-        raise UserError(f"holds several studies ({', '.join(studies)}); name one", source=source, field="study")
-    name = study if study is not None else (studies[0] if studies else None)
-    records = store.records(name)
-    rungs = store.rungs(name)
-    if records.empty or len(rungs) < MIN_RUNGS or not usable_axes(rungs):
+    records, rungs = study_records(store, study, source)
+    if len(rungs) < MIN_RUNGS or not usable_axes(rungs):
         raise UserError(f"needs records of at least {MIN_RUNGS} rungs with a known scale that varies", source=source)
     ax = primary_axis(rungs, axis)
     return curves_by_axis(metrics.compute(records, names), rungs, [ax], n_boot=n_boot, seed=seed,

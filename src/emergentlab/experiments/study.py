@@ -39,11 +39,9 @@ def run(plan: Plan, store: Store, progress: Progress) -> RunSummary:
     return summary
 
 
-def fit(store: Store, study: str | None, seed: int = 0, source: str = "", threshold: float = 0.5,
-        at: float | None = None, strata: str | None = None) -> tuple[Analysis, pd.DataFrame]:
-    """The fitted `Analysis` of the records `store` holds for `study` (the only study when None), and the records.
-
-    Raises UserError when there is nothing to judge: no records, or fewer than `MIN_RUNGS` rungs on a scale axis."""
+def study_records(store: Store, study: str | None, source: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The records and rungs `store` holds for `study` (the only study when None); UserError when there are none
+    or several studies and none named."""
     rungs = store.rungs(study)
     studies = sorted(set(rungs["study"])) if not rungs.empty else []
     if study is None and len(studies) > 1:
@@ -52,7 +50,15 @@ def fit(store: Store, study: str | None, seed: int = 0, source: str = "", thresh
     records = store.records(name)
     if records.empty:
         raise UserError("no records for this study" if name else "no records", source=source, field="study")
-    rungs = store.rungs(name)
+    return records, store.rungs(name)
+
+
+def fit(store: Store, study: str | None, seed: int = 0, source: str = "", threshold: float = 0.5,
+        at: float | None = None, strata: str | None = None) -> tuple[Analysis, pd.DataFrame]:
+    """The fitted `Analysis` of the records `store` holds for `study` (the only study when None), and the records.
+
+    Raises UserError when there is nothing to judge: no records, or fewer than `MIN_RUNGS` rungs on a scale axis."""
+    records, rungs = study_records(store, study, source)
     if len(rungs) < MIN_RUNGS:
         raise UserError(f"{len(rungs)} rung(s) with a known scale that varies; a curve needs at least {MIN_RUNGS}",
                         source=source, field="rungs")
