@@ -21,7 +21,7 @@ from emergentlab.analysis.policy import PolicyCheck
 from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
 from emergentlab.analysis.select import Selection
 from emergentlab.errors import UserError
-from emergentlab.experiments import experiment_sections, upgrade
+from emergentlab.experiments import experiment_sections, upgrade, variants
 from emergentlab.experiments import study as study_exp
 from emergentlab.experiments.capability import selection_summary as selection_summary  # for the CLI
 from emergentlab.records import Progress, no_progress
@@ -160,8 +160,9 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) ->
     rungs = a.sets_[a.axis_].rungs
     subtitle = (f"{len(rungs)} rungs × {records['task'].nunique()} task(s), {len(records)} records, primary axis "
                 f"{a.axis_}; built {_stamp()} from {store_path}")
+    compared = variants.sections(saved.compares, records, rungs, a.axis_, seed) if saved is not None else []
     path = write_report(run_dir, f"emergentlab report — {records['study'].iat[0]}", subtitle,
-                        [*study_exp.sections(a, records, skips), *sections], appendix=_rule())
+                        [*study_exp.sections(a, records, skips), *compared, *sections], appendix=_rule())
     return Report(path, vt, csvs)
 
 
