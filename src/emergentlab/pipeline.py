@@ -297,6 +297,22 @@ def grok(base: dict[str, Any], sweep_wd: str, sweep_frac: str, out: Path,
     return Dynamics(grokking.sweep_table(results), build_report(Path(out)))
 
 
+def cot(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
+    """`emergentlab cot`: addition items direct vs with worked traces at every rung of a tiny ladder (`config`:
+    `CotConfig` fields), into OUT, then the report (its CoT section: paired differences and the sign flip)."""
+    from emergentlab.experiments import cot as cot_exp
+    from emergentlab.experiments.base import torch_threads
+
+    try:
+        cfg = cot_exp.CotConfig(**config)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab cot") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(cot_exp.THREADS):
+        cot_exp.run(cfg, store, progress)
+    return build_report(Path(out), cfg.seed)
+
+
 def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:
     """`emergentlab induction`: one attention-only model per layer count, into OUT, then the report. The table has
     per run the phase-change, ICL-score-drop and loss-drop steps, the final ICL score (nats) and validation loss
