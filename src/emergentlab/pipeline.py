@@ -313,6 +313,22 @@ def cot(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> 
     return build_report(Path(out), cfg.seed)
 
 
+def icl(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
+    """`emergentlab icl`: zero- vs n-shot at every rung of a tiny ladder (`config`: `IclConfig` fields), into OUT,
+    then the report (its ICL sections: the gain table and each n's shift and sign flip)."""
+    from emergentlab.experiments import icl as icl_exp
+    from emergentlab.experiments.base import torch_threads
+
+    try:
+        cfg = icl_exp.IclConfig(**{**config, **({"shots": tuple(config["shots"])} if "shots" in config else {})})
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab icl") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(icl_exp.THREADS):
+        icl_exp.run(cfg, store, progress)
+    return build_report(Path(out), cfg.seed)
+
+
 def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:
     """`emergentlab induction`: one attention-only model per layer count, into OUT, then the report. The table has
     per run the phase-change, ICL-score-drop and loss-drop steps, the final ICL score (nats) and validation loss
