@@ -39,7 +39,8 @@ DIRECT, COT = "direct", "cot"
 class CotConfig:
     """`ladder`: a folder whose subfolders are tiny checkpoints (each with config.json), one rung each; `task`: an
     addition generator (add1 … add5); `n`: test items; `shots`: demonstrations per prompt in both variants (traces
-    are long: the demo ladder's 64-character context holds one); `n_boot`: bootstrap replicates of the section."""
+    are long: the demo ladder's 64-character context holds one); `n_boot`: bootstrap replicates of the section;
+    `level`: the exact match (fraction) at which a variant counts as emerged (the demo ladder tops out near 0.4)."""
 
     ladder: str = str(DEMO_LADDER_DIR)
     task: str = "add3"
@@ -47,6 +48,7 @@ class CotConfig:
     shots: int = 1
     seed: int = 0
     n_boot: int = 1000
+    level: float = 0.1
 
     def __post_init__(self) -> None:
         if not Path(self.ladder).is_dir():
@@ -89,7 +91,7 @@ def sections(store: Store, study: str | None) -> list[Section]:
         records = store.records(st, [cfg["task"]])
         if records.empty:
             continue
-        s = compare_section(CompareSpec(COT, DIRECT, cfg["task"], "exact_match"), records,
+        s = compare_section(CompareSpec(COT, DIRECT, cfg["task"], "exact_match", cfg["level"]), records,
                             rungs.reset_index(drop=True), "params", cfg["seed"], cfg["n_boot"])
         s.title = f"Chain of thought vs direct ({cfg['shots']}-shot) — {s.title}"
         out.append(s)

@@ -33,7 +33,8 @@ THREADS = 2
 @dataclass(frozen=True)
 class IclConfig:
     """`ladder`: a folder of tiny checkpoints, one rung each; `task`: a generator of `tasks.synthetic`; `n`: test
-    items; `shots`: the n-shot counts compared with zero-shot; `n_boot`: bootstrap replicates of the section."""
+    items; `shots`: the n-shot counts compared with zero-shot; `n_boot`: bootstrap replicates of the section;
+    `level`: the exact match (fraction) at which a variant counts as emerged."""
 
     ladder: str = str(DEMO_LADDER_DIR)
     task: str = "add3"
@@ -41,6 +42,7 @@ class IclConfig:
     shots: tuple[int, ...] = field(default=(1, 2, 4, 8))
     seed: int = 0
     n_boot: int = 1000
+    level: float = 0.1
 
     def __post_init__(self) -> None:
         if not Path(self.ladder).is_dir():
@@ -73,8 +75,9 @@ def sections(store: Store, study: str | None) -> list[Section]:
         records = store.records(st, [cfg["task"]])
         if records.empty:
             continue
-        per_n = [compare_section(CompareSpec(variant_name(n), variant_name(0), cfg["task"], "exact_match"),
-                                 records, rungs, "params", cfg["seed"], cfg["n_boot"]) for n in cfg["shots"]]
+        specs = [CompareSpec(variant_name(n), variant_name(0), cfg["task"], "exact_match", cfg["level"])
+                 for n in cfg["shots"]]
+        per_n = [compare_section(c, records, rungs, "params", cfg["seed"], cfg["n_boot"]) for c in specs]
         gains = pd.DataFrame({"model": rungs["model"], "params": rungs["params"]})
         for n, s in zip(cfg["shots"], per_n, strict=True):
             if s.tables:
