@@ -77,3 +77,21 @@ def test_bad_compare_names_the_field(tmp_path: Path, tiny_ckpt: Path, body: str,
     with pytest.raises(UserError) as e:
         load_study(_study(tmp_path, tiny_ckpt, body))
     assert e.value.field == field
+
+
+def test_report_of_a_study_with_compare_has_its_section(tmp_path: Path) -> None:
+    from emergentlab.pipeline import build_report
+    from emergentlab.store import Store
+    from emergentlab.study import Rung, Study, TaskSpec
+
+    study = Study(name="synthetic", seed=0, out=tmp_path, ladder=tuple(Rung(m, "synthetic") for m, _ in
+                                                                       synthetic.ladder()),
+                  tasks=(TaskSpec("generator", "add2", "t", 60, (0, 3)),),
+                  compares=(CompareSpec("3shot", "0shot", "t", "exact_match", 0.5),))
+    save_study(study)
+    with Store(study.store_path) as store:
+        for m, facts in synthetic.ladder():
+            store.put_rung("synthetic", m, "synthetic", facts)
+        store.put_records(_records(7.5, 8.5, n=60))
+    html = build_report(tmp_path).path.read_text()
+    assert "Compare 3shot vs 0shot — t · exact_match" in html and "3shot crosses 0.5 at 7." in html
