@@ -80,7 +80,8 @@ def response_span(r: Row) -> tuple[int, int]:
     the response is the first match of `output_regex` (its group, if it has one; empty when nothing matches).
     Records without either rule respond with the whole generation."""
     text, end = r["generation"], len(r["generation"])
-    stop, regex = r.get("stop_string"), r.get("output_regex")
+    # a frame mixing records with and without a rule holds NaN, not None, where there is none
+    stop, regex = (v if isinstance(v, str) else None for v in (r.get("stop_string"), r.get("output_regex")))
     if stop and (i := text.find(stop)) > 0:
         end = i + len(stop)
     if not regex:

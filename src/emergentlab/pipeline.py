@@ -21,7 +21,7 @@ from emergentlab.analysis.policy import PolicyCheck
 from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
 from emergentlab.analysis.select import Selection
 from emergentlab.errors import UserError
-from emergentlab.experiments import experiment_sections, upgrade
+from emergentlab.experiments import experiment_sections, upgrade, variants
 from emergentlab.experiments import study as study_exp
 from emergentlab.experiments.capability import selection_summary as selection_summary  # for the CLI
 from emergentlab.records import Progress, no_progress
@@ -177,8 +177,9 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
     rungs = a.sets_[a.axis_].rungs
     subtitle = (f"{len(rungs)} rungs × {records['task'].nunique()} task(s), {len(records)} records, primary axis "
                 f"{a.axis_}; built {_stamp()} from {store_path}")
+    compared = variants.sections(saved.compares, records, rungs, a.axis_, seed) if saved is not None else []
     path = write_report(run_dir, f"emergentlab report — {records['study'].iat[0]}", subtitle,
-                        [*study_exp.sections(a, records, skips), *sections], appendix=_rule())
+                        [*study_exp.sections(a, records, skips), *compared, *sections], appendix=_rule())
     return Report(path, vt, csvs, _curve_means(a))
 
 
@@ -320,6 +321,38 @@ def grok(base: dict[str, Any], sweep_wd: str, sweep_frac: str, out: Path,
     with Store(Path(out) / STORE_NAME) as store, torch_threads(grokking.THREADS):
         results = [grokking.run(c, store, _stage(progress, c.run_name), study="grok") for c in configs]
     return Dynamics(grokking.sweep_table(results), build_report(Path(out)))
+
+
+def cot(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
+    """`emergentlab cot`: addition items direct vs with worked traces at every rung of a tiny ladder (`config`:
+    `CotConfig` fields), into OUT, then the report (its CoT section: paired differences and the sign flip)."""
+    from emergentlab.experiments import cot as cot_exp
+    from emergentlab.experiments.base import torch_threads
+
+    try:
+        cfg = cot_exp.CotConfig(**config)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab cot") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(cot_exp.THREADS):
+        cot_exp.run(cfg, store, progress)
+    return build_report(Path(out), cfg.seed)
+
+
+def icl(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
+    """`emergentlab icl`: zero- vs n-shot at every rung of a tiny ladder (`config`: `IclConfig` fields), into OUT,
+    then the report (its ICL sections: the gain table and each n's shift and sign flip)."""
+    from emergentlab.experiments import icl as icl_exp
+    from emergentlab.experiments.base import torch_threads
+
+    try:
+        cfg = icl_exp.IclConfig(**{**config, **({"shots": tuple(config["shots"])} if "shots" in config else {})})
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab icl") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(icl_exp.THREADS):
+        icl_exp.run(cfg, store, progress)
+    return build_report(Path(out), cfg.seed)
 
 
 def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:

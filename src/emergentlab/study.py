@@ -22,6 +22,13 @@
     n = 200                        # examples (generators; loaders take the first n)
     choices = 0                    # generators only: > 1 makes it multiple choice
     shots = [0, 3]                 # optional per-task override
+
+    [[compare]]                    # optional: threshold shift and sign flip of variant a vs b (analysis.shift)
+    a = "3shot"                    # variant names: "<n>shot" for each of the task's shots
+    b = "0shot"
+    task = "add3"
+    metric = "exact_match"
+    level = 0.5                    # optional: the emergence level, in the metric's unit (default: mid-range)
 """
 
 from __future__ import annotations
@@ -38,10 +45,11 @@ from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
 from emergentlab.models.openai import ServerOptions, parse_openai_spec, redact_spec
 from emergentlab.records import FACT_FIELDS
-from emergentlab.tasks import TASKS, Task, make_task
+from emergentlab.tasks import TASKS, Task, make_task, variant_name
 
 PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
-_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata"}
+_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata", "compare"}
+_COMPARE_KEYS = {"a", "b", "task", "metric", "level"}
 _SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
 # tokens_per_step: training tokens per optimizer step, so a checkpoint ladder's tokens follow from its step (Pythia:
 # 1024 sequences × 2048 tokens = 2,097,152); declared per rung rather than guessed from a model's name
@@ -75,6 +83,17 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class CompareSpec:
+    """Two prompt variants of one task, compared on one metric; `level` (metric unit) None: mid-range."""
+
+    a: str
+    b: str
+    task: str
+    metric: str
+    level: float | None = None
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     seed: int
@@ -85,6 +104,7 @@ class Study:
     batch_size: int = 64
     source: str = "<study>"
     strata: str | None = None  # example metadata key (e.g. "digits") whose values split verdicts by difficulty
+    compares: tuple[CompareSpec, ...] = ()
 
     @property
     def store_path(self) -> Path:
@@ -254,11 +274,14 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
     for key in ("name", "out"):
         if key in data and (not isinstance(data[key], str) or not data[key].strip()):
             raise UserError(f"must be a non-empty string, got {data[key]!r}", source=src, field=key)
+    compares = [_compare(where, c, tasks, src)
+                for where, c in (_tables(data, "compare", _COMPARE_KEYS, src) if "compare" in data else [])]
     out = Path(str(data.get("out", "runs/study")))
     return Study(
         name=str(data.get("name") or Path(src).stem), seed=seed, out=out if out.is_absolute() else base / out,
         ladder=tuple(ladder), tasks=tuple(tasks), metrics=tuple(metrics) if metrics is not None else None,
         batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src, strata=_strata(data, src),
+        compares=tuple(compares),
     )
 
 
@@ -267,6 +290,27 @@ def _strata(data: dict[str, Any], src: str) -> str | None:
     if v is not None and (not isinstance(v, str) or not v):
         raise UserError(f"must be an example metadata key such as \"digits\", got {v!r}", source=src, field="strata")
     return v
+
+
+def _compare(where: str, c: dict[str, Any], tasks: list[TaskSpec], src: str) -> CompareSpec:
+    task = next((t for t in tasks if t.name == c.get("task")), None)
+    if task is None:
+        raise UserError(f"must name one of the [[tasks]]: {', '.join(t.name for t in tasks)}", source=src,
+                        field=f"{where}.task")
+    variants = [variant_name(s) for s in task.shots]
+    for k in ("a", "b"):
+        if c.get(k) not in variants:
+            raise UserError(f"must be a variant of {task.name}: {', '.join(variants)}", source=src,
+                            field=f"{where}.{k}")
+    if c["a"] == c["b"]:
+        raise UserError("a and b must differ", source=src, field=f"{where}.b")
+    if c.get("metric") not in METRICS:
+        raise UserError(f"must be a metric: {', '.join(METRICS)}", source=src, field=f"{where}.metric")
+    level = c.get("level")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int | float)
+                              or not math.isfinite(level)):
+        raise UserError(f"must be a finite number, got {level!r}", source=src, field=f"{where}.level")
+    return CompareSpec(c["a"], c["b"], task.name, c["metric"], None if level is None else float(level))
 
 
 def load_study(path: str | Path) -> Study:
@@ -344,7 +388,8 @@ def load_saved_study(run_dir: Path) -> Study | None:
         return Study(**{**d, "out": Path(d["out"]),
                         "ladder": tuple(Rung(**{**r, "server": ServerOptions(**r["server"])}) for r in d["ladder"]),
                         "tasks": tuple(TaskSpec(**{**t, "shots": tuple(t["shots"])}) for t in d["tasks"]),
-                        "metrics": tuple(d["metrics"]) if d.get("metrics") is not None else None})
+                        "metrics": tuple(d["metrics"]) if d.get("metrics") is not None else None,
+                        "compares": tuple(CompareSpec(**c) for c in d.get("compares", ()))})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
         raise UserError(f"unreadable: not a study saved by emergentlab ({type(e).__name__}: {str(e)[:80]})",
                         source=str(path)) from None
