@@ -9,11 +9,16 @@ from emergentlab.store import Store
 
 
 def test_sweep_stores_judges_and_reports(tmp_path: Path) -> None:
+    ladder = tmp_path / "ladder"
+    ladder.mkdir()
+    for rung in ("L1-d8-t4M", "L1-d32-t4M", "L2-d64-t4M", "L3-d128-t4M"):  # four rungs keep the test fast
+        (ladder / rung).symlink_to(Path(quantization.Config().ladder) / rung)
     with Store(tmp_path / "q.db") as store:
-        runs = quantization.run(quantization.Config(n=16, formats=("fp32", "int2-g64")), store, study="q")
+        runs = quantization.run(quantization.Config(ladder=str(ladder), n=16, formats=("fp32", "int2-g64")), store,
+                                study="q")
         assert [r.study for r in runs] == ["q@fp32", "q@int2-g64"]
         assert all(r.score_tokens_per_s > 0 for r in runs)
-        assert len(store.rungs("q@int2-g64")) == len(quantization.rung_dirs(Path(quantization.Config().ladder)))
+        assert len(store.rungs("q@int2-g64")) == len(quantization.rung_dirs(ladder)) == 4
         [sweep] = quantization.fit(store, "q", n_boot=100)
         surv = quantization.survives(sweep).set_index("format")
         assert bool(surv.loc["fp32", "survives"])
