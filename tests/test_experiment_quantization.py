@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from emergentlab import pipeline
+from emergentlab.errors import UserError
 from emergentlab.experiments import EXPERIMENTS, quantization
 from emergentlab.store import Store
 
@@ -30,3 +34,12 @@ def test_sweep_stores_judges_and_reports(tmp_path: Path) -> None:
         [section] = EXPERIMENTS[quantization.NAME].sections(store, "q")
         assert len(section.tables) == 3 and any("int2-g64" in s and "falls outside" in s for s in section.summary)
         assert EXPERIMENTS[quantization.NAME].sections(store, "other") == []
+
+
+def test_pipeline_refuses_a_bad_format_and_an_empty_ladder(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="weight format") as e:
+        pipeline.quantize(tmp_path / "out", formats="fp32,int9-g64")
+    assert e.value.field == "--formats"
+    with pytest.raises(UserError, match="no tiny checkpoints"):
+        pipeline.quantize(tmp_path / "out", ladder=tmp_path)
+    assert not (tmp_path / "out").exists()

@@ -323,6 +323,32 @@ def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress 
     return Dynamics(pd.DataFrame(rows), build_report(Path(out)))
 
 
+
+def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int = 100, formats: str = "",
+             seed: int = 0, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab quantize`: every rung of a tiny ladder (the demo's by default) at each weight format of the
+    comma-separated `formats` (none: fp32, bf16, int8-g64, int4-g64, int2-g64), into OUT, then its report. The
+    table is the capability-survives table (largest rung's exact match per format, fraction)."""
+    from emergentlab.experiments import quantization as q
+
+    cfg = q.Config(task=task, n=n, seed=seed, formats=tuple(f.strip() for f in formats.split(",") if f.strip())
+                   or q.FORMATS, **({"ladder": str(ladder)} if ladder is not None else {}))
+    try:
+        for f in cfg.formats:
+            q.parse_quant(f)
+    except ValueError as e:
+        raise UserError(str(e), field="--formats") from None
+    if not q.rung_dirs(Path(cfg.ladder)):
+        raise UserError("no tiny checkpoints (*/config.json) here", source=cfg.ladder, field="--ladder")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store:
+        q.run(cfg, store, _stage(progress, "quantize"))
+        sections = q.sections(store, q.NAME)
+        table = q.survives(q.fit(store, q.NAME)[0])
+    path = write_report(Path(out), f"emergentlab report — {Path(out).name}",
+                        f"quantization sweep; built {_stamp()}", sections)
+    return Dynamics(table, Report(path, pd.DataFrame()))
+
 # === production use (issue 16): the upgrade gate, capability thresholds, model selection, the catalog ============
 CATALOG = Path(__file__).parent / "data" / "catalog" / "emergent_capabilities.csv"
 CHECK_EXIT = {0: 0, 1: 3, 2: 4}
