@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from emergentlab.errors import UserError
+from emergentlab.models import load_backend
 from emergentlab.models.quant import Quant, parse_quant, quantize_module, quantize_weight, rtn
 from emergentlab.models.tiny import GPT, GPTConfig
+from emergentlab.runner import prepare
+from emergentlab.study import parse_study
+from emergentlab.train import DEMO_LADDER_DIR
 
 # no value sits halfway between two levels at any width below, so round-half-to-even never decides
 W = torch.tensor([[0.375, -1.0, 0.125, 0.875]])
@@ -64,3 +71,21 @@ def test_module_quantization_rounds_each_weight_once_and_keeps_gains() -> None:
     # at 2 bits symmetric, each group of 8 holds at most 4 distinct values
     assert max(len(set(g.tolist())) for g in w.reshape(-1, 8)) <= 4
     torch.testing.assert_close(w, rtn(before["blocks.0.attn.qkv.weight"], 2, 8))
+
+
+def test_a_rung_can_ask_for_a_weight_format(tmp_path: Path) -> None:
+    rung = DEMO_LADDER_DIR / "L1-d32-t4M"
+    data = {"ladder": [{"model": f"tiny:{rung}", "name": "q", "quant": "int4-g64"}],
+            "tasks": [{"generator": "add3", "n": 5}]}
+    study = parse_study(data, "s.toml", tmp_path)
+    assert study.ladder[0].quant == "int4-g64"
+    for bad, field in (({"quant": "int4"}, "ladder[0].quant"), ({"quant": 4}, "ladder[0].quant")):
+        with pytest.raises(UserError, match="weight format") as e:
+            parse_study({**data, "ladder": [{**data["ladder"][0], **bad}]}, "s.toml", tmp_path)
+        assert e.value.field == field
+    # the format reaches the weights, and it is part of the cell fingerprint (stored fp32 records are not reused)
+    q = load_backend(f"tiny:{rung}", quant="int2-g64").model.blocks[0].attn.qkv.weight  # type: ignore[attr-defined]
+    full = load_backend(f"tiny:{rung}").model.blocks[0].attn.qkv.weight  # type: ignore[attr-defined]
+    torch.testing.assert_close(q, rtn(full, 2, 64))
+    fp32 = parse_study({**data, "ladder": [{**data["ladder"][0], "quant": "fp32"}]}, "s.toml", tmp_path)
+    assert prepare(study).cells[0].fingerprint != prepare(fp32).cells[0].fingerprint
