@@ -31,7 +31,9 @@ from emergentlab.analysis import emergence, synthetic
 from emergentlab.analysis.analyze import Analysis
 from emergentlab.analysis.curves import CurveSet, bootstrap_means
 from emergentlab.analysis.verdict import Verdicts
-from emergentlab.report.html import build_report, render_report
+from emergentlab.experiments import study as study_exp
+from emergentlab.pipeline import build_report
+from emergentlab.report.html import write_report
 from emergentlab.store import Store
 
 T = TypeVar("T")
@@ -109,8 +111,8 @@ def report_rows() -> tuple[str, int]:
             (recs, rungs), w_load, c_load = clocked(lambda: (st.records("demo"), st.rungs("demo")))
         scores, w_met, c_met = clocked(metrics.compute, recs)
         a, w_fit, c_fit = clocked(lambda: Analysis(seed=0).fit(scores, rungs, recs))
-        _, w_ren, c_ren = clocked(render_report, a, root / "staged", "demo")
-        _, w_all, c_all = clocked(build_report, root, None, root / "report")
+        _, w_ren, c_ren = clocked(lambda: write_report(root / "staged", "demo", "", study_exp.sections(a, recs)))
+        _, w_all, c_all = clocked(build_report, root)
     n_curves = len(a.sets_[a.axis_].keys)
     rows = f"""
 | `build_report` stage | wall s | CPU s | share of CPU |
@@ -119,7 +121,7 @@ def report_rows() -> tuple[str, int]:
 | `metrics.compute` | {w_met:.2f} | {c_met:.2f} | {c_met / c_all:.0%} |
 | `Analysis.fit` ({len(a.sets_)} axes: curves, bootstrap, verdicts, forecasts) | {w_fit:.2f} | {c_fit:.2f} \
 | {c_fit / c_all:.0%} |
-| `render_report` (figures, CSVs, HTML) | {w_ren:.2f} | {c_ren:.2f} | {c_ren / c_all:.0%} |
+| sections and `write_report` (figures, HTML) | {w_ren:.2f} | {c_ren:.2f} | {c_ren / c_all:.0%} |
 | **`build_report`, whole, same store** | **{w_all:.2f}** | **{c_all:.2f}** | 100 % |
 """
     return rows, n_curves

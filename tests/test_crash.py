@@ -30,7 +30,7 @@ KILLS_PER_STAGE = 5
 LADDER = {"sizes": [{"n_layer": 1, "n_embd": 8, "n_head": 2}, {"n_layer": 1, "n_embd": 16, "n_head": 2},
                     {"n_layer": 1, "n_embd": 24, "n_head": 2}],
           "budgets": [3072], "tasks": ["add1"], "lines": 400, "seed": 0,
-          "model": {"block_size": 32}, "train": {"batch_size": 4, "block_size": 16, "threads": 1}}
+          "model": {"block_size": 32}, "train": {"batch_size": 4, "block_size": 16}}
 
 
 def spec() -> LadderSpec:
@@ -59,9 +59,9 @@ def stage_eval(root: Path) -> None:
 
 
 def stage_report(root: Path) -> None:
-    from emergentlab.report.html import build_report
+    from emergentlab.pipeline import build_report
 
-    build_report(root / "run" / "records.sqlite", "crash", root / "run")
+    build_report(root / "run")
 
 
 def die_in_a_write(after: int, steps: int) -> None:

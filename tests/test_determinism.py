@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_tiny_checkpoint
-from emergentlab.report.html import build_report
+from emergentlab.pipeline import build_report
 from emergentlab.runner import run_study
 from emergentlab.store import Store
 from emergentlab.study import load_study
@@ -29,7 +29,7 @@ def test_same_study_twice_gives_identical_records_and_csvs(tmp_path: Path) -> No
             summary = run_study(study, store)
             frames.append(store.records("det"))
         assert summary.written == summary.total == 3 * 10 * 3
-        build_report(study.store_path, "det", study.out)
+        build_report(study.out)
         csvs.append({f.name: f.read_bytes() for f in sorted(study.out.glob("*.csv"))})
     pd.testing.assert_frame_equal(frames[0], frames[1])
     assert len(csvs[0]) >= 3 and csvs[0] == csvs[1]

@@ -96,3 +96,85 @@ def test_sigmoid_fits_any_finite_range() -> None:
     assert np.abs(predict_trend(p, t, (0.0, 2.0)) - y).max() < 0.02
     unit = fit_trend(t, y / 2, bounds=(0.0, 1.0))  # the same curve rescaled: the same fit, rescaled
     assert np.allclose(p[:2], 2 * unit[:2]) and np.allclose(p[2:], unit[2:])
+
+
+def _gpt3_forecaster(**kw: object) -> Forecaster:
+    from pathlib import Path
+
+    from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
+
+    csv = Path(forecast.__file__).parents[1] / "data" / "published" / "gpt3_addition.csv"
+    return Forecaster(**kw).fit(scores_to_sets(read_scores_csv(csv))["params"])  # type: ignore[arg-type]
+
+
+def test_gpt3_crossing_interval_holds_every_equally_good_fit() -> None:
+    # three informative rungs for a four-parameter sigmoid: sigmoids within binomial noise cross anywhere from
+    # 3.5e10 to 7e10 (issue 13), so the interval must hold that whole range and no single crossing is the answer
+    s = _gpt3_forecaster(at=1e11).summary_.iloc[0]
+    assert s["crossing_lo"] <= 3.5e10 and s["crossing_hi"] >= 7e10
+    assert np.isnan(s["crossing"]) and "3 rungs" in s["interval_note"]
+    # between the 13B (0.08) and 175B (0.802) rungs a monotone curve can be anywhere between them
+    assert s["at_lo"] <= 0.1 and s["at_hi"] >= 0.79 and np.isnan(s["at_pred"])
+
+
+def _ladder(p: np.ndarray, n: int, rng: np.random.Generator) -> tuple[object, np.ndarray]:
+    from emergentlab.analysis.curves import CurveSet, bootstrap_means, curve_keys
+
+    values = (rng.random((1, len(p), n)) < p[None, :, None]).astype(float)
+    mean, cnt, boot = bootstrap_means(values, 200, int(rng.integers(1 << 31)))
+    keys = curve_keys(pd.DataFrame({"task": ["t"], "metric": ["exact_match"], "variant": ["plain"]}))
+    t = np.linspace(6.0, 10.0, len(p))
+    rg = pd.DataFrame({"model": [f"m{i}" for i in range(len(p))], "params": 10.0**t})
+    return CurveSet(keys, rg, "params", mean, cnt, boot, np.zeros(1), np.full(1, np.nan)), t
+
+
+def test_crossing_intervals_are_calibrated_on_known_sigmoids() -> None:
+    # the fast version of benchmarks/forecast_calibration.py: nominal 90 % must cover the true crossing ~90 %
+    rng = np.random.default_rng(5)
+    fc = Forecaster(threshold=0.5, level=0.9)
+    hits, trials = 0, 80
+    for _ in range(trials):
+        c_true, s = rng.uniform(6.8, 9.4), 0.5
+        t = np.linspace(6.0, 10.0, 7)
+        cs, _ = _ladder(0.02 + 0.93 / (1 + np.exp(-(t - (c_true + s * np.log(0.93 / 0.48 - 1))) / s)), 300, rng)
+        _, lo, hi, note = fc.crossing_interval(cs, 0, forecast.rung_noise(cs, 0))  # type: ignore[arg-type]
+        hits += int(lo <= c_true <= hi)
+        assert note == ""
+    assert 0.8 <= hits / trials <= 0.98
+
+
+def test_partner_forecast_is_backtested_beside_the_direct_one() -> None:
+    # Schaeffer's mirage: p smooth, exact match = p^k sharp. Raising p's fit to k tracks exact match at least as
+    # well as fitting exact match directly, and both are backtested on the same held-out rungs
+    recs = syn.records({"m": syn.schaeffer}, n_examples=300, rungs=8, seed=1)
+    from emergentlab import metrics
+
+    rec_df = pd.DataFrame([r.__dict__ for r in recs])
+    cs = curves_by_axis(metrics.compute(rec_df), syn.rungs_frame(rungs=8), ["params"], n_boot=200, seed=0,
+                        records=rec_df)["params"]
+    f = Forecaster(n_boot=50, at=1e11).fit(cs)
+    row = f.partner_.iloc[0]
+    assert row["k_tokens"] == 5 and row["backtest_n"] == 10 and row["at"] == pytest.approx(1e11)
+    assert row["from_partner_lo"] <= row["from_partner"] <= row["from_partner_hi"]
+    assert row["direct_lo"] <= row["direct"] <= row["direct_hi"]
+    assert row["mae_partner"] <= row["mae_direct"] and row["better"] == "p^k"
+
+
+def test_a_ladder_whose_scale_does_not_vary_names_the_fact_to_set(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
+    from emergentlab.errors import UserError
+
+    # one model at three quantization levels: the same parameter count on every rung
+    csv = Path(str(tmp_path)) / "quant.csv"
+    csv.write_text("model,params,task,metric,value,n\n" + "".join(
+        f"q{b},1.35e8,add,exact_match,{v},500\n" for b, v in ((4, 0.2), (8, 0.3), (16, 0.31))))
+    with pytest.raises(UserError) as e:
+        scores_to_sets(read_scores_csv(csv), source=str(csv))
+    assert e.value.field == "loss" and "params is 1.35e+08 on every rung" in str(e.value)
+    assert "\n" not in str(e.value)
+    # with the fact set, the report's axis is the one that varies
+    csv.write_text("model,params,loss,task,metric,value,n\n" + "".join(
+        f"q{b},1.35e8,{lo},add,exact_match,{v},500\n" for b, lo, v in ((4, 2.9, 0.2), (8, 2.7, 0.3), (16, 2.6, 0.31))))
+    assert list(scores_to_sets(read_scores_csv(csv))) == ["loss"]

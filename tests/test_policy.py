@@ -64,7 +64,7 @@ def test_policy_file_errors_name_the_field() -> None:
     ok = {"thresholds": [{"task": "a", "metric": "exact_match", "warning": 0.2, "critical": 0.5}]}
     assert parse_policy(ok, "p.toml").thresholds[0].variant is None
     cases = [({"thresholds": []}, "thresholds"),
-             ({"thresholds": [{**ok["thresholds"][0], "metric": "bleu"}]}, "thresholds[0].metric"),
+             ({"thresholds": [{**ok["thresholds"][0], "metric": "nope"}]}, "thresholds[0].metric"),
              ({"thresholds": [{**ok["thresholds"][0], "warning": 0.9}]}, "thresholds[0].warning"),
              ({"thresholds": [{**ok["thresholds"][0], "critical": "high"}]}, "thresholds[0].critical"),
              ({**ok, "axis": "years"}, "axis")]

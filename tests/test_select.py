@@ -50,5 +50,5 @@ def test_select_command(tmp_path: Path) -> None:
                                    "--bar", "0.8"])
     assert res.exit_code == 0, res.output
     assert "Select m7" in res.stdout
-    bad = CliRunner().invoke(app, ["select", str(run), "--task", "steps1", "--metric", "bleu", "--bar", "0.8"])
+    bad = CliRunner().invoke(app, ["select", str(run), "--task", "steps1", "--metric", "nope", "--bar", "0.8"])
     assert bad.exit_code == 2 and "unknown metric" in bad.stderr

@@ -22,6 +22,8 @@ console = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 JSON = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout instead of tables")]
+LEVEL = Annotated[float, typer.Option("--level", help="metric value whose crossing is forecast (e.g. 0.5)")]
+AT = Annotated[float | None, typer.Option("--at", help="also predict each metric at this primary-axis value")]
 
 
 def _guard(fn: F) -> F:
@@ -98,9 +100,9 @@ def _report_out(rep: pipeline.Report, as_json: bool) -> None:
 @app.command()
 @_guard
 def report(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds records.sqlite)")],
-           as_json: JSON = False) -> None:
+           as_json: JSON = False, level: LEVEL = 0.5, at: AT = None) -> None:
     """Rebuild verdicts, forecasts, figures and report.html from the stored records alone (no model runs)."""
-    _report_out(pipeline.build_report(run_dir), as_json)
+    _report_out(pipeline.build_report(run_dir, threshold=level, at=at), as_json)
 
 
 @app.command()
@@ -108,9 +110,9 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder (holds rec
 def analyze(scores_csv: Annotated[Path, typer.Argument(help="CSV with columns model, params, task, metric, value; "
                                                          "optional tokens, flops, loss, n")],
             out: Annotated[Path, typer.Option(help="folder for report.html and figures")] = Path("runs/analyze"),
-            seed: int = 0, as_json: JSON = False) -> None:
+            seed: int = 0, as_json: JSON = False, level: LEVEL = 0.5, at: AT = None) -> None:
     """Verdicts, forecasts and the report from published scores: no models needed."""
-    _report_out(pipeline.analyze_csv(scores_csv, out, seed), as_json)
+    _report_out(pipeline.analyze_csv(scores_csv, out, seed, level, at), as_json)
 
 
 @app.command("import-lmeval")

@@ -137,8 +137,10 @@ def _rule() -> str:
     return (verdict.__doc__ or "").strip()
 
 
-def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) -> Report:
-    """`emergentlab report`: verdicts, forecasts, figures and report.html from a run folder's store alone."""
+def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), threshold: float = 0.5,
+                 at: float | None = None) -> Report:
+    """`emergentlab report`: verdicts, forecasts, figures and report.html from a run folder's store alone;
+    `threshold` is the metric value whose crossing is forecast, `at` a primary-axis value to predict at."""
     run_dir = Path(run_dir)
     store_path = run_dir / STORE_NAME
     if not store_path.is_file():
@@ -148,7 +150,9 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) ->
     with Store(store_path) as store:
         dynamics = experiment_sections(store, name)
         has_records = store.count() > 0
-        fitted = study_exp.fit(store, name, seed, source=str(store_path)) if has_records or not dynamics else None
+        fitted = (study_exp.fit(store, name, seed, str(store_path), threshold, at,
+                                saved.strata if saved is not None else None)
+                  if has_records or not dynamics else None)
         skips = store.skips(name)
     sections = [*dynamics, *extra]
     if fitted is None:
@@ -165,10 +169,12 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = ()) ->
     return Report(path, vt, csvs)
 
 
-def analyze_csv(csv_path: Path, out_dir: Path, seed: int = 0) -> Report:
-    """`emergentlab analyze`: verdicts, forecasts and the report from a table of published scores."""
+def analyze_csv(csv_path: Path, out_dir: Path, seed: int = 0, threshold: float = 0.5,
+                at: float | None = None) -> Report:
+    """`emergentlab analyze`: verdicts, forecasts and the report from a table of published scores (`threshold`,
+    `at`: as in `build_report`)."""
     df = read_scores_csv(Path(csv_path))
-    a = Analysis(seed=seed).fit_sets(scores_to_sets(df, seed=seed, source=str(csv_path)))
+    a = Analysis(seed=seed, threshold=threshold, at=at).fit_sets(scores_to_sets(df, seed=seed, source=str(csv_path)))
     out_dir = Path(out_dir)
     vt, csvs = _write_tables(a, out_dir)
     cs = a.sets_[a.axis_]

@@ -5,8 +5,10 @@
     out = "runs/addition"          # relative to the study file
     shots = [0, 3]                 # prompt variants for every task (n-shot), default [0]
     metrics = ["exact_match", "token_accuracy"]   # optional; default: every metric that applies
+    strata = "digits"              # optional: example metadata key whose values get verdicts of their own
 
     [[ladder]]                     # one entry per model, smallest first or not: the analysis sorts by scale
+                                   # (or `checkpoints = "runs/train/step-*"`: one rung per tiny checkpoint folder)
     name = "tiny-s"
     model = "tiny:checkpoints/s"   # backend spec (see emergentlab.models.load_backend)
     params = 1.2e6                 # optional scale facts overriding what the backend reports:
@@ -24,6 +26,7 @@
 
 from __future__ import annotations
 
+import glob as globlib
 import json
 import math
 import os
@@ -39,9 +42,10 @@ from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task
 
 PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
-_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size"}
+_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata"}
 _SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
-_RUNG_KEYS = {"name", "model", "trust_remote_code", "precision", "quant", *FACT_FIELDS, *_SERVER_KEYS}
+_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", "precision", "quant", *FACT_FIELDS,
+              *_SERVER_KEYS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -80,6 +84,7 @@ class Study:
     metrics: tuple[str, ...] | None = None
     batch_size: int = 64
     source: str = "<study>"
+    strata: str | None = None  # example metadata key (e.g. "digits") whose values split verdicts by difficulty
 
     @property
     def store_path(self) -> Path:
@@ -136,6 +141,30 @@ def _tables(data: dict[str, Any], key: str, allowed: set[str], src: str) -> list
     return out
 
 
+def _checkpoint_rungs(r: dict[str, Any], base: Path, src: str, where: str) -> list[Rung]:
+    """`checkpoints = "runs/train/step-*"`: one tiny-checkpoint rung per matching folder (relative to the study),
+    named after the folder, in step order, with the step and tokens its config.json records (a training-step
+    ladder in one line); other facts in the entry apply to every rung."""
+    pattern, fld = r["checkpoints"], f"{where}.checkpoints"
+    if not isinstance(pattern, str) or "model" in r or "name" in r:
+        raise UserError("must be a glob of tiny checkpoint folders, without model or name", source=src, field=fld)
+    found = []
+    for p in sorted(globlib.glob(pattern if Path(pattern).is_absolute() else str(base / pattern))):
+        cfg = Path(p) / "config.json"
+        if cfg.is_file() and (Path(p) / "model.safetensors").is_file():
+            try:
+                meta = json.loads(cfg.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise UserError(f"unreadable {cfg}: {e}", source=src, field=fld) from None
+            facts = {f: float(meta[f]) for f in ("step", "tokens") if isinstance(meta.get(f), int | float)}
+            found.append((facts.get("step", 0.0), Path(p).name,
+                          {**facts, **{f: float(r[f]) for f in FACT_FIELDS if f in r}}, f"tiny:{Path(p).resolve()}"))
+    if not found:
+        raise UserError(f"{pattern!r} matches no checkpoint folder (config.json + model.safetensors)", source=src,
+                        field=fld)
+    return [Rung(name, spec, facts, bool(r.get("trust_remote_code", False))) for _, name, facts, spec in sorted(found)]
+
+
 def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
     """Validate a study given as a dict (as read from TOML); relative paths resolve against `base`."""
     _unknown(data, _STUDY_KEYS, src, "")
@@ -151,6 +180,12 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
 
     ladder: list[Rung] = []
     for where, r in _tables(data, "ladder", _RUNG_KEYS, src):
+        if "checkpoints" in r:
+            for rung in _checkpoint_rungs(r, base, src, where):
+                if any(x.name == rung.name for x in ladder):
+                    raise UserError(f"duplicate rung name {rung.name!r}", source=src, field=f"{where}.checkpoints")
+                ladder.append(rung)
+            continue
         if not isinstance(r.get("model"), str):
             raise UserError("needs a model spec string", source=src, field=f"{where}.model")
         spec = _check_spec(r["model"], base, src, f"{where}.model")
@@ -230,8 +265,15 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
     return Study(
         name=str(data.get("name") or Path(src).stem), seed=seed, out=out if out.is_absolute() else base / out,
         ladder=tuple(ladder), tasks=tuple(tasks), metrics=tuple(metrics) if metrics is not None else None,
-        batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src,
+        batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src, strata=_strata(data, src),
     )
+
+
+def _strata(data: dict[str, Any], src: str) -> str | None:
+    v = data.get("strata")
+    if v is not None and (not isinstance(v, str) or not v):
+        raise UserError(f"must be an example metadata key such as \"digits\", got {v!r}", source=src, field="strata")
+    return v
 
 
 def load_study(path: str | Path) -> Study:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emergentlab.analysis.analyze import no_axis_error
 from emergentlab.analysis.curves import (
     CURVE_KEYS,
     SCALE_AXES,
@@ -131,5 +132,5 @@ def scores_to_sets(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
         sets[ax] = CurveSet(keys.copy(), rg, ax, mean, np.where(np.isfinite(nn), nn, np.nan), boot, chance,
                             np.full(len(keys), np.nan))
     if not sets:
-        raise UserError("no scale axis has a positive value for every model", source=source, field="params")
+        raise no_axis_error(rungs, source)
     return sets

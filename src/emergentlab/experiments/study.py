@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from emergentlab import metrics
-from emergentlab.analysis.analyze import Analysis
+from emergentlab.analysis.analyze import Analysis, no_axis_error
 from emergentlab.analysis.curves import AXIS_UNIT, CurveSet, usable_axes
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.errors import UserError
@@ -39,7 +39,8 @@ def run(plan: Plan, store: Store, progress: Progress) -> RunSummary:
     return summary
 
 
-def fit(store: Store, study: str | None, seed: int = 0, source: str = "") -> tuple[Analysis, pd.DataFrame]:
+def fit(store: Store, study: str | None, seed: int = 0, source: str = "", threshold: float = 0.5,
+        at: float | None = None, strata: str | None = None) -> tuple[Analysis, pd.DataFrame]:
     """The fitted `Analysis` of the records `store` holds for `study` (the only study when None), and the records.
 
     Raises UserError when there is nothing to judge: no records, or fewer than `MIN_RUNGS` rungs on a scale axis."""
@@ -52,16 +53,21 @@ def fit(store: Store, study: str | None, seed: int = 0, source: str = "") -> tup
     if records.empty:
         raise UserError("no records for this study" if name else "no records", source=source, field="study")
     rungs = store.rungs(name)
-    if len(rungs) < MIN_RUNGS or not usable_axes(rungs):
+    if len(rungs) < MIN_RUNGS:
         raise UserError(f"{len(rungs)} rung(s) with a known scale that varies; a curve needs at least {MIN_RUNGS}",
                         source=source, field="rungs")
-    return Analysis(seed=seed).fit(metrics.compute(records), rungs, records), records
+    if not usable_axes(rungs):
+        raise no_axis_error(rungs, source)
+    a = Analysis(seed=seed, threshold=threshold, at=at).fit(metrics.compute(records), rungs, records, strata)
+    return a, records
 
 
 def sections(a: Analysis, records: pd.DataFrame | None = None, skips: pd.DataFrame | None = None) -> list[Section]:
     """The report's sections for a fitted analysis: verdicts first, then what the ladder could not do (skipped
     cells, prompts cut to fit a context), then one section per (task, variant)."""
     out = [_verdict_section(a)]
+    if not a.strata_.empty:
+        out.append(_strata_section(a))
     coverage = _coverage_section(records, skips)
     if coverage is not None:
         out.append(coverage)
@@ -93,7 +99,7 @@ def _coverage_section(records: pd.DataFrame | None, skips: pd.DataFrame | None) 
 # --- the verdict table and the summary ---------------------------------------------------------------------------
 def _interval(v: float, lo: float, hi: float) -> str:
     if not np.isfinite(v):
-        return "–"
+        return f"– [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) or np.isfinite(hi) else "–"
     return f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3g}"
 
 
@@ -134,9 +140,11 @@ def summary_line(a: Analysis, row: pd.Series) -> str:
     if isinstance(row["partner"], str):
         s += f", while {row['partner']} changed by {row['partner_change']:.3g} ({row['partner_shape']})"
     c = row.get(f"cross_{ax}", np.nan)
+    lo, hi = row.get(f"cross_{ax}_lo", np.nan), row.get(f"cross_{ax}_hi", np.nan)
     if np.isfinite(c):
-        s += (f"; it crosses {a.threshold:g} at {unit} {c:.3g} "
-              f"(90 % interval {row[f'cross_{ax}_lo']:.3g}–{row[f'cross_{ax}_hi']:.3g})")
+        s += f"; it crosses {a.threshold:g} at {unit} {c:.3g} (90 % interval {lo:.3g}–{hi:.3g})"
+    elif np.isfinite(lo) or np.isfinite(hi):
+        s += f"; too few rungs to pin where it crosses {a.threshold:g}: somewhere in {unit} {lo:.3g}–{hi:.3g}"
     return s + "."
 
 
@@ -152,6 +160,24 @@ def _verdict_section(a: Analysis) -> Section:
                "the same verdict.")
     return Section(title="Verdicts", tables=[Table(verdict_table(a), caption, key="verdict-table")],
                    summary=[summary_line(a, r) for _, r in a.table_.iterrows()])
+
+
+def _strata_section(a: Analysis) -> Section:
+    """Verdicts per difficulty stratum, side by side: one row per (task, variant, metric, stratum)."""
+    st = a.strata_
+    key = str(st["stratum_key"].iat[0])
+    tab = st.assign(
+        confidence=[f"{c:.0%}" if np.isfinite(c) else "–" for c in st["confidence"].astype(float)],
+        change=[_interval(*v) for v in st[["change", "change_lo", "change_hi"]].to_numpy(dtype=float)],
+        partner=st["partner"].fillna("–"))[["task", "variant", "metric", "stratum", "examples", "first", "last",
+                                            "change", "verdict", "confidence", "shape", "partner", "partner_shape"]]
+    caption = (f"Verdicts per difficulty: examples split by their '{key}' and each stratum judged on its own by the "
+               f"same rule, on {AXIS_LABEL.get(a.axis_, a.axis_)}. examples: per rung; first / last: the smallest "
+               "and largest rung's mean in the metric's unit; change: D with its 95 % bootstrap interval; shape and "
+               "partner_shape: the stratum's own curve shapes. Strata that move in opposite directions can cancel "
+               "in the whole-task curve until they surge together.")
+    return Section(title=f"Verdicts per {key}", tables=[Table(tab.rename(columns={"stratum": key}), caption,
+                                                                key="strata-table")])
 
 
 # --- one section per (task, variant) -----------------------------------------------------------------------------
@@ -258,18 +284,55 @@ def _forecast_tables(a: Analysis, task: str, variant: str) -> list[Table]:
         if s.empty:
             continue
         unit = AXIS_UNIT.get(ax, ax)
+        tab = pd.DataFrame({"metric": s["metric"], "trend model": s["model"],
+                            f"crossing ({unit}), 90 % interval": [_interval(*v) for v in s[
+                                ["crossing", "crossing_lo", "crossing_hi"]].to_numpy(dtype=float)]})
+        at = ""
+        if "at_pred" in s:
+            tab[f"at {s['at'].iat[0]:.3g} {unit}"] = [_interval(*v) for v in s[["at_pred", "at_lo", "at_hi"]]
+                                                      .to_numpy(dtype=float)]
+            at = (f" 'at': the metric the trend predicts at {s['at'].iat[0]:.3g} {unit} (metric unit), with its "
+                  "90 % interval.")
+        for c, name in (("backtest_mae", "backtest MAE (metric unit)"), ("backtest_coverage", "backtest coverage"),
+                        ("backtest_n", "backtest points")):
+            if c in s:
+                tab[name] = s[c].to_numpy()
+        tab["interval note"] = s["interval_note"].to_numpy()
         out.append(Table(
-            s[["metric", "model", "crossing", "crossing_lo", "crossing_hi", "crossing_found_share", "backtest_mae",
-               "backtest_coverage", "backtest_n"]].rename(columns={
-                "model": "trend model", "crossing": f"crossing ({unit})", "crossing_lo": "90 % lo",
-                "crossing_hi": "90 % hi", "crossing_found_share": "replicates crossing",
-                "backtest_mae": "backtest MAE (metric unit)", "backtest_coverage": "backtest coverage",
-                "backtest_n": "backtest points"}),
-            f"Forecast on {AXIS_LABEL.get(ax, ax)}: where the trend fitted to every rung crosses {a.threshold:g}, "
-            "with a 90 % interval from bootstrap refits; 'replicates crossing' is the share of refits that cross "
-            "inside the extrapolation range. Backtest: rolling-origin forecasts of held-out larger rungs, mean "
-            "absolute error and the share of held-out rungs inside their 90 % band."))
+            tab, f"Forecast on {AXIS_LABEL.get(ax, ax)}: where the trend fitted to every rung crosses "
+            f"{a.threshold:g}. The 90 % interval spans every trend that fits the rungs within their noise (standard "
+            "errors from the bootstrap over examples, or binomial from n for published scores); with no more rungs "
+            "than the sigmoid's four parameters it is what any monotone curve through the rungs allows, and inf "
+            "marks an end no plausible trend reaches. Backtest: rolling-origin forecasts of held-out larger rungs, "
+            "mean absolute error and the share of held-out rungs inside their 90 % band." + at))
     return out
+
+
+def _partner_table(a: Analysis, task: str, variant: str) -> tuple[Table | None, str]:
+    """Exact match forecast directly and as p^k from the per-token accuracy, both backtested; and which won."""
+    fc = a.forecasts_.get(a.axis_)
+    s = _rows(fc.partner_, task, variant) if fc is not None and not fc.partner_.empty else pd.DataFrame()
+    if s.empty:
+        return None, ""
+    unit = AXIS_UNIT.get(a.axis_, a.axis_)
+    r = s.iloc[0]
+    tab = pd.DataFrame({
+        "metric": s["metric"], "k (tokens)": s["k_tokens"],
+        "direct fit, 90 % interval": [_interval(*v) for v in s[["direct", "direct_lo", "direct_hi"]]
+                                      .to_numpy(dtype=float)],
+        f"{r['partner']}^k, 90 % interval": [_interval(*v) for v in s[["from_partner", "from_partner_lo",
+                                                                       "from_partner_hi"]].to_numpy(dtype=float)],
+        "backtest MAE direct": s["mae_direct"], "backtest MAE p^k": s["mae_partner"],
+        "backtest points": s["backtest_n"], "better in backtest": s["better"]})
+    winner = {"p^k": "the forecast from the continuous partner (p^k) was closer",
+              "direct": "the direct fit of exact match was closer", "tie": "both were equally close"}[r["better"]]
+    line = (f"Forecast of {r['metric']} at {r['at']:.3g} {unit}: direct fit {r['direct']:.3g}, from the per-token "
+            f"accuracy raised to k = {r['k_tokens']:.1f}: {r['from_partner']:.3g}; on {int(r['backtest_n'])} "
+            f"held-out rungs {winner} (mean absolute error {r['mae_direct']:.3g} direct, {r['mae_partner']:.3g} p^k).")
+    return Table(tab, f"Exact match at {r['at']:.3g} {unit} forecast two ways (fractions): the sigmoid fitted to exact "
+                 "match itself, and Schaeffer et al.'s construction — the per-token accuracy p fitted and "
+                 "extrapolated, raised to the answer length k (tokens). Both are backtested on the same rolling "
+                 "origins (fit the smallest rungs, predict the larger); MAE in the metric's unit (fraction)."), line
 
 
 def _examples_table(records: pd.DataFrame, rungs: Sequence[str], task: str, variant: str) -> Table | None:
@@ -310,6 +373,9 @@ def _task_section(a: Analysis, task: str, variant: str, sub: pd.DataFrame, recor
             "The p^k test: exact match predicted from the mean per-token probability p of the target raised to its "
             "length k (tokens), compared with the observed exact match across rungs."))
     tables += _forecast_tables(a, task, variant)
+    partner, partner_line = _partner_table(a, task, variant)
+    if partner is not None:
+        tables.append(partner)
     pu = _rows(a.passuntil_, task, variant) if not a.passuntil_.empty else pd.DataFrame()
     if not pu.empty:
         tables.append(Table(pu.drop(columns=["task", "variant"]),
@@ -321,5 +387,6 @@ def _task_section(a: Analysis, task: str, variant: str, sub: pd.DataFrame, recor
         ex = _examples_table(records, order, task, variant)
         if ex is not None:
             tables.append(ex)
-    return Section(title=f"{task} — {variant}", paragraphs=_tests_paragraphs(a, task, variant), tables=tables,
+    paragraphs = _tests_paragraphs(a, task, variant) + ([partner_line] if partner_line else [])
+    return Section(title=f"{task} — {variant}", paragraphs=paragraphs, tables=tables,
                    figures=figures)

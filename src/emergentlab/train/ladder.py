@@ -118,9 +118,6 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
     train_over = d.get("train", {})
     _check_fields(GPTConfig, model, "model", source)
     _check_fields(TrainConfig, train_over, "train", source, skip=("tokens", "seed"))
-    if train_over.get("threads", 0) < 0:
-        raise UserError(f"must be >= 0 (0: torch's default), got {train_over['threads']}", source=source,
-                        field="train.threads")
     spec = LadderSpec(**d)
     for i, size in enumerate(d["sizes"]):
         where = f"sizes[{i}]"
@@ -158,9 +155,9 @@ def load_ladder_spec(path: str | Path) -> LadderSpec:
 def _differs(meta: dict[str, Any], spec: LadderSpec, mcfg: GPTConfig, tcfg: TrainConfig) -> str | None:
     """What differs between a stored rung's config.json and the rung `spec` asks for (None: it is the same rung).
 
-    Compared: the model config, the training config (but `threads`, which changes speed, not the model, and
-    `bf16` when left to auto-detection) and what the corpus is drawn from (tasks, lines, seed)."""
-    want_train = {k: v for k, v in asdict(tcfg).items() if k != "threads" and not (k == "bf16" and v is None)}
+    Compared: the model config, the training config (but `bf16` when left to auto-detection) and what the corpus
+    is drawn from (tasks, lines, seed)."""
+    want_train = {k: v for k, v in asdict(tcfg).items() if not (k == "bf16" and v is None)}
     stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k in want_train}
     corpus = {k: (meta.get("ladder") or {}).get(k) for k in ("tasks", "lines", "seed")}
     pairs = [("model", meta.get("model"), asdict(mcfg)), ("train", stored_train, want_train),
