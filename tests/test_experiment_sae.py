@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from emergentlab import pipeline
+from emergentlab.errors import UserError
 from emergentlab.experiments import EXPERIMENTS, sae
 from emergentlab.experiments.base import torch_threads
 from emergentlab.store import Store
@@ -25,3 +29,9 @@ def test_diffing_self_versus_across_the_jump(tmp_path: Path) -> None:
                    for f in across["features"])
         secs = EXPERIMENTS[sae.NAME].sections(store, "d")
         assert len(secs) == 2 and all(len(s.tables) == 2 and s.summary for s in secs)
+
+
+def test_pipeline_refuses_an_unknown_rung(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no tiny checkpoint") as e:
+        pipeline.sae_diff(tmp_path / "out", "L2-d64-t4M", "L9-nope")
+    assert e.value.field == "--large" and not (tmp_path / "out").exists()
