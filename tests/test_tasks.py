@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from emergentlab.tasks import TASKS, build_prompt, make_task, split_of, train_lines
+from emergentlab.tasks.inverse import SPLIT_AS
 from emergentlab.tasks.synthetic import _draw, near_misses
 
 
@@ -14,7 +15,7 @@ def test_generators_are_deterministic_and_splits_disjoint(name: str) -> None:
     train_keys = {it.key for it in _draw(name, "train", 800, seed=2, unique=True)}
     assert test_keys and train_keys
     assert not test_keys & train_keys
-    assert all(split_of(name, k) == "test" for k in test_keys)
+    assert all(split_of(SPLIT_AS.get(name, name), k) == "test" for k in test_keys)  # split as its prior task
 
 
 def test_arithmetic_targets_are_right() -> None:

@@ -382,6 +382,56 @@ def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress 
     return Dynamics(pd.DataFrame(rows), build_report(Path(out)))
 
 
+
+def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int = 100, formats: str = "",
+             seed: int = 0, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab quantize`: every rung of a tiny ladder (the demo's by default) at each weight format of the
+    comma-separated `formats` (none: fp32, bf16, int8-g64, int4-g64, int2-g64), into OUT, then its report. The
+    table is the capability-survives table (largest rung's exact match per format, fraction)."""
+    from emergentlab.experiments import quantization as q
+
+    cfg = q.Config(task=task, n=n, seed=seed, formats=tuple(f.strip() for f in formats.split(",") if f.strip())
+                   or q.FORMATS)
+    cfg = replace(cfg, ladder=str(ladder)) if ladder is not None else cfg
+    try:
+        for f in cfg.formats:
+            q.parse_quant(f)
+    except ValueError as e:
+        raise UserError(str(e), field="--formats") from None
+    if not q.rung_dirs(Path(cfg.ladder)):
+        raise UserError("no tiny checkpoints (*/config.json) here", source=cfg.ladder, field="--ladder")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store:
+        q.run(cfg, store, _stage(progress, "quantize"))
+        sections = q.sections(store, q.NAME)
+        table = q.survives(q.fit(store, q.NAME)[0])
+    path = write_report(Path(out), f"emergentlab report — {Path(out).name}",
+                        f"quantization sweep; built {_stamp()}", sections)
+    return Dynamics(table, Report(path, pd.DataFrame()))
+
+
+def sae_diff(out: Path, small: str, large: str, ladder: Path | None = None, task: str = "add3", n: int = 300,
+             seed: int = 0, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab sae`: SAE model diffing of rungs `small` and `large` of a tiny ladder (the demo's by default),
+    into OUT, then its report. The table lists the larger rung's unmatched features (frequency: share of tokens;
+    correlations −1…1) with their top tokens."""
+    from emergentlab.experiments import sae
+    from emergentlab.experiments.base import torch_threads
+
+    cfg = sae.Config(small=small, large=large, task=task, n=n, seed=seed)
+    cfg = replace(cfg, ladder=str(ladder)) if ladder is not None else cfg
+    for fld, rung in (("small", small), ("large", large)):
+        if not (Path(cfg.ladder) / rung / "config.json").is_file():
+            raise UserError(f"no tiny checkpoint {rung!r} in the ladder folder", source=cfg.ladder, field=f"--{fld}")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(sae.THREADS):
+        rec = sae.run(cfg, store, _stage(progress, "sae"))
+        sections = sae.sections(store, sae.NAME)
+    table = pd.DataFrame([{k: v for k, v in f.items() if k != "examples"} for f in rec["features"]])
+    path = write_report(Path(out), f"emergentlab report — {Path(out).name}", f"SAE model diffing; built {_stamp()}",
+                        sections)
+    return Dynamics(table, Report(path, pd.DataFrame()))
+
 # === production use (issue 16): the upgrade gate, capability thresholds, model selection, the catalog ============
 CATALOG = Path(__file__).parent / "data" / "catalog" / "emergent_capabilities.csv"
 CHECK_EXIT = {0: 0, 1: 3, 2: 4}

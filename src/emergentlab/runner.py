@@ -184,7 +184,8 @@ def prepare(study: Study) -> Plan:
     src = study.source
     for i, rung in enumerate(study.ladder):
         _check_rung(rung, src, f"ladder[{i}]")
-    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code, "precision": r.precision}
+    models = {r.name: {**model_parts(r.spec), "trust_remote_code": r.trust_remote_code, "precision": r.precision,
+                        "quant": r.quant}
               for r in study.ladder}
     built: list[tuple[dict[str, Any], Task, int, tuple[str, ...]]] = []
     for i, spec in enumerate(study.tasks):
@@ -315,7 +316,7 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                     done += len(cell.task) - len(todo)
                     if backend is None:
                         backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
-                                               precision=rung.precision, server=rung.server)
+                                               precision=rung.precision, server=rung.server, quant=rung.quant)
                         store.put_rung(s.name, rung.name, redact_spec(rung.spec), backend.facts().merged(rung.facts))
                         known.add(rung.name)
                     reason = _cannot(backend, cell)

@@ -44,6 +44,7 @@ from typing import Any
 from emergentlab.errors import UserError, read_toml
 from emergentlab.metrics import METRICS
 from emergentlab.models.openai import ServerOptions, parse_openai_spec, redact_spec
+from emergentlab.models.quant import parse_quant
 from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task, variant_name
 
@@ -53,8 +54,8 @@ _COMPARE_KEYS = {"a", "b", "task", "metric", "level"}
 _SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
 # tokens_per_step: training tokens per optimizer step, so a checkpoint ladder's tokens follow from its step (Pythia:
 # 1024 sequences × 2048 tokens = 2,097,152); declared per rung rather than guessed from a model's name
-_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", "precision", "tokens_per_step", *FACT_FIELDS,
-              *_SERVER_KEYS}
+_RUNG_KEYS = {"name", "model", "checkpoints", "trust_remote_code", "precision", "quant", "tokens_per_step",
+              *FACT_FIELDS, *_SERVER_KEYS}
 _TASK_KEYS = {"generator", "bigbench", "jsonl", "name", "n", "choices", "shots", "params"}
 _SOURCES = ("generator", "bigbench", "jsonl")
 
@@ -67,6 +68,7 @@ class Rung:
     trust_remote_code: bool = False  # only an explicit `trust_remote_code = true` in the study file turns it on
     precision: str = "fp32"  # the dtype an hf model runs in: "fp32" or "bf16" (emergentlab.models.hf.PRECISIONS)
     server: ServerOptions = field(default_factory=ServerOptions)  # openai: rungs only
+    quant: str = "fp32"  # weight format, e.g. "int4-g64" (emergentlab.models.quant; tiny, hf and gguf rungs)
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,13 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         if precision not in PRECISIONS:
             raise UserError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", source=src,
                             field=f"{where}.precision")
+        quant = r.get("quant", "fp32")
+        try:
+            parse_quant(quant if isinstance(quant, str) else repr(quant))
+        except ValueError as e:
+            raise UserError(str(e), source=src, field=f"{where}.quant") from None
+        if quant != "fp32" and spec.startswith("openai:"):
+            raise UserError("an openai: rung's weights cannot be quantized here", source=src, field=f"{where}.quant")
         limits = {k: r[k] for k in _SERVER_KEYS if k in r}
         if limits and not spec.startswith("openai:"):
             raise UserError(f"only openai: rungs take {', '.join(limits)}", source=src,
@@ -238,7 +247,7 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
                     k != "timeout_s" and not isinstance(v, int)):
                 kind = "a positive number of seconds" if k == "timeout_s" else "a positive integer"
                 raise UserError(f"must be {kind}, got {v!r}", source=src, field=f"{where}.{k}")
-        ladder.append(Rung(name, spec, facts, trust, precision, ServerOptions(**limits)))
+        ladder.append(Rung(name, spec, facts, trust, precision, ServerOptions(**limits), quant))
 
     tasks: list[TaskSpec] = []
     for where, t in _tables(data, "tasks", _TASK_KEYS, src):

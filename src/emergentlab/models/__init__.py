@@ -32,9 +32,10 @@ KINDS = ("tiny", "hf", "gguf", "openai")
 
 
 def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = False,
-                 precision: str = "fp32", server: ServerOptions | None = None) -> Backend:
+                 precision: str = "fp32", server: ServerOptions | None = None, quant: str = "fp32") -> Backend:
     """A backend from a spec (grammar in the module docstring); `precision` ("fp32" or "bf16") is the dtype an hf
-    model's weights run in, and only the hf backend has a choice; `server` sets an openai backend's limits.
+    model's weights run in, and only the hf backend has a choice; `server` sets an openai backend's limits; `quant`
+rounds a tiny or hf model's weights to a format of `emergentlab.models.quant` (e.g. "int4-g64"; dequantized).
 
     Raises UserError with one line for a missing file or folder, a pickle-only checkpoint, a GGUF that fails to
     parse, a hub id that cannot be fetched (e.g. offline), a malformed spec, or a server without log-probs.
@@ -45,6 +46,18 @@ def load_backend(spec: str, name: str | None = None, trust_remote_code: bool = F
     if precision != "fp32" and kind not in ("hf", "gguf"):
         raise UserError(f"precision {precision!r} needs an hf or gguf model, not {kind}", source=spec,
                         field="precision")
+    if quant != "fp32":
+        from emergentlab.models.quant import parse_quant, quantize_module
+
+        if kind == "openai":
+            raise UserError("an openai backend's weights cannot be quantized here", source=spec, field="quant")
+        try:
+            q = parse_quant(quant)
+        except ValueError as e:
+            raise UserError(str(e), source=spec, field="quant") from None
+        backend = load_backend(spec, name, trust_remote_code, precision, server)
+        quantize_module(backend.model, q)  # type: ignore[attr-defined]  # tiny and hf backends hold a torch module
+        return backend
     if kind == "tiny":
         from emergentlab.models.tiny import TinyBackend
 

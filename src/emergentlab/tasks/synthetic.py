@@ -138,6 +138,8 @@ def capacity(name: str, **overrides: Any) -> int:
     """How many distinct item keys the named task can produce, both splits together (an upper bound)."""
     family, params = TASKS[name]
     q = {**params, **overrides}
+    if (c := inverse.capacity(family, q)) is not None:
+        return c
     if family == "arithmetic":
         d = int(q.get("digits", 2))
         return (10 if d == 1 else 9 * 10 ** (d - 1)) ** 2
@@ -174,7 +176,7 @@ def _draw(name: str, split: str, n: int, seed: int, unique: bool, **overrides: A
     while len(out) < n and attempts < 200 * n + 1000 and misses < give_up:
         attempts += 1
         item = fn(rng, **params)
-        if split_of(name, item.key) != split or (unique and item.key in seen):
+        if split_of(inverse.SPLIT_AS.get(name, name), item.key) != split or (unique and item.key in seen):
             misses += 1
             continue
         misses = 0
@@ -249,3 +251,9 @@ def train_lines(names: list[str], n: int, seed: int) -> list[str]:
     lines = [f"{it.input}={it.target}" for name in names for it in _draw(name, "train", per, seed, unique=False)]
     random.Random(seed).shuffle(lines)
     return lines[:n]
+
+
+from emergentlab.tasks import inverse  # noqa: E402 -- imports this module, so it registers after it is defined
+
+_FAMILIES.update(inverse.FAMILIES)
+TASKS.update(inverse.TASKS)
