@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from emergentlab import cli, metrics
-from emergentlab.cli import app
+from emergentlab import metrics
+from emergentlab.cli import app, base
 from emergentlab.store import Store
 
 runner = CliRunner()
@@ -42,7 +42,7 @@ def test_run_prints_curves_and_writes_the_store(tmp_path: Path, tiny_ckpt: Path)
 def test_terminal_tables_fit_80_columns_without_truncating_names(tmp_path: Path, tiny_ckpt: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     buf = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buf, force_terminal=True, color_system=None, width=80))
+    monkeypatch.setattr(base, "console", Console(file=buf, force_terminal=True, color_system=None, width=80))
     res = runner.invoke(app, ["run", str(study(tmp_path, tiny_ckpt))])
     assert res.exit_code == 0, res.output
     lines = buf.getvalue().splitlines()

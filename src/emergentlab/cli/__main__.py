@@ -1,0 +1,3 @@
+from emergentlab.cli import main
+
+main()
