@@ -323,36 +323,35 @@ def grok(base: dict[str, Any], sweep_wd: str, sweep_frac: str, out: Path,
     return Dynamics(grokking.sweep_table(results), build_report(Path(out)))
 
 
+def _ladder_experiment(exp: Any, make: Callable[[], Any], out: Path, progress: Progress) -> Report:
+    """Build an experiment's config (a bad field is a UserError), run it into OUT/records.sqlite, build the report."""
+    try:
+        cfg = make()
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source=f"emergentlab {exp.NAME}") from None
+    from emergentlab.experiments.base import torch_threads
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(exp.THREADS):
+        exp.run(cfg, store, progress)
+    return build_report(Path(out), cfg.seed)
+
+
 def cot(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
     """`emergentlab cot`: addition items direct vs with worked traces at every rung of a tiny ladder (`config`:
     `CotConfig` fields), into OUT, then the report (its CoT section: paired differences and the sign flip)."""
     from emergentlab.experiments import cot as cot_exp
-    from emergentlab.experiments.base import torch_threads
 
-    try:
-        cfg = cot_exp.CotConfig(**config)
-    except (ValueError, TypeError) as e:
-        raise UserError(str(e), source="emergentlab cot") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(cot_exp.THREADS):
-        cot_exp.run(cfg, store, progress)
-    return build_report(Path(out), cfg.seed)
+    return _ladder_experiment(cot_exp, lambda: cot_exp.CotConfig(**config), out, progress)
 
 
 def icl(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
     """`emergentlab icl`: zero- vs n-shot at every rung of a tiny ladder (`config`: `IclConfig` fields), into OUT,
     then the report (its ICL sections: the gain table and each n's shift and sign flip)."""
     from emergentlab.experiments import icl as icl_exp
-    from emergentlab.experiments.base import torch_threads
 
-    try:
-        cfg = icl_exp.IclConfig(**{**config, **({"shots": tuple(config["shots"])} if "shots" in config else {})})
-    except (ValueError, TypeError) as e:
-        raise UserError(str(e), source="emergentlab icl") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(icl_exp.THREADS):
-        icl_exp.run(cfg, store, progress)
-    return build_report(Path(out), cfg.seed)
+    shots = {"shots": tuple(config["shots"])} if "shots" in config else {}
+    return _ladder_experiment(icl_exp, lambda: icl_exp.IclConfig(**{**config, **shots}), out, progress)
 
 
 def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:
