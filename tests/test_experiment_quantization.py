@@ -10,6 +10,7 @@ from emergentlab import pipeline
 from emergentlab.errors import UserError
 from emergentlab.experiments import EXPERIMENTS, quantization
 from emergentlab.store import Store
+from emergentlab.train import checkpoint_dirs
 
 
 def test_sweep_stores_judges_and_reports(tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ def test_sweep_stores_judges_and_reports(tmp_path: Path) -> None:
                                 study="q")
         assert [r.study for r in runs] == ["q@fp32", "q@int2-g64"]
         assert all(r.score_tokens_per_s > 0 for r in runs)
-        assert len(store.rungs("q@int2-g64")) == len(quantization.rung_dirs(ladder)) == 4
+        assert len(store.rungs("q@int2-g64")) == len(checkpoint_dirs(ladder)) == 4
         [sweep] = quantization.fit(store, "q", n_boot=100)
         surv = quantization.survives(sweep).set_index("format")
         assert bool(surv.loc["fp32", "survives"])

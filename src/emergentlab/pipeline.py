@@ -225,10 +225,10 @@ class Demo:
 def demo_study(ladder_dir: Path, out: Path, n: int, seed: int) -> Study:
     """The demo's study: every rung found in `ladder_dir`, evaluated on the test split of the tasks it was trained on
     (zero- and two-shot), plus the same task as 4-way multiple choice."""
-    from emergentlab.train import load_ladder_spec
+    from emergentlab.train import checkpoint_dirs, load_ladder_spec
 
     spec = load_ladder_spec(ladder_dir / "ladder.toml")
-    rungs = sorted(p for p in ladder_dir.iterdir() if (p / "config.json").is_file())
+    rungs = checkpoint_dirs(ladder_dir)
     if not rungs:
         raise UserError("no trained rungs here (run with --retrain)", source=str(ladder_dir))
     tasks = [{"generator": t, "n": n, "shots": [0, 2]} for t in spec.tasks]
@@ -381,13 +381,13 @@ def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress 
     return Dynamics(pd.DataFrame(rows), build_report(Path(out)))
 
 
-
 def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int = 100, formats: str = "",
              seed: int = 0, progress: Progress = no_progress) -> Dynamics:
     """`emergentlab quantize`: every rung of a tiny ladder (the demo's by default) at each weight format of the
     comma-separated `formats` (none: fp32, bf16, int8-g64, int4-g64, int2-g64), into OUT, then its report. The
     table is the capability-survives table (largest rung's exact match per format, fraction)."""
     from emergentlab.experiments import quantization as q
+    from emergentlab.train import checkpoint_dirs
 
     cfg = q.Config(task=task, n=n, seed=seed, formats=tuple(f.strip() for f in formats.split(",") if f.strip())
                    or q.FORMATS)
@@ -397,7 +397,7 @@ def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int =
             q.parse_quant(f)
     except ValueError as e:
         raise UserError(str(e), field="--formats") from None
-    if not q.rung_dirs(Path(cfg.ladder)):
+    if not checkpoint_dirs(Path(cfg.ladder)):
         raise UserError("no tiny checkpoints (*/config.json) here", source=cfg.ladder, field="--ladder")
     Path(out).mkdir(parents=True, exist_ok=True)
     with Store(Path(out) / STORE_NAME) as store:
@@ -430,6 +430,7 @@ def sae_diff(out: Path, small: str, large: str, ladder: Path | None = None, task
     path = write_report(Path(out), f"emergentlab report — {Path(out).name}", f"SAE model diffing; built {_stamp()}",
                         sections)
     return Dynamics(table, Report(path, pd.DataFrame()))
+
 
 # === production use (issue 16): the upgrade gate, capability thresholds, model selection, the catalog ============
 CATALOG = Path(__file__).parent / "data" / "catalog" / "emergent_capabilities.csv"
@@ -469,15 +470,15 @@ def compare(old: str, new: str, suite: str = "starter", out: Path = Path("runs/c
     csvs = [cfg.out / "tests.csv", cfg.out / "items.csv"]
     write_csv(c.tests, csvs[0])
     write_csv(c.items, csvs[1])
-    js, junit = cfg.out / "compare.json", cfg.out / "junit.xml"
-    js.write_text(to_json({"gate": "failed" if c.failed else "passed", "verdict": upgrade.verdict(c), "old": old,
+    js, junit, verdict = cfg.out / "compare.json", cfg.out / "junit.xml", upgrade.verdict(c)
+    js.write_text(to_json({"gate": "failed" if c.failed else "passed", "verdict": verdict, "old": old,
                            "new": new, "suite": suite, "alpha": alpha, "correction": correction, "tests": c.tests,
                            "new_capabilities": c.new_capabilities, "regressed_items": c.regressed_items}) + "\n",
                   encoding="utf-8")
     junit.write_text(upgrade.junit_xml(c), encoding="utf-8")
     report = write_report(cfg.out, f"emergentlab compare — {Path(new).name} against {Path(old).name}",
                           f"suite {suite}; built {_stamp()}", upgrade.sections(c))
-    return Compared(c, upgrade.verdict(c), summary, report, js, junit, csvs)
+    return Compared(c, verdict, summary, report, js, junit, csvs)
 
 
 @dataclass

@@ -9,7 +9,7 @@ its series and the run's config, and ``sections(store, study)`` that builds its 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -80,6 +80,13 @@ def stored_runs(store: Store, study: str | None, experiment: str) -> list[Stored
         out.append(StoredRun(f"{st}/{run}" if several else str(run), configs.get((str(st), str(run)), {}),
                              wide.reset_index()))
     return out
+
+
+def run_sections(store: Store, study: str | None, experiment: str, one: Callable[[StoredRun], Section],
+                 several: Callable[[list[StoredRun]], Section]) -> list[Section]:
+    """One section per stored run of `experiment` and, with several runs, one comparing them; [] when none."""
+    runs = stored_runs(store, study, experiment)
+    return [one(r) for r in runs] + ([several(runs)] if len(runs) > 1 else [])
 
 
 def line(h: pd.DataFrame, column: str, label: str, style: LineStyle = "line") -> Line:

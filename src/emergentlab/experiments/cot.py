@@ -28,7 +28,7 @@ from emergentlab.store import Store
 from emergentlab.study import CompareSpec
 from emergentlab.tasks import TASKS, make_task
 from emergentlab.tasks.cot import cot_task
-from emergentlab.train import DEMO_LADDER_DIR
+from emergentlab.train import DEMO_LADDER_DIR, checkpoint_dirs
 
 NAME = "cot"
 THREADS = 2
@@ -60,8 +60,8 @@ class CotConfig:
 
 
 def rung_dirs(ladder: Path) -> list[Path]:
-    """The checkpoint folders of a ladder, by name (the analysis sorts them by scale)."""
-    out = sorted(p for p in Path(ladder).iterdir() if (p / "config.json").is_file())
+    """The checkpoint folders of a ladder, by name (the analysis sorts them by scale); ValueError when none."""
+    out = checkpoint_dirs(ladder)
     if not out:
         raise ValueError(f"no tiny checkpoints (subfolders with config.json) in {ladder}")
     return out

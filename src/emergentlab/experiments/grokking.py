@@ -18,10 +18,10 @@ from emergentlab.experiments.base import (
     StoredRun,
     jump_markers,
     line,
+    run_sections,
     steps_or_nan,
     steps_text,
     store_run,
-    stored_runs,
 )
 from emergentlab.models.tiny import GPT
 from emergentlab.records import Progress, no_progress
@@ -93,11 +93,7 @@ def sweep_table(results: list[GrokResult]) -> pd.DataFrame:
 
 def sections(store: Store, study: str | None) -> list[Section]:
     """One section per stored run (curves, events) and, with several runs, one comparing them; [] when none."""
-    runs = stored_runs(store, study, NAME)
-    out = [_run_section(r) for r in runs]
-    if len(runs) > 1:
-        out.append(_sweep_section(runs))
-    return out
+    return run_sections(store, study, NAME, _run_section, _sweep_section)
 
 
 def _run_section(r: StoredRun) -> Section:

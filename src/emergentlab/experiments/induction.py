@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from emergentlab.analysis.dynamics import Jump, locate_phase_change
-from emergentlab.experiments.base import StoredRun, jump_markers, line, steps_or_nan, store_run, stored_runs
+from emergentlab.experiments.base import StoredRun, jump_markers, line, run_sections, steps_or_nan, store_run
 from emergentlab.models.tiny import GPT, head_name
 from emergentlab.records import Progress, no_progress
 from emergentlab.sections import Figure, Panel, Section, Table
@@ -72,11 +72,7 @@ def head_table(history: pd.DataFrame) -> pd.DataFrame:
 
 def sections(store: Store, study: str | None) -> list[Section]:
     """One section per stored run (curves, heads, events) and, with several runs, one comparing depths."""
-    runs = stored_runs(store, study, NAME)
-    out = [_run_section(r) for r in runs]
-    if len(runs) > 1:
-        out.append(_depth_section(runs))
-    return out
+    return run_sections(store, study, NAME, _run_section, _depth_section)
 
 
 def _run_section(r: StoredRun) -> Section:

@@ -29,7 +29,7 @@ from emergentlab.runner import evaluate
 from emergentlab.sections import Section, Table
 from emergentlab.store import Store
 from emergentlab.tasks import build_prompt, make_task
-from emergentlab.train import DEMO_LADDER_DIR
+from emergentlab.train import DEMO_LADDER_DIR, checkpoint_dirs
 
 NAME = "quantization"
 THREADS = 0  # leaves torch's threads as they are: batched scoring uses every core it is given
@@ -58,18 +58,13 @@ class FormatRun:
     score_tokens_per_s: float
 
 
-def rung_dirs(ladder: Path) -> list[Path]:
-    """The checkpoint folders of a ladder folder (those holding a config.json), by name."""
-    return sorted(p.parent for p in ladder.glob("*/config.json"))
-
-
 def run(config: Config | None = None, store: Store | None = None, progress: Progress = no_progress,
         study: str = NAME) -> list[FormatRun]:
     """Evaluate every rung at every format into `store` (records under ``{study}@{format}``); the scoring speed is
     measured on the same prompts for each format, so the formats' tokens/s compare within one run."""
     cfg = config or Config()
     quants = [parse_quant(f) for f in cfg.formats]
-    dirs = rung_dirs(Path(cfg.ladder))
+    dirs = checkpoint_dirs(Path(cfg.ladder))
     task = make_task(cfg.task, n=cfg.n, seed=cfg.seed)
     prompts = [build_prompt(task, ex, 0, cfg.seed) for ex in task.examples]
     targets = [ex.target for ex in task.examples]

@@ -18,6 +18,11 @@ from emergentlab.train.loop import Progress, TrainConfig, cpu_has_bf16, train
 DEMO_LADDER_DIR = Path(__file__).resolve().parent.parent / "data" / "demo_ladder"
 
 
+def checkpoint_dirs(ladder: Path) -> list[Path]:
+    """The rung folders of a trained ladder (those holding a config.json), by name; [] for none or no folder."""
+    return sorted(p.parent for p in Path(ladder).glob("*/config.json"))
+
+
 def demo_ladder_spec() -> LadderSpec:
     """The spec the shipped demo checkpoints were trained from (`DEMO_LADDER_DIR / "ladder.toml"`)."""
     return load_ladder_spec(DEMO_LADDER_DIR / "ladder.toml")
@@ -25,6 +30,7 @@ def demo_ladder_spec() -> LadderSpec:
 
 __all__ = [
     "DEMO_LADDER_DIR",
+    "checkpoint_dirs",
     "LadderProgress",
     "LadderSpec",
     "Progress",
