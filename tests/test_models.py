@@ -86,8 +86,9 @@ def test_demo_ladder_loads_and_scores_as_before_the_one_gpt() -> None:
     assert len(want["logprobs"]) == 7
     for rung, logprobs in want["logprobs"].items():
         got = TinyBackend.from_path(DEMO_LADDER_DIR / rung).score(want["prompts"], want["continuations"])
+        # fp32 kernels differ by CPU (AVX2 vs AVX-512 reduction order): a few float32 ulps, not a changed model
         for s, w in zip(got, logprobs, strict=True):
-            assert s.logprobs == pytest.approx(w, abs=1e-6), rung
+            assert s.logprobs == pytest.approx(w, rel=1e-6, abs=1e-5), rung
 
 
 def test_head_names_round_trip_and_refuse_other_strings() -> None:

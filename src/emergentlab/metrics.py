@@ -68,6 +68,9 @@ def normalize(text: str) -> str:
     return text.strip()
 
 
+# Metrics run once per record and metric: a million-record study calls these millions of times on few distinct
+# strings (answers repeat across rungs and examples), so the pure string functions are memoised.
+@functools.lru_cache(maxsize=1 << 16)
 def parse_number(text: str) -> float | None:
     """The first number in `text`, or None."""
     m = _NUMBER.search(text)
@@ -79,9 +82,14 @@ def response_span(r: Row) -> tuple[int, int]:
     bigbench/models/model_utils.py). The text is cut just after `stop_string` when it occurs past position 0, then
     the response is the first match of `output_regex` (its group, if it has one; empty when nothing matches).
     Records without either rule respond with the whole generation."""
-    text, end = r["generation"], len(r["generation"])
     # a frame mixing records with and without a rule holds NaN, not None, where there is none
-    stop, regex = (v if isinstance(v, str) else None for v in (r.get("stop_string"), r.get("output_regex")))
+    stop, regex = r.get("stop_string"), r.get("output_regex")
+    return _span(r["generation"], stop if isinstance(stop, str) else None, regex if isinstance(regex, str) else None)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _span(text: str, stop: str | None, regex: str | None) -> tuple[int, int]:
+    end = len(text)
     if stop and (i := text.find(stop)) > 0:
         end = i + len(stop)
     if not regex:
@@ -102,7 +110,7 @@ def response(r: Row) -> str:
 def _refs(r: Row) -> list[str]:
     """Every accepted answer: `targets` when the task gives several, else `target`."""
     t = r.get("targets")
-    return list(t) if isinstance(t, list | tuple) and len(t) else [r["target"]]
+    return list(t) if isinstance(t, (list, tuple)) and len(t) else [r["target"]]
 
 
 def exact_match(r: Row) -> float:
@@ -117,7 +125,7 @@ def exact_match(r: Row) -> float:
 def token_accuracy(r: Row) -> float:
     """Fraction of target tokens that are the model's argmax under teacher forcing (0..1)."""
     g = r["target_greedy"]
-    return float(np.mean(g)) if len(g) else math.nan
+    return sum(g) / len(g) if len(g) else math.nan
 
 
 def token_edit_distance(r: Row) -> float:
@@ -149,7 +157,7 @@ def expected_exact_match(r: Row) -> float:
 def target_logprob(r: Row) -> float:
     """Mean log-probability of the target tokens, in nats per token (≤ 0)."""
     lp = r["target_logprobs"]
-    return float(np.mean(lp)) if len(lp) else math.nan
+    return math.fsum(lp) / len(lp) if len(lp) else math.nan
 
 
 def _choice_probs(r: Row) -> np.ndarray:
@@ -450,12 +458,26 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
     """
     names = list(names) if names is not None else list(METRICS)
     check_names(names)
-    rows = records.to_dict("records")
-    out: list[tuple[Any, ...]] = []
-    for r in rows:
-        key = tuple(r[k] for k in KEY_FIELDS)
-        for n in names:
-            m = METRICS[n]
-            if n in (r.get("metrics") or ()) or (r["kind"] in m.applies and n not in DECLARED_ONLY):
-                out.append((*key, n, m.fn(r)))
-    return pd.DataFrame(out, columns=[*KEY_FIELDS, "metric", "value"])
+    cols = list(records.columns)
+    # rows as plain dicts without DataFrame.to_dict's per-cell boxing; which metrics apply depends only on the
+    # record's kind and declared metrics, so it is worked out once per distinct pair
+    rows = (dict(zip(cols, vals, strict=True)) for vals in zip(*(records[c].tolist() for c in cols), strict=True))
+    applies: dict[tuple[str, tuple[str, ...]], list[tuple[str, Callable[[Row], float]]]] = {}
+    idx: list[int] = []
+    metric: list[str] = []
+    value: list[float] = []
+    for i, r in enumerate(rows):
+        declared_ = tuple(r.get("metrics") or ())
+        fns = applies.get((r["kind"], declared_))
+        if fns is None:
+            fns = applies[(r["kind"], declared_)] = [
+                (n, METRICS[n].fn) for n in names
+                if n in declared_ or (r["kind"] in METRICS[n].applies and n not in DECLARED_ONLY)]
+        for n, fn in fns:
+            idx.append(i)
+            metric.append(n)
+            value.append(fn(r))
+    out = records[list(KEY_FIELDS)].iloc[idx].reset_index(drop=True)
+    out["metric"] = metric
+    out["value"] = np.asarray(value, dtype=float)
+    return out
