@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -431,22 +432,51 @@ def import_ray() -> Any:
     return ray
 
 
+# Per Ray worker process: the executor of the last rung it evaluated, so that a rung loads once per worker process
+# and not once per shard. The key names one `RayExecutor.load` call, so each run's rungs load afresh (a retrained
+# checkpoint is never served stale). Only Ray's worker processes fill it.
+_WORKER: dict[str, LocalExecutor] = {}
+
+
+def _worker(rung: Rung, key: str) -> LocalExecutor:
+    if key not in _WORKER:
+        _WORKER.clear()  # the last rung's model goes before the next one loads
+        ex = LocalExecutor()
+        ex.load(rung)
+        _WORKER[key] = ex
+    return _WORKER[key]
+
+
+def _ray_facts(rung: Rung, key: str) -> ScaleFacts:
+    return _worker(rung, key)._loaded().facts()
+
+
+def _ray_cannot(rung: Rung, key: str, cell: Cell) -> str | None:
+    return _worker(rung, key).cannot(cell)
+
+
+def _ray_records(rung: Rung, key: str, cell: Cell, shard: Shard, study: str, seed: int,
+                 batch_size: int) -> list[list[Record]]:
+    return _worker(rung, key).records(cell, shard, study, seed, batch_size)
+
+
 class RayExecutor:
-    """A pool of Ray actors, each a `LocalExecutor` holding the current rung's backend: every actor loads the
-    rung once, a cell's shards go to the actors in turn, and the plain `Record`s they return come back in shard
-    order for `run_study` (this process, the store's only writer) to write.
+    """A Ray task per shard: Ray places each on a free worker of the cluster (1 CPU, and 1 GPU for a rung whose
+    model runs in the worker — tiny, hf, gguf — when the cluster has GPUs), the worker process loads the rung once
+    and keeps it for the rung's later shards, and the plain `Record`s come back in shard order for `run_study`
+    (this process, the store's only writer) to write. Tasks rather than a pool of actors: a busy or autoscaling
+    cluster gets the shards as it frees or adds workers, and nothing holds a CPU between cells
+    (benchmarks/results/ray.md measures both).
 
     `address` (else RAY_ADDRESS) attaches to a running cluster, e.g. `ray://head:10001`; without one a local
-    instance with `num_cpus` CPUs starts here and stops on `close`. A Ray already started in this process is used
-    as it is and left running. The pool has one actor per CPU of the cluster (`workers` overrides), or one per GPU
-    for a rung whose model runs in the worker (tiny, hf, gguf) when the cluster has GPUs.
+    instance with `num_cpus` CPUs (default: all) starts here and stops on `close`. A Ray already started in this
+    process is used as it is and left running.
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, shard_size: int | None = None,
-                 workers: int | None = None) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 shard_size: int | None = None) -> None:
         self.ray = import_ray()
         self.shard_size = shard_size
-        self.workers = workers
         self.owned = not self.ray.is_initialized()
         if self.owned:
             address = address or os.environ.get("RAY_ADDRESS")
@@ -457,8 +487,9 @@ class RayExecutor:
                 # all the evaluating and this process only writes, so they take the CPU as a local run would
                 self.ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                               object_store_memory=RAY_OBJECT_STORE_MB << 20, _system_config={"worker_niceness": 0})
-        self.actor = self.ray.remote(LocalExecutor)
-        self.pool: list[Any] = []
+        self.fns = [self.ray.remote(f) for f in (_ray_facts, _ray_cannot, _ray_records)]
+        self.rung: Rung | None = None
+        self.key = ""
         self.shape: dict[str, float] = {}
 
     def __enter__(self) -> RayExecutor:
@@ -468,10 +499,7 @@ class RayExecutor:
         self.close()
 
     def close(self) -> None:
-        """Stop the pool, and the local Ray instance if this executor started it."""
-        for a in self.pool:
-            self.ray.kill(a)
-        self.pool = []
+        """Stop the local Ray instance if this executor started it."""
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
 
@@ -484,34 +512,33 @@ class RayExecutor:
                 raise UserError(str(e.cause)) from None
             raise
 
+    def _on(self) -> tuple[Rung, str]:
+        if self.rung is None:
+            raise RuntimeError("load the cell's rung first")
+        return self.rung, self.key
+
     def load(self, rung: Rung) -> ScaleFacts:
-        res = self.ray.cluster_resources()
-        gpu = bool(res.get("GPU")) and rung.spec.partition(":")[0] in WEIGHT_KINDS
-        shape = {"num_cpus": 1.0, "num_gpus": 1.0 if gpu else 0.0}
-        n = self.workers or max(1, int(res.get("GPU" if gpu else "CPU", 1)))
-        if shape != self.shape or len(self.pool) != n:
-            for a in self.pool:
-                self.ray.kill(a)
-            self.pool = [self.actor.options(**shape).remote() for _ in range(n)]
-            self.shape = shape
-        facts: list[ScaleFacts] = self._get([a.load.remote(rung) for a in self.pool])
-        return facts[0]
+        gpu = bool(self.ray.cluster_resources().get("GPU")) and rung.spec.partition(":")[0] in WEIGHT_KINDS
+        self.shape = {"num_cpus": 1.0, "num_gpus": 1.0 if gpu else 0.0}
+        self.rung, self.key = rung, f"{rung.name}:{uuid.uuid4().hex}"
+        facts: ScaleFacts = self._get(self.fns[0].options(**self.shape).remote(*self._on()))
+        return facts
 
     def cannot(self, cell: Cell) -> str | None:
-        reason: str | None = self._get(self.pool[0].cannot.remote(cell))
+        reason: str | None = self._get(self.fns[1].options(**self.shape).remote(*self._on(), cell))
         return reason
 
     def map(self, cell: Cell, shards: Sequence[Shard], study: Study) -> Generator[list[Record], None, None]:
         # the workers need only the task's settings: its examples travel in the shards
         slim = self.ray.put(replace(cell, task=replace(cell.task, examples=(), shots_pool=()), prompts=(),
                                     hashes=()))
-        refs = [self.pool[i % len(self.pool)].records.remote(slim, list(shard), study.name, study.seed,
-                                                             study.batch_size)
-                for i, shard in enumerate(shards)]
+        refs = [self.fns[2].options(**self.shape).remote(*self._on(), slim, list(shard), study.name, study.seed,
+                                                         study.batch_size)
+                for shard in shards]
         try:
             for ref in refs:
                 yield from self._get(ref)
-        except BaseException:  # an error, Ctrl-C or a caller that stops reading: drop the shards still queued
+        except BaseException:  # an error, Ctrl-C or a caller that stops reading: drop the shards not yet run
             for ref in refs:
                 self.ray.cancel(ref)
             raise
