@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from emergentlab.cli import app
+from emergentlab.errors import UserError
 from emergentlab.runner import LocalExecutor, RayExecutor, prepare, run_study
 from emergentlab.store import Store
 from emergentlab.study import load_study
@@ -100,7 +101,7 @@ def test_a_shard_size_that_splits_a_batch_is_refused(tmp_path: Path, tiny_ladder
                                                      ray_exe: RayExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_study(study_file(tmp_path, tiny_ladder[:1], "odd", n=4, batch=4))
     monkeypatch.setattr(ray_exe, "shard_size", 6)
-    with Store(s.store_path) as store, pytest.raises(Exception, match="--shard-size: 6 is not a multiple of the "
+    with Store(s.store_path) as store, pytest.raises(UserError, match="--shard-size: 6 is not a multiple of the "
                                                      "study's batch_size 4"):
         run_study(s, store, None, ray_exe)
     with Store(s.store_path) as store:
@@ -115,6 +116,23 @@ def test_without_ray_the_cli_says_so_in_one_line(tmp_path: Path, tiny_ckpt: Path
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "pip install 'emergentlab[ray]'" in lines[0], res.output
     assert not (tmp_path / "x/records.sqlite").exists()
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoCluster:  # what `ray` does when nothing answers at the address (after a 30 s timeout)
+        @staticmethod
+        def is_initialized() -> bool:
+            return False
+
+        @staticmethod
+        def init(address: str) -> None:
+            raise ConnectionError("ray client connection timeout")
+
+    monkeypatch.setitem(sys.modules, "ray", NoCluster)
+    res = cli.invoke(app, ["run", str(study_file(tmp_path, [tiny_ckpt], "x", n=2)), "--executor", "ray",
+                           "--ray-address", "ray://nowhere:10001"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "--ray-address: no Ray cluster answers at 'ray://nowhere:10001'" in res.output
 
 
 @pytest.mark.parametrize(("args", "field"), [(["--executor", "dask"], "--executor"),

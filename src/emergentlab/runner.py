@@ -481,7 +481,10 @@ class RayExecutor:
         if self.owned:
             address = address or os.environ.get("RAY_ADDRESS")
             if address:
-                self.ray.init(address=address)
+                try:
+                    self.ray.init(address=address)
+                except (ConnectionError, SystemExit) as e:  # Ray exits when no cluster answers there
+                    raise UserError(f"no Ray cluster answers at {address!r} ({e})", field="--ray-address") from None
             else:
                 # Ray runs its workers at nice 15, for a node's driver to stay responsive; here the workers do
                 # all the evaluating and this process only writes, so they take the CPU as a local run would
