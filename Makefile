@@ -47,7 +47,7 @@ check:
 # Re-pin every dependency to the newest versions that resolve; run `make test` before committing the result.
 lock:
 	$(PY) -m pip install -q "uv==0.13.9"
-	$(PY) -m uv pip compile pyproject.toml --extra hf --extra dev --python-version 3.11 \
+	$(PY) -m uv pip compile pyproject.toml --extra hf --extra ray --extra dev --python-version 3.11 \
 	  -c constraints.txt --no-emit-package torch -o requirements/dev.lock
 
 bench: install-dev

@@ -8,6 +8,7 @@ for the caller to show; nothing here prints. Process-wide settings (torch thread
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ from emergentlab.experiments.capability import selection_summary as selection_su
 from emergentlab.records import Progress, no_progress
 from emergentlab.report.html import write_report
 from emergentlab.report.text import write_csv
-from emergentlab.runner import RunSummary, prepare
+from emergentlab.runner import Executor, RayExecutor, RunSummary, prepare
 from emergentlab.sections import Section
 from emergentlab.store import Store
 from emergentlab.study import PRECISIONS, Study, check_writable, load_saved_study, load_study, parse_study
@@ -66,12 +67,15 @@ def rung_means(scores: pd.DataFrame, rungs: pd.DataFrame) -> pd.DataFrame:
     return means[[m for m in order if m in means.columns]]
 
 
-def execute(study: Study, progress: Progress = no_progress) -> StudyRun:
-    """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv."""
+def execute(study: Study, progress: Progress = no_progress,
+            executor: Callable[[], AbstractContextManager[Executor | None]] = nullcontext) -> StudyRun:
+    """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv.
+
+    `executor` opens where the models run (default: this process), once the study has passed every check."""
     plan = prepare(study)  # every check that needs no store, before anything is written
     check_writable(study)
-    with Store(study.store_path) as store:
-        summary = study_exp.run(plan, store, progress)
+    with executor() as exe, Store(study.store_path) as store:
+        summary = study_exp.run(plan, store, progress, exe)
         means = rung_means(metrics.compute(store.records(study.name), study.metrics), store.rungs(study.name))
     csv = study.out / "means.csv"
     write_csv(means.reset_index(), csv)
@@ -95,10 +99,22 @@ def _load(study_file: Path, precision: str | None) -> Study:
     return replace(study, ladder=tuple(replace(r, precision=precision) for r in study.ladder))
 
 
-def run_study(study_file: Path, progress: Progress = no_progress, precision: str | None = None) -> StudyRun:
+EXECUTORS = ("local", "ray")
+
+
+def run_study(study_file: Path, progress: Progress = no_progress, precision: str | None = None,
+              executor: str = "local", ray_address: str | None = None, shard_size: int | None = None) -> StudyRun:
     """`emergentlab run`: load and check the whole study file first, then evaluate it (every rung at `precision`
-    when given, overriding the study file)."""
-    return execute(_load(study_file, precision), progress)
+    when given, overriding the study file), here or on a Ray cluster (`ray_address`, else RAY_ADDRESS, else a
+    local Ray) in shards of `shard_size` examples."""
+    if executor not in EXECUTORS:
+        raise UserError(f"must be one of {', '.join(EXECUTORS)}, got {executor!r}", field="--executor")
+    if executor != "ray" and (ray_address or shard_size):
+        raise UserError("needs --executor ray", field="--ray-address" if ray_address else "--shard-size")
+    study = _load(study_file, precision)
+    if executor == "local":
+        return execute(study, progress)
+    return execute(study, progress, lambda: RayExecutor(ray_address, shard_size=shard_size))
 
 
 CHARS_PER_TOKEN = 4.0  # a BPE tokenizer's usual rate on English and digits; tiny models read one character a token

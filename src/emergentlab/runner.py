@@ -8,22 +8,30 @@ it claims a cell in the store (a second run on the same store takes the other ce
 skips what the store holds, and writes each batch in one transaction, so a killed run resumes where it stopped.
 A rung that cannot do a task (its context is shorter than the task needs) is skipped for that task with the
 reason stored and returned, while the other rungs run.
+
+Where the models run is the `Executor`'s business and nothing else: `run_study` keeps the cell loop, the claims and
+the store (the one writer), and hands each cell's examples to the executor in shards; `LocalExecutor` evaluates
+them in this process, `RayExecutor` on the workers of a Ray cluster (`emergentlab[ray]`), which return plain
+`Record`s for this process to write. Both evaluate the same batches, so they store the same records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emergentlab.errors import UserError
 from emergentlab.models import Backend, load_backend
 from emergentlab.models.openai import redact_spec
-from emergentlab.records import Record
+from emergentlab.records import Record, ScaleFacts
 from emergentlab.store import Store, input_hash
 from emergentlab.study import Rung, Study, TaskSpec, build_tasks
 from emergentlab.tasks import Example, Task, build_prompt, variant_name
@@ -277,16 +285,75 @@ def _cannot(backend: Backend, cell: Cell) -> str | None:
     return None
 
 
-def run_study(study: Study | Plan, store: Store, progress: Progress | None = None) -> RunSummary:
+# --- executors: where a rung's backend lives and a cell's examples are evaluated --------------------------------
+
+Shard = Sequence[tuple[Example, str]]  # examples of one cell with their prompts, in the cell's order
+
+
+class Executor(Protocol):
+    """Where `run_study` has its models run. It loads a rung (before any of the rung's cells), says whether the
+    rung can do a cell, and turns a cell's shards into records, one list per batch of the study's `batch_size`,
+    in shard order; `run_study` writes each list as it comes, so an interrupted run keeps what was yielded."""
+
+    shard_size: int | None  # examples per shard, a multiple of the study's batch_size; None: one batch a shard
+
+    def load(self, rung: Rung) -> ScaleFacts: ...
+
+    def cannot(self, cell: Cell) -> str | None: ...
+
+    def map(self, cell: Cell, shards: Sequence[Shard], study: Study) -> Generator[list[Record], None, None]: ...
+
+
+class LocalExecutor:
+    """Everything in this process, one rung's backend at a time. A `RayExecutor` worker is one of these too."""
+
+    shard_size: int | None = None
+
+    def __init__(self) -> None:
+        self.backend: Backend | None = None
+
+    def load(self, rung: Rung) -> ScaleFacts:
+        self.backend = None  # the last rung's model goes before the next one loads
+        self.backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
+                                    precision=rung.precision, server=rung.server, quant=rung.quant)
+        return self.backend.facts()
+
+    def _loaded(self) -> Backend:
+        if self.backend is None:
+            raise RuntimeError("load the cell's rung first")
+        return self.backend
+
+    def cannot(self, cell: Cell) -> str | None:
+        return _cannot(self._loaded(), cell)
+
+    def records(self, cell: Cell, shard: Shard, study: str, seed: int, batch_size: int) -> list[list[Record]]:
+        """The shard's records, one list per batch of `batch_size` examples: the batches a one-batch-per-shard
+        run evaluates, so any shard size gives the same numbers."""
+        return [evaluate(self._loaded(), cell.task, [ex for ex, _ in b], cell.shots, study, cell.rung.name, seed,
+                         [p for _, p in b])
+                for b in (shard[i : i + batch_size] for i in range(0, len(shard), batch_size))]
+
+    def map(self, cell: Cell, shards: Sequence[Shard], study: Study) -> Generator[list[Record], None, None]:
+        for shard in shards:
+            yield from self.records(cell, shard, study.name, study.seed, study.batch_size)
+
+
+def run_study(study: Study | Plan, store: Store, progress: Progress | None = None,
+              executor: Executor | None = None) -> RunSummary:
     """Evaluate every rung on every task and variant, writing records batch by batch; skip what is stored.
 
     Takes a `Study` (prepared here) or a `Plan` from `prepare`. A rung with nothing left to do is not even
     loaded, so resuming a finished study costs only store look-ups. Cells another live run holds are left to it
     and waited for at the end, so two runs on one store split the work and both return the whole result.
+    `executor` says where the models run (default: `LocalExecutor`, this process); the records are the same.
     """
     plan = study if isinstance(study, Plan) else prepare(study)
-    check_store(plan, store)
     s = plan.study
+    exe = executor if executor is not None else LocalExecutor()
+    size = exe.shard_size or s.batch_size
+    if size % s.batch_size:  # a shard is whole batches, so its numbers are those of a local run
+        raise UserError(f"{size} is not a multiple of the study's batch_size {s.batch_size}", field="--shard-size")
+    check_store(plan, store)
     known = set(store.rungs(s.name).model)
     written = truncated = done = 0
     skips: dict[tuple[str, str, str], Skip] = {}
@@ -294,7 +361,7 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
     while pending:
         waiting: list[Cell] = []
         for rung in s.ladder:
-            backend: Backend | None = None
+            loaded = False
             for cell in [c for c in pending if c.rung is rung]:
                 key = (s.name, rung.name, cell.task.name, cell.variant)
                 state = store.cell_state(*key)
@@ -314,27 +381,26 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
                     stored = store.done_ids(*key)  # another run may have finished it while we looked
                     todo = [(ex, p) for ex, p in todo if ex.id not in stored]
                     done += len(cell.task) - len(todo)
-                    if backend is None:
-                        backend = load_backend(rung.spec, rung.name, trust_remote_code=rung.trust_remote_code,
-                                               precision=rung.precision, server=rung.server, quant=rung.quant)
-                        store.put_rung(s.name, rung.name, redact_spec(rung.spec), backend.facts().merged(rung.facts))
+                    if not loaded:
+                        facts = exe.load(rung)
+                        store.put_rung(s.name, rung.name, redact_spec(rung.spec), facts.merged(rung.facts))
                         known.add(rung.name)
-                    reason = _cannot(backend, cell)
+                        loaded = True
+                    reason = exe.cannot(cell)
                     if reason is not None:
                         store.release(*key, status="skipped", reason=reason)
                         skips[key[1:]] = Skip(*key[1:], reason)
                         done += len(todo)
                         continue
-                    for i in range(0, len(todo), s.batch_size):
-                        batch = todo[i : i + s.batch_size]
-                        recs = evaluate(backend, cell.task, [ex for ex, _ in batch], cell.shots, s.name, rung.name,
-                                        s.seed, [p for _, p in batch])
-                        added = store.put_records(recs)
-                        written += added
-                        truncated += sum(1 for r in recs if r.truncated_tokens) if added else 0
-                        done += len(batch)
-                        if progress:
-                            progress(f"{rung.name} · {cell.task.name} · {cell.variant}", done, plan.total)
+                    batches = exe.map(cell, [todo[i : i + size] for i in range(0, len(todo), size)], s)
+                    with closing(batches):  # on an error, shards still queued elsewhere are dropped now
+                        for recs in batches:
+                            added = store.put_records(recs)
+                            written += added
+                            truncated += sum(1 for r in recs if r.truncated_tokens) if added else 0
+                            done += len(recs)
+                            if progress:
+                                progress(f"{rung.name} · {cell.task.name} · {cell.variant}", done, plan.total)
                     store.release(*key)
                 except BaseException:  # an error or Ctrl-C: free the cell now rather than after CLAIM_TIMEOUT_S
                     store.release(*key, status="open")
@@ -345,3 +411,137 @@ def run_study(study: Study | Plan, store: Store, progress: Progress | None = Non
     return RunSummary(written=written, skipped=plan.total - written - sum(
         len(c.task) for c in plan.cells if (c.rung.name, c.task.name, c.variant) in skips), total=plan.total,
         skips=tuple(skips[k] for k in sorted(skips)), truncated=truncated)
+
+
+# --- Ray: the same executor, on the workers of a cluster ------------------------------------------------------
+
+# A local instance's object store (MB): shards and records are a few kB each, and Ray's default (30% of RAM)
+# would crowd a small machine.
+RAY_OBJECT_STORE_MB = 200
+# Backends whose model runs inside the worker, so a worker of theirs takes a GPU where the cluster has one
+# (an openai rung's model runs on its server).
+WEIGHT_KINDS = ("tiny", "hf", "gguf")
+
+
+def import_ray() -> Any:
+    """The `ray` module, imported only when a Ray run is asked for; UserError when it is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("Ray is not installed: pip install 'emergentlab[ray]'", field="--executor") from None
+    return ray
+
+
+# Per Ray worker process: the executor of the last rung it evaluated, so that a rung loads once per worker process
+# and not once per shard. The key names one `RayExecutor.load` call, so each run's rungs load afresh (a retrained
+# checkpoint is never served stale). Only Ray's worker processes fill it.
+_WORKER: dict[str, LocalExecutor] = {}
+
+
+def _worker(rung: Rung, key: str) -> LocalExecutor:
+    if key not in _WORKER:
+        _WORKER.clear()  # the last rung's model goes before the next one loads
+        ex = LocalExecutor()
+        ex.load(rung)
+        _WORKER[key] = ex
+    return _WORKER[key]
+
+
+def _ray_facts(rung: Rung, key: str) -> ScaleFacts:
+    return _worker(rung, key)._loaded().facts()
+
+
+def _ray_cannot(rung: Rung, key: str, cell: Cell) -> str | None:
+    return _worker(rung, key).cannot(cell)
+
+
+def _ray_records(rung: Rung, key: str, cell: Cell, shard: Shard, study: str, seed: int,
+                 batch_size: int) -> list[list[Record]]:
+    return _worker(rung, key).records(cell, shard, study, seed, batch_size)
+
+
+class RayExecutor:
+    """A Ray task per shard: Ray places each on a free worker of the cluster (1 CPU, and 1 GPU for a rung whose
+    model runs in the worker — tiny, hf, gguf — when the cluster has GPUs), the worker process loads the rung once
+    and keeps it for the rung's later shards, and the plain `Record`s come back in shard order for `run_study`
+    (this process, the store's only writer) to write. Tasks rather than a pool of actors: a busy or autoscaling
+    cluster gets the shards as it frees or adds workers, and nothing holds a CPU between cells
+    (benchmarks/results/ray.md measures both).
+
+    `address` (else RAY_ADDRESS) attaches to a running cluster, e.g. `ray://head:10001`; without one a local
+    instance with `num_cpus` CPUs (default: all) starts here and stops on `close`. A Ray already started in this
+    process is used as it is and left running.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 shard_size: int | None = None) -> None:
+        self.ray = import_ray()
+        self.shard_size = shard_size
+        self.owned = not self.ray.is_initialized()
+        if self.owned:
+            address = address or os.environ.get("RAY_ADDRESS")
+            if address:
+                try:
+                    self.ray.init(address=address)
+                except (ConnectionError, SystemExit) as e:  # Ray exits when no cluster answers there
+                    raise UserError(f"no Ray cluster answers at {address!r} ({e})", field="--ray-address") from None
+            else:
+                # Ray runs its workers at nice 15, for a node's driver to stay responsive; here the workers do
+                # all the evaluating and this process only writes, so they take the CPU as a local run would
+                self.ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                              object_store_memory=RAY_OBJECT_STORE_MB << 20, _system_config={"worker_niceness": 0})
+        self.fns = [self.ray.remote(f) for f in (_ray_facts, _ray_cannot, _ray_records)]
+        self.rung: Rung | None = None
+        self.key = ""
+        self.shape: dict[str, float] = {}
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the local Ray instance if this executor started it."""
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
+
+    def _get(self, refs: Any) -> Any:
+        """`ray.get`, with a worker's UserError (a checkpoint missing on that node) raised again here as one."""
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, UserError):
+                raise UserError(str(e.cause)) from None
+            raise
+
+    def _on(self) -> tuple[Rung, str]:
+        if self.rung is None:
+            raise RuntimeError("load the cell's rung first")
+        return self.rung, self.key
+
+    def load(self, rung: Rung) -> ScaleFacts:
+        gpu = bool(self.ray.cluster_resources().get("GPU")) and rung.spec.partition(":")[0] in WEIGHT_KINDS
+        self.shape = {"num_cpus": 1.0, "num_gpus": 1.0 if gpu else 0.0}
+        self.rung, self.key = rung, f"{rung.name}:{uuid.uuid4().hex}"
+        facts: ScaleFacts = self._get(self.fns[0].options(**self.shape).remote(*self._on()))
+        return facts
+
+    def cannot(self, cell: Cell) -> str | None:
+        reason: str | None = self._get(self.fns[1].options(**self.shape).remote(*self._on(), cell))
+        return reason
+
+    def map(self, cell: Cell, shards: Sequence[Shard], study: Study) -> Generator[list[Record], None, None]:
+        # the workers need only the task's settings: its examples travel in the shards
+        slim = self.ray.put(replace(cell, task=replace(cell.task, examples=(), shots_pool=()), prompts=(),
+                                    hashes=()))
+        refs = [self.fns[2].options(**self.shape).remote(*self._on(), slim, list(shard), study.name, study.seed,
+                                                         study.batch_size)
+                for shard in shards]
+        try:
+            for ref in refs:
+                yield from self._get(ref)
+        except BaseException:  # an error, Ctrl-C or a caller that stops reading: drop the shards not yet run
+            for ref in refs:
+                self.ray.cancel(ref)
+            raise

@@ -25,6 +25,12 @@ def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tas
         precision: Annotated[str | None, typer.Option(help="run every rung in fp32 or bf16 (hf and gguf models)")]
         = None,
         dry_run: Annotated[bool, typer.Option(help="check the study and estimate its cost; run nothing")] = False,
+        executor: Annotated[str, typer.Option(help="where the models run: local, or ray (a Ray cluster; needs "
+                                              "emergentlab[ray])")] = "local",
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster to use, e.g. ray://head:10001 "
+                                                        "(default: RAY_ADDRESS, else a local Ray)")] = None,
+        shard_size: Annotated[int | None, typer.Option(min=1, help="examples per Ray task, a multiple of the "
+                                                       "study's batch_size (default: one batch)")] = None,
         as_json: JSON = False) -> None:
     """Run a study: every model × task × example × variant → records → metrics → curves."""
     if dry_run:
@@ -32,7 +38,7 @@ def run(study_file: Annotated[Path, typer.Argument(help="study TOML: ladder, tas
         base.output([("estimated scoring cost per rung (seconds, MB)", est)], [], as_json, {"estimate": est}, {})
         return
     with progress(base.err) as update:
-        r = pipeline.run_study(study_file, update, precision)
+        r = pipeline.run_study(study_file, update, precision, executor, ray_address, shard_size)
     _summary(r.summary)
     tables = [(f"{t} · {v}: mean per rung", b.droplevel([0, 1]).reset_index())
               for (t, v), b in r.means.groupby(level=["task", "variant"], sort=False)]

@@ -19,7 +19,7 @@ from emergentlab.analysis.curves import AXIS_UNIT, CurveSet, usable_axes
 from emergentlab.analysis.scores_csv import MIN_RUNGS
 from emergentlab.errors import UserError
 from emergentlab.records import Progress
-from emergentlab.runner import Plan, RunSummary, run_study
+from emergentlab.runner import Executor, Plan, RunSummary, run_study
 from emergentlab.sections import Figure, Line, Marker, Panel, Section, Table
 from emergentlab.store import Store
 from emergentlab.study import save_study
@@ -31,10 +31,10 @@ _BOUNDED_UNITS = {"fraction": (0.0, 1.0), "probability": (0.0, 1.0)}
 EXAMPLES_SHOWN = 3
 
 
-def run(plan: Plan, store: Store, progress: Progress) -> RunSummary:
+def run(plan: Plan, store: Store, progress: Progress, executor: Executor | None = None) -> RunSummary:
     """Evaluate a prepared study (`runner.prepare`) into `store` — what is stored already is skipped, a changed
-    study is refused — and save it as `study.json` beside it."""
-    summary = run_study(plan, store, progress)
+    study is refused — and save it as `study.json` beside it. `executor`: where the models run (default here)."""
+    summary = run_study(plan, store, progress, executor)
     save_study(plan.study)
     return summary
 
