@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import make_tiny_checkpoint
@@ -98,6 +99,19 @@ def test_tiny_sampling_at_temperature_towards_zero_is_greedy(tiny_ckpt: Path) ->
     assert b.sample(PROMPTS, 8, ["\n"], 1e-6, list(range(5))) == greedy
     with pytest.raises(ValueError, match="temperature"):
         b.sample(PROMPTS, 8, ["\n"], -1.0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.05])
+def test_tiny_draws_follow_the_softmax_at_the_temperature(tiny_ckpt: Path, temperature: float) -> None:
+    b = TinyBackend.from_path(tiny_ckpt)
+    prompt, n = "726+152=", 3000
+    with torch.inference_mode():
+        logits = b.model(torch.tensor([[0, *b.tok.encode(prompt)]]))[0, -1].double()
+    probs = (logits / temperature).softmax(-1)
+    drawn = [g.text for g in b.sample([prompt] * n, 1, (), temperature, list(range(n)))]
+    for tok in probs.argsort(descending=True)[:3].tolist():  # the three likeliest characters
+        want, got = float(probs[tok]), float(np.mean([d == chr(tok) for d in drawn]))
+        assert abs(got - want) < 4 * np.sqrt(want * (1 - want) / n) + 1e-9, (tok, got, want)
 
 
 def test_draw_seeds_are_fixed_and_distinct() -> None:
