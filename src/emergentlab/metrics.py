@@ -115,7 +115,7 @@ def exact_match(r: Row) -> float:
 
 
 def token_accuracy(r: Row) -> float:
-    """Fraction of target tokens that are the model's argmax under teacher forcing (0..1); the first target's."""
+    """Fraction of target tokens that are the model's argmax under teacher forcing (0..1)."""
     g = r["target_greedy"]
     return float(np.mean(g)) if len(g) else math.nan
 
@@ -163,7 +163,7 @@ def expected_exact_match(r: Row) -> float:
 
 
 def target_logprob(r: Row) -> float:
-    """Mean log-probability of the target tokens, in nats per token (≤ 0); the first target's."""
+    """Mean log-probability of the target tokens, in nats per token (≤ 0)."""
     lp = r["target_logprobs"]
     return float(np.mean(lp)) if len(lp) else math.nan
 
