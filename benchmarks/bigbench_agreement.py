@@ -196,7 +196,8 @@ def compare_task(ours: BigBenchTask, ref: Any, jt: Any, tm: Any, mu: Any, nshot:
             rec = {"kind": ours.kind, "generation": outs[i], "generated": True, "target": ex.target,
                    "targets": ex.targets,
                    "stop_string": ours.stop_string, "output_regex": ours.output_regex, "metrics": ours.metrics,
-                   "target_logprobs": [float(target_lp[i][0])] if len(ex.targets) == 1 else target_lp[i],
+                   "target_logprobs": [float(target_lp[i][0])],
+                   "targets_loglikelihood": [float(x) for x in target_lp[i]] if len(ex.targets) > 1 else [],
                    "choice_logprobs": choice_lp[i] if ex.choices else None, "choice_scores": ex.choice_scores,
                    "correct": ex.correct, "metadata": {}}
             for name in names:

@@ -2,13 +2,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy.special import logsumexp
 
+from conftest import make_tiny_checkpoint
 from emergentlab import metrics as M
 from emergentlab.errors import UserError
-from emergentlab.tasks import build_prompt
+from emergentlab.models.base import Generation, TokenScores
+from emergentlab.models.tiny import TinyBackend
+from emergentlab.records import ScaleFacts
+from emergentlab.runner import evaluate
+from emergentlab.store import Store
+from emergentlab.tasks import Example, Task, build_prompt
 from emergentlab.tasks.bigbench import DECLARED, load_bigbench
 
 DATA = Path(__file__).parent / "data" / "bigbench"
@@ -144,7 +154,67 @@ def test_choice_metrics_known_answers() -> None:
 
 def test_log_likelihood_sums_nats_and_needs_one_target() -> None:
     assert M.log_likelihood(_rec("", target_logprobs=[-1.0, -0.5])) == -1.5
+    # several targets but only the first scored (a record from before every target was): unknown
     assert math.isnan(M.log_likelihood(_rec("", target_logprobs=[-1.0], targets=("a", "b"))))
+    # every target scored: log Σ_t p(t | prompt), by hand
+    r = _rec("", target_logprobs=[-1.0], targets=("a", "b"), targets_loglikelihood=(-1.0, -2.0))
+    assert M.log_likelihood(r) == pytest.approx(math.log(math.exp(-1.0) + math.exp(-2.0)), abs=1e-12)
+    assert M.expected_exact_match(r) == pytest.approx(math.exp(-1.0) + math.exp(-2.0), abs=1e-12)
+    assert M.expected_exact_match({**r, "targets_loglikelihood": (-0.01, -0.02)}) == 1.0  # a probability
+
+
+class _PerChar:
+    """Scores every character -0.5 nats (a continuation of k characters: -k/2) and generates nothing."""
+
+    name = "per-char"
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenScores]:
+        return [TokenScores((-0.5,) * len(c), (False,) * len(c), tuple(c)) for c in continuations]
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        return [Generation("", ()) for _ in prompts]
+
+    def facts(self) -> ScaleFacts:
+        return ScaleFacts()
+
+
+def test_evaluate_scores_every_target_hand_computed() -> None:
+    ex = (Example("a", "x", "ab", targets=("ab", "abc", "ab")), Example("b", "y", "q"),
+          Example("c", "z", "pq", targets=("pq",)))
+    recs = evaluate(_PerChar(), Task("t", ex, metrics=("log_likelihood",)), ex, 0, "s", "m", 0)
+    assert recs[0].target_logprobs == (-0.5, -0.5)  # the per-token fields stay the first target's
+    assert recs[0].targets_loglikelihood == (-1.0, -1.5, -1.0)  # each target in order, duplicates as BIG-bench
+    assert recs[1].targets_loglikelihood == recs[2].targets_loglikelihood == ()  # one target: target_logprobs
+    ll = [M.log_likelihood(asdict(r)) for r in recs]
+    assert ll == pytest.approx([math.log(2 * math.exp(-1.0) + math.exp(-1.5)), -0.5, -1.0], abs=1e-12)
+
+
+def _bigbench_log_likelihood_fn(log_probs_gen: list[list[float]], targets: list[list[str]]) -> float:
+    """bigbench/api/task_metrics.py `log_likelihood_fn` (bigbench 1.0.0, Apache-2.0), its `log_likelihood` value."""
+    multiple_targets = len([1 for target in targets if len(target) > 1]) > 0
+    if multiple_targets:
+        return float(np.mean([logsumexp(el) for el in log_probs_gen]))
+    return float(np.mean([lp[0] for lp in log_probs_gen]))
+
+
+def test_log_likelihood_over_several_targets_is_bigbenchs(tmp_path: Path) -> None:
+    """rephrase (BIG-bench, cut to 4 examples, 3 with several targets) declares log_likelihood: our per-example value
+    through the store, averaged, is BIG-bench's task score from each target's conditional log-prob."""
+    (task,) = load_bigbench(DATA / "rephrase")
+    assert "log_likelihood" in task.metrics and sum(len(ex.targets) > 1 for ex in task) == 3
+    backend = TinyBackend.from_path(make_tiny_checkpoint(tmp_path / "m", block_size=512))
+    recs = evaluate(backend, task, task.examples, 0, "s", "m", 0)
+    with Store(":memory:") as store:
+        store.put_records(recs)
+        got = M.compute(store.records(), ["log_likelihood"])["value"].to_numpy()
+    prompts = [build_prompt(task, ex, 0) for ex in task]
+    # BIG-bench's cond_log_prob: log p(target | input) of each target of each example
+    gen = [[s.total for s in backend.score([p] * len(ex.targets), list(ex.targets))]
+           for p, ex in zip(prompts, task, strict=True)]
+    # fp32 logits: batched with other rows, a sum of ~300 log-probs moves by ~1e-6 nats
+    assert got == pytest.approx([logsumexp(g) for g in gen], abs=1e-4)
+    assert float(np.mean(got)) == pytest.approx(_bigbench_log_likelihood_fn(gen, [list(ex.targets) for ex in task]),
+                                                abs=1e-4)
 
 
 def test_compute_gives_declared_metrics_only_to_their_tasks() -> None:

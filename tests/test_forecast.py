@@ -7,7 +7,7 @@ import pytest
 from emergentlab.analysis import forecast
 from emergentlab.analysis import synthetic as syn
 from emergentlab.analysis.curves import curves_by_axis
-from emergentlab.analysis.forecast import Forecaster, crossing, fit_trend, pass_until, predict_trend
+from emergentlab.analysis.forecast import Forecaster, crossing, fit_trend, predict_trend, target_string_law
 
 
 def _sigmoid_scores(p: np.ndarray, n: int, seed: int, metric: str = "exact_match") -> pd.DataFrame:
@@ -43,14 +43,14 @@ def test_trend_fit_many_agrees_with_single() -> None:
     assert np.allclose(line, [2, 0.5]) and np.isclose(crossing(line, 6.0), 8.0)
 
 
-def test_pass_until_recovers_the_task_scaling_law() -> None:
+def test_target_string_law_recovers_the_task_scaling_law() -> None:
     n = syn.sizes()
     alpha, c = 0.3, 40.0
     pu = np.exp(-c * n**-alpha)
     scores = _sigmoid_scores(np.zeros(8), 1, 0, "expected_exact_match")
     scores["value"] = pu
     cs = curves_by_axis(scores, syn.rungs_frame(), ["params"], n_boot=10, seed=0)["params"]
-    row = pass_until(cs).iloc[0]
+    row = target_string_law(cs).iloc[0]
     assert np.isclose(row["alpha"], alpha, rtol=1e-6) and np.isclose(row["c"], c, rtol=1e-6)
     assert row["r2"] > 0.999 and row["rungs_used"] == 8
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -288,3 +289,22 @@ def test_precision_is_checked(tmp_path: Path) -> None:
     with pytest.raises(UserError) as e:
         load_backend("openai:m@http://127.0.0.1:9/v1", precision="bf16")
     assert e.value.field == "precision"
+
+
+@pytest.mark.slow
+@pytest.mark.realmodel
+def test_sampling_draws_the_models_distribution_per_prompt_and_seed(smol: HFBackend) -> None:
+    prompts = ["12+34=", f"{SHOTS}Q: 20+3=\nA:", "Once upon a time", "The capital of France is"]
+    seeds = [3, 4, 5, 6]
+    drawn = smol.sample(prompts, 6, ["\n"], 1.0, seeds)
+    # each row's draw depends on its prompt and seed only: one row per batch draws the same
+    assert drawn == HFBackend(smol.model, smol.tok, "b1", batch_size=1).sample(prompts, 6, ["\n"], 1.0, seeds)
+    assert smol.sample(prompts, 6, ["\n"], 1e-6, seeds) == smol.generate(prompts, 6, ["\n"])
+    # one token drawn 300 times at temperature 1 lands on the model's top token as often as its probability says
+    p = "The capital of France is"
+    ids = torch.tensor([smol._encode(p)])
+    with torch.inference_mode():
+        probs = smol.model(input_ids=ids).logits[0, -1].double().softmax(-1)
+    top, want = smol._piece(int(probs.argmax())), float(probs.max())
+    got = np.mean([g.text == top for g in smol.sample([p] * 300, 1, (), 1.0, list(range(300)))])
+    assert abs(got - want) < 4 * np.sqrt(want * (1 - want) / 300) + 1e-9, (got, want)

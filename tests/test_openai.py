@@ -155,7 +155,11 @@ def make_handler(tiny: TinyBackend, b: Behaviour) -> type[BaseHTTPRequestHandler
         def _completions(self, body: dict[str, Any], drop_logprobs: bool, cut: bool) -> None:
             prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
             choices = []
-            gens = tiny.generate(prompts, body["max_tokens"], body.get("stop", ()))
+            if body.get("temperature", 0) > 0:  # sampling: each prompt's draw from (prompt, seed), as vLLM seeds
+                gens = tiny.sample(prompts, body["max_tokens"], body.get("stop", ()), body["temperature"],
+                                   [body["seed"]] * len(prompts))
+            else:
+                gens = tiny.generate(prompts, body["max_tokens"], body.get("stop", ()))
             for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
                 gen = g.text
                 choice: dict[str, Any] = {"index": i, "text": gen}
@@ -240,6 +244,19 @@ def test_generate_uses_completions_greedily_and_cuts_at_stop(server: tuple[str, 
     neutral = {"temperature": 0, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "repeat_penalty": 1.0,
                "repetition_penalty": 1.0}
     assert all(s.items() >= neutral.items() for s in b.seen)
+
+
+def test_sample_sends_the_temperature_and_each_seed(server: tuple[str, Behaviour], tiny: TinyBackend) -> None:
+    url, b = server
+    seeds = [5, 9, 5, 9]
+    got = backend(url).sample(PROMPTS, 6, ["\n"], 0.8, seeds)
+    assert [g.text for g in got] == [w.text for w in tiny.sample(PROMPTS, 6, ["\n"], 0.8, seeds)]
+    # prompts sharing a seed travel together, one request per seed; sampling is pure temperature
+    assert sorted((s["seed"], _n(s["prompt"])) for s in b.seen) == [(5, 2), (9, 2)]
+    assert all(s["temperature"] == 0.8 and s["top_p"] == 1 and s["top_k"] == -1 and s["min_p"] == 0
+               and s["repeat_penalty"] == 1.0 for s in b.seen)
+    with pytest.raises(ValueError, match="temperature"):
+        backend(url).sample(PROMPTS, 6, (), -0.5)
 
 
 def test_chat_only_server_generates_through_chat(server: tuple[str, Behaviour], tiny: TinyBackend) -> None:

@@ -63,6 +63,16 @@ def test_typed_import_fields_round_trip(tmp_path: Path) -> None:
     assert rows.loc["e2", "target_loglikelihood"] == -1.25 and np.isnan(rows.loc["e1", "target_loglikelihood"])
 
 
+def test_per_target_scores_round_trip_and_older_payloads_read_as_unscored(tmp_path: Path) -> None:
+    with Store(tmp_path / "r.sqlite") as s:
+        s.put_records([rec(1, targets=("a", "b"), targets_loglikelihood=(-1.5, -2.25)), rec(2)])
+        # a record written before `targets_loglikelihood` existed: its payload array lacks the last element
+        s.db.execute("UPDATE records SET payload = json_remove(payload, '$[#-1]') WHERE example_id = 'e2'")
+        rows = s.records().set_index("example_id")
+    assert rows.loc["e1", "targets_loglikelihood"] == [-1.5, -2.25] and rows.loc["e2", "targets_loglikelihood"] == []
+    assert rows.loc["e2", "metadata"] == {"k": 2} and rows.loc["e2", "targets"] == []
+
+
 def test_empty_garbage_and_truncated_files_are_refused_and_left_alone(tmp_path: Path) -> None:
     full = tmp_path / "full.sqlite"
     with Store(full) as s:

@@ -143,10 +143,26 @@ def token_edit_distance(r: Row) -> float:
     return float(Levenshtein.distance(toks, list(r["target_tokens"])))
 
 
-def expected_exact_match(r: Row) -> float:
-    """exp(Σ log p(target token)): the probability that sampling reproduces the whole target (0..1).
+def _each_target(r: Row) -> list[float] | None:
+    """log p(t | prompt) in nats of each of several targets, when the record has them all (else None)."""
+    each, refs = r.get("targets_loglikelihood"), _refs(r)
+    if len(refs) > 1 and isinstance(each, list | tuple) and len(each) == len(refs):
+        return [float(x) for x in each]
+    return None
 
+
+def expected_exact_match(r: Row) -> float:
+    """The target-string probability, teacher-forced: p(target | prompt) = exp(Σ log p(target token)), the chance
+    that sampling begins with the target's own tokens (0..1); with several targets, their probabilities summed
+    (BIG-bench's rule for scoring several targets), at most 1.
+
+    Counts the targets' own tokenization only, and not whether generation stops after them, so it is neither the
+    exact match of a sample nor a bound on it (`experiments.passuntil` samples that). Records holding several
+    targets but only the first one's scores (written before every target was scored) give the first's probability.
     Imported records that carry only the sum (`target_loglikelihood`, nats) use it."""
+    each = _each_target(r)
+    if each is not None:
+        return min(1.0, float(np.exp(each).sum()))
     lp = r["target_logprobs"]
     if not len(lp):
         total = r["target_loglikelihood"]
@@ -329,8 +345,12 @@ def numeric_match_with_0_1_relative_error(r: Row) -> float:
 
 
 def log_likelihood(r: Row) -> float:
-    """BIG-bench log_likelihood: log p(target | prompt), in nats, summed over the target's tokens; NaN when the
-    task gives several targets (BIG-bench sums their probabilities; only the first is scored)."""
+    """BIG-bench log_likelihood: log p(target | prompt), in nats, summed over the target's tokens; with several
+    targets, log Σ_t p(t | prompt) (BIG-bench's `log_likelihood_fn` takes logsumexp over an example's targets);
+    NaN for a record with several targets but one scored (written before every target was)."""
+    each = _each_target(r)
+    if each is not None:
+        return float(logsumexp(each))
     lp = r["target_logprobs"]
     return float(sum(lp)) if len(lp) and len(_refs(r)) == 1 else math.nan
 

@@ -370,6 +370,19 @@ def icl(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> 
     return _ladder_experiment(icl_exp, lambda: icl_exp.IclConfig(**{**config, **shots}), out, progress)
 
 
+def passuntil(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab passuntil`: items sampled until their first pass at every rung (`config`: `PassUntilConfig`
+    fields; a tiny ladder, the demo's by default, or backend specs in `models`), into OUT, then the report. The
+    table is the pass rate per rung (counts; rates as probabilities, with their intervals)."""
+    from emergentlab.experiments import passuntil as pu
+
+    models = {"models": tuple(config["models"])} if "models" in config else {}
+    report = _ladder_experiment(pu, lambda: pu.PassUntilConfig(**{**config, **models}), out, progress)
+    with Store(Path(out) / STORE_NAME) as store:
+        secs = pu.sections(store, pu.NAME)
+    return Dynamics(secs[0].tables[0].frame if secs else pd.DataFrame(), report)
+
+
 def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:
     """`emergentlab induction`: one attention-only model per layer count, into OUT, then the report. The table has
     per run the phase-change, ICL-score-drop and loss-drop steps, the final ICL score (nats) and validation loss

@@ -35,7 +35,9 @@ class Record:
     `metadata` is provenance for people (where a record came from); no metric reads it.
     `truncated_tokens` counts the prompt tokens dropped from the left to fit the model's context (0: none;
     None: the backend cannot tell).
-    `targets` lists every accepted answer when the task gives several (empty: just `target`); `stop_string` and
+    `targets` lists every accepted answer when the task gives several (empty: just `target`);
+    `targets_loglikelihood[i]` is log p(targets[i] | prompt) in nats, teacher-forced, for records whose every target
+    was scored (empty: only `target` was, in `target_logprobs`); `stop_string` and
     `output_regex` are the task's rule from generation to response (BIG-bench's); `metrics` names metrics the task
     declares beyond those of its kind.
     """
@@ -61,6 +63,7 @@ class Record:
     generated: bool = True
     target_loglikelihood: float | None = None
     targets: tuple[str, ...] = ()
+    targets_loglikelihood: tuple[float, ...] = ()
     stop_string: str | None = None
     output_regex: str | None = None
     metrics: tuple[str, ...] = ()

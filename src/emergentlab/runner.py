@@ -90,8 +90,9 @@ class Plan:
 
 def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: int, study: str, model: str,
              seed: int, prompts: Sequence[str] | None = None) -> list[Record]:
-    """Records for `examples` under `shots`-shot prompts: greedy generation and target log-probs, or per-choice
-    log-probs for multiple-choice tasks (the correct choice's tokens then fill the `target_*` fields).
+    """Records for `examples` under `shots`-shot prompts: greedy generation and target log-probs (per token for
+    `target`; the total of each of `targets` when an example has several), or per-choice log-probs for
+    multiple-choice tasks (the correct choice's tokens then fill the `target_*` fields).
 
     `truncated_tokens` is filled where the backend can tell how many prompt tokens its context forced it to drop
     (the most over the scored continuations and the generation)."""
@@ -126,12 +127,18 @@ def evaluate(backend: Backend, task: Task, examples: Sequence[Example], shots: i
             out.append(Record(**b, **c, target_tokens=right.tokens, target_logprobs=right.logprobs,
                               target_greedy=right.greedy, truncated_tokens=cut(p, [len(s.logprobs) for s in sc])))
         return out
-    scored = backend.score(prompts, [ex.target for ex in examples])
+    # every accepted answer is scored (each distinct string once per example): `target` fills the per-token fields,
+    # and an example with several targets keeps each one's total, which the metrics combine by BIG-bench's rule
+    answers = [list(dict.fromkeys((ex.target, *ex.targets))) for ex in examples]
+    flat = iter(backend.score([p for p, a in zip(prompts, answers, strict=True) for _ in a],
+                              [t for a in answers for t in a]))
+    scored = [dict(zip(a, (next(flat) for _ in a), strict=True)) for a in answers]
     gens = backend.generate(prompts, task.max_new_tokens, task.stop)
-    return [Record(**b, **c, generation=g.text, generation_tokens=g.tokens, target_tokens=s.tokens,
-                   target_logprobs=s.logprobs, target_greedy=s.greedy,
-                   truncated_tokens=cut(p, [len(s.logprobs), task.max_new_tokens]))
-            for b, c, s, g, p in zip(base, choice, scored, gens, prompts, strict=True)]
+    return [Record(**b, **c, generation=g.text, generation_tokens=g.tokens, target_tokens=sc[ex.target].tokens,
+                   target_logprobs=sc[ex.target].logprobs, target_greedy=sc[ex.target].greedy,
+                   targets_loglikelihood=tuple(sc[t].total for t in ex.targets) if len(ex.targets) > 1 else (),
+                   truncated_tokens=cut(p, [*(len(s.logprobs) for s in sc.values()), task.max_new_tokens]))
+            for b, c, ex, sc, g, p in zip(base, choice, examples, scored, gens, prompts, strict=True)]
 
 
 # --- prepare: everything checked before a store is opened or a model loaded ----------------------------------
@@ -279,7 +286,7 @@ def _cannot(backend: Backend, cell: Cell) -> str | None:
     if task.kind != "multiple_choice" and task.max_new_tokens >= ctx:
         return f"max_new_tokens {task.max_new_tokens} needs more than the model's {ctx}-token context"
     count = getattr(backend, "dropped_tokens", None)
-    longest = max((len(c) for ex in task for c in (ex.choices or (ex.target,))), default=0)
+    longest = max((len(c) for ex in task for c in (ex.choices or (ex.target, *ex.targets))), default=0)
     if count is not None and count("", longest) > 0:
         return f"a {longest}-character answer does not fit the model's {ctx}-token context"
     return None

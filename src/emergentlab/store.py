@@ -17,7 +17,7 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
@@ -34,8 +34,12 @@ from emergentlab.records import FACT_FIELDS, KEY_FIELDS, Record, ScaleFacts
 #    metadata keys); records carry targets, stop_string, output_regex and declared metrics (BIG-bench)
 SCHEMA_VERSION = 3
 
+# The order of the fields in `payload`. A field added later goes at the end: a store written before it holds shorter
+# arrays, read back with the field's default (`_JSON_DEFAULTS`), and a reader that predates it ignores the extra
+# element, so such a field needs no new schema version (targets_loglikelihood came so).
 _JSON_FIELDS = ("generation_tokens", "target_tokens", "target_logprobs", "target_greedy", "choices",
-                "choice_logprobs", "choice_ntokens", "choice_scores", "targets", "metrics", "metadata")
+                "choice_logprobs", "choice_ntokens", "choice_scores", "targets", "metrics", "metadata",
+                "targets_loglikelihood")
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _CELL_FIELDS = ("study", "model", "task", "variant")
 # stored as columns: example_id first; the list and dict fields travel together in one JSON array, `payload`
@@ -53,6 +57,14 @@ _c_encoder = _make and _make(None, _encoder.default, json.encoder.encode_basestr
 def _json(v: Any) -> str:
     return "".join(_c_encoder(v, 0)) if _c_encoder is not None else _dumps(v)
 
+
+def _json_default(f: Field[Any]) -> Any:
+    """A record field's default as JSON decodes it (a tuple as a list)."""
+    v = f.default_factory() if f.default_factory is not MISSING else f.default
+    return list(v) if isinstance(v, tuple) else v
+
+
+_JSON_DEFAULTS = {f.name: _json_default(f) for f in fields(Record) if f.name in _JSON_FIELDS}
 _get_row = attrgetter(*_ROW_FIELDS)
 _get_json = attrgetter(*_JSON_FIELDS)
 
@@ -372,7 +384,8 @@ class Store:
         df = pd.read_sql_query(q + f" ORDER BY {order}", self.db, params=args)
         payload = [json.loads(v) for v in df.pop("payload")]
         for i, f in enumerate(_JSON_FIELDS):
-            df[f] = [p[i] for p in payload]
+            default = _JSON_DEFAULTS[f]
+            df[f] = [p[i] if i < len(p) else default for p in payload]
         df = df[list(_RECORD_FIELDS)]
         for f in _INT_FIELDS:
             df[f] = df[f].astype("Int64")

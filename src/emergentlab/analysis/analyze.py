@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from emergentlab.analysis.curves import CURVE_KEYS, SCALE_AXES, CurveSet, curves_by_axis, primary_axis
-from emergentlab.analysis.forecast import Forecaster, pass_until
+from emergentlab.analysis.forecast import Forecaster, target_string_law
 from emergentlab.analysis.strata import COLUMNS as STRATA_COLUMNS
 from emergentlab.analysis.strata import strata_verdicts
 from emergentlab.analysis.verdict import Verdicts, curve_shapes
@@ -37,7 +37,8 @@ class Analysis:
     Results (all DataFrames unless said): `curves_` every curve on every axis; `verdicts_` (a `Verdicts`) on the
     primary axis; `table_` the verdict table with threshold forecasts and backtest numbers; `forecasts_`
     {axis: `Forecaster`} on the primary axis (predicting at `at`, a value in its unit, when given) and on
-    parameters, FLOPs and loss where the ladder has them; `passuntil_`; `loss_view_` (Du et al. 2024: per curve,
+    parameters, FLOPs and loss where the ladder has them; `target_law_` (the task scaling law fitted to the
+    teacher-forced target-string probability, `forecast.target_string_law`); `loss_view_` (Du et al. 2024: per curve,
     the loss in nats below which the flat-then-rise fit starts rising, with its ΔAIC over a straight line);
     `sets_` {axis: `CurveSet`}; `strata_` (per-difficulty verdicts, `fit` with `strata` only).
     """
@@ -74,7 +75,7 @@ class Analysis:
         self.forecasts_ = {ax: Forecaster(self.threshold, self.forecast_boot, self.seed,
                                           at=self.at if ax == self.axis_ else None).fit(sets[ax])
                            for ax in dict.fromkeys([self.axis_, *FORECAST_AXES]) if ax in sets}
-        self.passuntil_ = pass_until(cs)
+        self.target_law_ = target_string_law(cs)
         if "loss" in sets:
             st, _ = curve_shapes(sets["loss"])
             self.loss_view_ = st[[*CURVE_KEYS, "shape", "changepoint", "hinge_delta_aic"]].rename(

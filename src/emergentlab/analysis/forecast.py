@@ -12,9 +12,10 @@ A line's come from refitting on bootstrap replicates. Predicted rungs widen in q
 every band is cut to the metric's range. The exact-match forecast is also made from its continuous partner (the
 per-token accuracy p, fitted and raised to the answer length k: Schaeffer et al. 2023) and both are backtested.
 A rolling-origin backtest fits on the smallest k rungs and predicts every larger one, for each k ≥ `min_train`:
-its absolute error and interval coverage say how far to trust the forecast. PassUntil (Hu et al. 2023): with PU
-the probability that the greedy target is produced (mean over examples of exp Σ log p), log(−log PU) is fitted
-linearly in log10 N.
+its absolute error and interval coverage say how far to trust the forecast. Hu et al. 2023's task scaling law,
+log(−log PU) linear in log N (`law_fit`), is fitted here to the teacher-forced target-string probability
+(`target_string_law`: mean over examples of p(reference | prompt)), a cheap stand-in for their sampled PassUntil
+rate, which `analysis.passuntil` estimates from draws.
 """
 
 from __future__ import annotations
@@ -412,12 +413,36 @@ class Forecaster:
         return pd.DataFrame(rows, columns=cols)
 
 
-def pass_until(cs: CurveSet, metric: str = "expected_exact_match") -> pd.DataFrame:
-    """PassUntil task scaling law, PU(N) = exp(−c · N^−α): fit log(−log PU) = log c − α · ln N on rungs with 0 < PU < 1.
+def law_fit(ln_n: np.ndarray, pu: np.ndarray) -> dict[str, float | bool]:
+    """Hu et al. 2023's task scaling law PU(N) = exp(−c · N^−α) fitted by least squares on the log(−log) scale:
+    log(−log PU) = log c − α · ln N, for pass rates 0 < PU < 1 (probabilities) at sizes N (ln N given).
 
-    Needs a count axis (parameters, FLOPs, tokens). Returns per (task, variant): α, c, R² of the linear fit,
-    `accelerated` (the quadratic term in log N is negative: faster than the law, Hu et al.'s accelerated
-    emergence) and the PU the law predicts at 10× the largest rung.
+    Returns α (unitless), c (unitless), R² of the linear fit, `accelerated` (the quadratic term in ln N is
+    negative: faster than the law, Hu et al.'s accelerated emergence; False with fewer than 4 rates), and
+    `pu_at_10x`, the PU the law predicts at 10× the largest N. Raises ValueError with fewer than 2 rates."""
+    ln_n, pu = np.asarray(ln_n, dtype=float), np.asarray(pu, dtype=float)
+    if len(pu) < 2 or not ((pu > 0) & (pu < 1)).all():
+        raise ValueError("the law needs at least 2 pass rates, each strictly between 0 and 1")
+    z = np.log(-np.log(pu))
+    slope, icpt = np.polyfit(ln_n, z, 1)
+    ss = float(np.sum((z - z.mean()) ** 2))
+    r2 = 1 - float(np.sum((z - icpt - slope * ln_n) ** 2)) / ss if ss > 0 else float("nan")
+    quad = np.polyfit(ln_n, z, 2)[0] if len(z) >= 4 else float("nan")
+    nxt = ln_n.max() + np.log(10.0)
+    return {"alpha": float(-slope), "c": float(np.exp(icpt)), "r2": r2,
+            "accelerated": bool(np.isfinite(quad) and quad < 0),
+            "pu_at_10x": float(np.exp(-np.exp(icpt + slope * nxt)))}
+
+
+def target_string_law(cs: CurveSet, metric: str = "expected_exact_match") -> pd.DataFrame:
+    """The task scaling law (`law_fit`) fitted to the teacher-forced target-string probability: per rung the mean
+    over examples of p(a reference answer | prompt), a probability (the accepted answers' probabilities summed).
+
+    Not Hu et al.'s PassUntil, which samples until a pass (`analysis.passuntil`): this counts only the reference
+    strings as tokenized, so it misses every other spelling that passes (other whitespace, another tokenization,
+    text after the answer that the response rule cuts off) and ignores whether generation stops after the answer —
+    a cheap estimate that can fall on either side of the sampled pass rate. Needs a count axis (parameters,
+    FLOPs, tokens). Returns per (task, variant) the `law_fit` values and `rungs_used` (rungs with 0 < PU < 1).
     """
     if cs.axis == "loss":
         return pd.DataFrame()
@@ -428,14 +453,6 @@ def pass_until(cs: CurveSet, metric: str = "expected_exact_match") -> pd.DataFra
         ok = (pu > 0) & (pu < 1)
         if ok.sum() < 3:
             continue
-        z = np.log(-np.log(pu[ok]))
-        slope, icpt = np.polyfit(ln_n[ok], z, 1)
-        pred = icpt + slope * ln_n[ok]
-        ss = float(np.sum((z - z.mean()) ** 2))
-        r2 = 1 - float(np.sum((z - pred) ** 2)) / ss if ss > 0 else float("nan")
-        quad = np.polyfit(ln_n[ok], z, 2)[0] if ok.sum() >= 4 else float("nan")
-        nxt = ln_n.max() + np.log(10.0)
-        rows.append({"task": cs.keys["task"].iat[i], "variant": cs.keys["variant"].iat[i], "alpha": -slope,
-                     "c": float(np.exp(icpt)), "r2": r2, "accelerated": bool(np.isfinite(quad) and quad < 0),
-                     "pu_at_10x": float(np.exp(-np.exp(icpt + slope * nxt))), "rungs_used": int(ok.sum())})
+        rows.append({"task": cs.keys["task"].iat[i], "variant": cs.keys["variant"].iat[i],
+                     **law_fit(ln_n[ok], pu[ok]), "rungs_used": int(ok.sum())})
     return pd.DataFrame(rows)

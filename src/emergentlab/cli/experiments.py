@@ -1,4 +1,4 @@
-"""One command per experiment kind: grok, induction, cot, icl, quantize, sae."""
+"""One command per experiment kind: grok, induction, cot, icl, passuntil, quantize, sae."""
 
 from __future__ import annotations
 
@@ -63,6 +63,25 @@ def icl(out: OUT = Path("runs/icl"), ladder: LADDER = None, task: str = "add3", 
     """In-context learning gain: zero- vs 1, 2, 4, 8-shot at every rung, each gain's threshold shift and sign flip."""
     with progress(base.err) as update:
         report_out(pipeline.icl({**_ladder(ladder), "task": task, "n": n, "seed": seed}, out, update), as_json)
+
+
+@command()
+def passuntil(out: OUT = Path("runs/passuntil"), ladder: LADDER = None,
+              model: Annotated[list[str] | None, typer.Option(
+                  help="a backend spec per rung instead of a ladder (tiny:, hf:, gguf:, openai:); repeat it")] = None,
+              task: str = "add3", n: int = 100,
+              temperature: Annotated[float, typer.Option(help="sampling temperature (> 0)")] = 1.0,
+              budget: Annotated[int, typer.Option(help="draws per item at most")] = 1000,
+              batch: Annotated[int, typer.Option(help="prompts per sampling call")] = 512,
+              metric: Annotated[str, typer.Option(help="the pass/fail metric of a draw")] = "exact_match",
+              seed: int = 0, as_json: JSON = False) -> None:
+    """PassUntil: sample each item until its first pass; pass rate per rung with intervals and the task law."""
+    with progress(base.err) as update:
+        d = pipeline.passuntil({**_ladder(ladder), **({"models": model} if model else {}), "task": task, "n": n,
+                                "temperature": temperature, "budget": budget, "batch": batch, "metric": metric,
+                                "seed": seed}, out, update)
+    base.output([("PassUntil per rung (counts; rates are probabilities)", d.table)], [], as_json,
+                {"rungs": d.table}, {"report": d.report.path})
 
 
 @command()

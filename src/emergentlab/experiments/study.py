@@ -382,12 +382,14 @@ def _task_section(a: Analysis, task: str, variant: str, sub: pd.DataFrame, recor
     partner, partner_line = _partner_table(a, task, variant)
     if partner is not None:
         tables.append(partner)
-    pu = _rows(a.passuntil_, task, variant) if not a.passuntil_.empty else pd.DataFrame()
+    pu = _rows(a.target_law_, task, variant) if not a.target_law_.empty else pd.DataFrame()
     if not pu.empty:
         tables.append(Table(pu.drop(columns=["task", "variant"]),
-                            "Teacher-forced PassUntil bound (Hu et al. 2023's fit, on PU = mean exp(Σ log p) of "
-                            "the reference answer, a probability): log(−log PU) fitted linearly in log N; alpha is "
-                            "the slope (unitless), c the scale, pu_at_10x the fitted PU at 10× the largest rung."))
+                            "Target-string probability (teacher-forced), fitted with Hu et al. 2023's task law: PU = "
+                            "mean over items of p(reference answer | prompt), a probability, and log(−log PU) fitted "
+                            "linearly in ln N; alpha is the slope (unitless), c the scale, pu_at_10x the fitted PU at "
+                            "10× the largest rung. Not their sampled PassUntil rate (`emergentlab passuntil`): it "
+                            "counts the reference spellings only and not whether generation stops after them."))
     if records is not None:
         order = list(a.sets_[a.axis_].rungs["model"])
         ex = _examples_table(records, order, task, variant)

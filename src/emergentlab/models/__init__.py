@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Backend, Generation, TokenScores
+from emergentlab.models.base import Backend, Generation, Sampler, TokenScores
 
 if TYPE_CHECKING:
     from emergentlab.models.openai import ServerOptions
 
-__all__ = ["Backend", "Generation", "TokenScores", "load_backend"]
+__all__ = ["Backend", "Generation", "Sampler", "TokenScores", "load_backend"]
 
 KINDS = ("tiny", "hf", "gguf", "openai")
 

@@ -11,8 +11,9 @@ Weights load from safetensors or GGUF only (`use_safetensors=True`); a folder wi
 `precision` picks the dtype the weights run in ("fp32", the default, or "bf16": about 2x faster on a CPU with native
 bf16 matmuls, at ~1e-2 nats per item); the log-softmax is taken in fp32 either way.
 
-Generation is our own batched greedy loop over transformers' KV cache: rows leave the batch as soon as they emit EOS
-or a stop string, and the vocabulary projection runs at the last position only.
+Generation is our own batched loop over transformers' KV cache, greedy (`generate`) or sampled at a temperature
+(`sample`, reproducible per prompt and seed): rows leave the batch as soon as they emit EOS or a stop string, and the
+vocabulary projection runs at the last position only.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_model
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches
+from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches, pick_tokens, row_uniforms
 from emergentlab.records import ScaleFacts
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -182,7 +184,7 @@ def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
 
 
 class HFBackend:
-    """Scores and generates with a transformers causal LM.
+    """Scores, generates and samples with a transformers causal LM.
 
     `batch_size` caps rows per forward pass and `batch_tokens` caps rows × padded length, so memory stays bounded
     for long prompts; neither changes the log-probs beyond float noise. The model runs in the dtype it comes in
@@ -352,6 +354,21 @@ class HFBackend:
     # ---- generation -------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        return self._generations(prompts, max_new_tokens, stop, 0.0, ())
+
+    @torch.inference_mode()
+    def sample(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+               temperature: float = 1.0, seeds: Sequence[int] = ()) -> list[Generation]:
+        """One draw per prompt at `temperature` (`Sampler.sample`): pure temperature sampling from the fp32 logits
+        (no top-k, no top-p, no repetition penalty), row i's uniforms from `row_uniforms(prompts[i], seeds[i])`, so
+        the batch a prompt lands in does not change its draw (up to float noise at a token's boundary)."""
+        if seeds and len(seeds) != len(prompts):
+            raise ValueError("seeds and prompts differ in length")
+        return self._generations(prompts, max_new_tokens, stop, temperature, seeds or [0] * len(prompts))
+
+    def _generations(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str], temperature: float,
+                     seeds: Sequence[int]) -> list[Generation]:
+        """Greedy (`seeds` empty) or sampled continuations, batched as `score` batches, cut at the stop strings."""
         room = max(self.max_length - max_new_tokens, 1)
         encoded = [(self._encode(p) if p else [self._prefix_token])[-room:] for p in prompts]
         # sorted by token ids as in `score`: prompts sharing a few-shot context sit side by side
@@ -359,7 +376,10 @@ class HFBackend:
         out: list[Generation | None] = [None] * len(prompts)
         for batch in pack_batches(order, [len(e) + max_new_tokens for e in encoded], self.batch_tokens,
                                   self.batch_size):
-            for i, new in zip(batch, self._greedy([encoded[i] for i in batch], max_new_tokens, stop), strict=True):
+            u = (torch.from_numpy(np.stack([row_uniforms(prompts[i], seeds[i], max_new_tokens) for i in batch]))
+                 if seeds else None)
+            new_ids = self._decode([encoded[i] for i in batch], max_new_tokens, stop, temperature, u)
+            for i, new in zip(batch, new_ids, strict=True):
                 text, _ = cut_at_stop(str(self.tok.decode(new)), stop)
                 pieces, acc = [], 0
                 for t in new:
@@ -371,8 +391,10 @@ class HFBackend:
                 out[i] = Generation(text, tuple(pieces))
         return [o for o in out if o is not None]
 
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[list[int]]:
-        """Greedy token ids after each row (EOS excluded), up to `max_new_tokens` or the first stop string.
+    def _decode(self, rows: list[list[int]], max_new_tokens: int, stop: Sequence[str], temperature: float = 0.0,
+                u: torch.Tensor | None = None) -> list[list[int]]:
+        """Token ids after each row (EOS excluded), up to `max_new_tokens` or the first stop string: greedy, or drawn
+        at `temperature` with row r's uniform for step k at u[r, k] (`pick_tokens`).
 
         A prefix shared by every row (the few-shot context) runs once; the rest of each row is left-padded after
         it (the padding masked out), so every row's next token is predicted at the last column. A row that is done
@@ -400,10 +422,11 @@ class HFBackend:
         window = max((len(x) for x in stop), default=0) + 1
         new: list[list[int]] = [[] for _ in rows]
         live = list(range(len(rows)))
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             h = self.base(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
                           use_cache=True).last_hidden_state[:, -1]
-            nxt = self._logits(h).argmax(-1)
+            logits = self._logits(h)
+            nxt = logits.argmax(-1) if u is None else pick_tokens(logits, temperature, u[live, step])
             keep = []
             for j, t in enumerate(nxt.tolist()):
                 row = new[live[j]]

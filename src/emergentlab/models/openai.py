@@ -3,9 +3,10 @@
 Scoring asks /completions to echo the prompt with log-probs (`echo=True, logprobs=1, max_tokens=1`, the request
 lm-eval makes) and keeps the tokens whose text offset lies inside the continuation. Generation uses /completions
 (few-shot prompts are raw text, not chat turns) and falls back to /chat/completions when the server has no
-completions route. Both send the neutral sampling settings explicitly (temperature 0, top_p 1, no frequency,
-presence or repetition penalty), because a server's defaults are not greedy: llama-cpp-python applies
-`repeat_penalty=1.1` at temperature 0, and vLLM takes defaults from the model's generation_config.
+completions route; so does sampling (`sample`). Every request sends the neutral settings explicitly (temperature 0,
+top_p 1, no frequency, presence or repetition penalty; `sample` replaces the temperature and adds a `seed`), because
+a server's defaults are not neutral: llama-cpp-python applies `repeat_penalty=1.1` at temperature 0, and vLLM takes
+defaults from the model's generation_config.
 
 What known servers do (from their docs, source and issue trackers, checked 2026-12):
 
@@ -73,10 +74,12 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|sig|auth|credential", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 _REDACTED = "***"
-# The greedy settings sent with every request; `repeat_penalty` is llama.cpp's name, `repetition_penalty`
-# vLLM's and TGI's. APIs that reject unknown fields get only the standard ones (see `_post`).
+# The neutral settings sent with every request; `repeat_penalty` is llama.cpp's name, `repetition_penalty`
+# vLLM's and TGI's; top_k -1 and min_p 0 turn off the truncations that vLLM (from generation_config) and llama.cpp
+# (top_k 40, min_p 0.05 by default) apply when sampling. APIs that reject unknown fields get only the standard ones
+# (see `_post`).
 NEUTRAL = {"temperature": 0, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "n": 1}
-NEUTRAL_EXTRA = {"repeat_penalty": 1.0, "repetition_penalty": 1.0}
+NEUTRAL_EXTRA = {"repeat_penalty": 1.0, "repetition_penalty": 1.0, "top_k": -1, "min_p": 0.0}
 # Texts whose greedy next token the self-check scores back; tokenizers that merge it with the text are skipped.
 PROBES = ("The capital of France is Paris. The capital of Italy is", "Monday, Tuesday, Wednesday, Thursday,")
 # nats: a prompt pass and an incremental decoding step of the same model agree to ~1e-3; a shifted echo is off
@@ -350,9 +353,38 @@ class OpenAIBackend:
 
     # ---- generation -------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        return self._continue(prompts, max_new_tokens, stop, NEUTRAL)
+
+    def sample(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+               temperature: float = 1.0, seeds: Sequence[int] = ()) -> list[Generation]:
+        """One draw per prompt, sampled by the server at `temperature` with top_p 1 and no penalties, `seed` sent
+        per request (prompts sharing a seed go in one request; a server that takes a list of prompts seeds each
+        prompt alike, as vLLM does, so a draw depends on its prompt and seed only).
+
+        Reproducible only where the server honours `seed`: vLLM does (per request); hosted OpenAI calls it best
+        effort; servers that ignore it draw afresh each call. A server's draws are its own, never equal to the
+        tiny or hf backend's for the same seed."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if seeds and len(seeds) != len(prompts):
+            raise ValueError("seeds and prompts differ in length")
+        row_seeds = list(seeds) or [0] * len(prompts)
+        out: list[Generation | None] = [None] * len(prompts)
+        for seed in dict.fromkeys(row_seeds):
+            idx = [i for i, s in enumerate(row_seeds) if s == seed]
+            gens = self._continue([prompts[i] for i in idx], max_new_tokens, stop,
+                                  {**NEUTRAL, "temperature": temperature, "seed": int(seed)})
+            for i, g in zip(idx, gens, strict=True):
+                out[i] = g
+        return [o for o in out if o is not None]
+
+    def _continue(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str],
+                  settings: dict[str, Any]) -> list[Generation]:
+        """Continuations under `settings` (the neutral greedy ones, or a temperature and seed) from /completions, or
+        /chat/completions on a chat-only server."""
         stops = [s for s in stop if s][:4]  # the OpenAI API takes at most four stop strings; the rest are cut here
         if not self._chat_only:
-            body = {"model": self.spec.model, "max_tokens": max_new_tokens, "logprobs": 0, **NEUTRAL,
+            body = {"model": self.spec.model, "max_tokens": max_new_tokens, "logprobs": 0, **settings,
                     **({"stop": stops} if stops else {})}
             try:
                 return self._complete("/completions", body, prompts, lambda c, i: _generation(
@@ -372,7 +404,7 @@ class OpenAIBackend:
             try:
                 return self._post("/chat/completions", {
                     "model": self.spec.model, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": max_new_tokens, "logprobs": True, **NEUTRAL,
+                    "max_tokens": max_new_tokens, "logprobs": True, **settings,
                     **({"stop": stops} if stops else {})}, parse)
             except _Refused as e:
                 raise self._error(f"/chat/completions: {e}") from None

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
@@ -23,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from emergentlab.errors import UserError
-from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches
+from emergentlab.models.base import Generation, TokenScores, cut_at_stop, pack_batches, pick_tokens, row_uniforms
 from emergentlab.records import ScaleFacts
 
 PAD = 0  # NUL never appears in task text, so it doubles as padding and beginning-of-sequence
@@ -329,7 +330,7 @@ def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
 
 
 class TinyBackend:
-    """Scores and generates with a `GPT`; batches are left-padded, log-probs computed in fp32."""
+    """Scores, generates and samples with a `GPT`; batches are left-padded, log-probs computed in fp32."""
 
     def __init__(self, model: GPT, name: str = "tiny", meta: dict[str, Any] | None = None,
                  batch_tokens: int = 16384) -> None:
@@ -405,15 +406,34 @@ class TinyBackend:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int,
                  stop: Sequence[str] = ()) -> list[Generation]:
+        return self._decode(prompts, max_new_tokens, stop, 0.0, ())
+
+    @torch.inference_mode()
+    def sample(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+               temperature: float = 1.0, seeds: Sequence[int] = ()) -> list[Generation]:
+        """One draw per prompt at `temperature` (see `Sampler.sample`): row i's uniforms come from
+        `row_uniforms(prompts[i], seeds[i])`, so neither the batch nor `batch_tokens` changes a draw (up to float
+        noise in the logits of a differently padded batch, which moves a draw only when its uniform lies within
+        about 1e-7 of a token's cumulative-probability boundary)."""
+        if seeds and len(seeds) != len(prompts):
+            raise ValueError("seeds and prompts differ in length")
+        return self._decode(prompts, max_new_tokens, stop, temperature, seeds or [0] * len(prompts))
+
+    def _decode(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str], temperature: float,
+                seeds: Sequence[int]) -> list[Generation]:
+        """Greedy (`seeds` empty) or sampled continuations, batched by length, each cut at its first stop string."""
         seqs = [self._fit(self.tok.encode(p), max_new_tokens) for p in prompts]
         texts = [""] * len(prompts)
         for batch in self._batches([len(s) + max_new_tokens for s in seqs]):
             idx, real = self._pad([seqs[i] for i in batch])
+            u = (torch.from_numpy(np.stack([row_uniforms(prompts[i], seeds[i], max_new_tokens) for i in batch]))
+                 if seeds else None)
             new = torch.empty((len(batch), 0), dtype=torch.long)
             done = torch.zeros(len(batch), dtype=torch.bool)
-            for _ in range(max_new_tokens):
+            for step in range(max_new_tokens):
                 h = self.model.hidden(idx, real)
-                nxt = self.model.lm_head(h[:, -1]).argmax(-1)
+                logits = self.model.lm_head(h[:, -1])
+                nxt = logits.argmax(-1) if u is None else pick_tokens(logits, temperature, u[:, step])
                 new = torch.cat([new, nxt[:, None]], 1)
                 idx = torch.cat([idx, nxt[:, None]], 1)
                 real = torch.cat([real, torch.ones_like(nxt[:, None], dtype=torch.bool)], 1)
