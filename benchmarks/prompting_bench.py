@@ -7,7 +7,7 @@ is shared). Writes benchmarks/results/prompting.md.
     PYTHONPATH=src python benchmarks/prompting_bench.py [--n 100]
 
 `--real` runs both experiments on the real models instead (SmolLM2-135M and Gemma-3-270M GGUFs, `_real.py`) as a
-rung list of backend specs — CoT vs direct on 2-digit addition, the ICL gain on 1-digit addition — and puts a "Real
+rung list of backend specs — CoT vs direct on 2-digit addition, the ICL gain on the copy task — and puts a "Real
 models" section into benchmarks/results/prompting.md:
 
     PYTHONPATH=src python benchmarks/prompting_bench.py --real [--n 60]
@@ -59,7 +59,7 @@ def child(kind: str, out: Path, n: int) -> None:
 
 
 def real(n: int, out: Path) -> None:
-    """CoT vs direct (add2, 2-shot) and the ICL gain (add1, 0/1/2/4/8-shot) on every installed real model."""
+    """CoT vs direct (add2, 2-shot) and the ICL gain (copy, 0/1/2/4/8-shot) on every installed real model."""
     from emergentlab.experiments import cot, icl
     from emergentlab.experiments.base import torch_threads
     from emergentlab.store import Store
@@ -72,7 +72,7 @@ def real(n: int, out: Path) -> None:
     walls = {}
     # one thread: on shared cores, OpenMP threads spin while the others are busy (several × slower)
     with Store(out / "records.sqlite") as store, torch_threads(1):
-        for name, exp, cfg in (("icl", icl, icl.IclConfig(models=models, task="add1", n=n)),
+        for name, exp, cfg in (("icl", icl, icl.IclConfig(models=models, task="copy", n=n)),
                                ("cot", cot, cot.CotConfig(models=models, task="add2", n=n, shots=2))):
             t = time.perf_counter()
             exp.run(cfg, store, study=name)  # type: ignore[attr-defined]
@@ -86,9 +86,11 @@ def real(n: int, out: Path) -> None:
             "`icl` experiments as above, given the models as a rung list of backend specs (`models=(NAME=gguf:FILE, "
             f"…)`) instead of a ladder folder. Wall time: icl {walls['icl']:.0f} s, cot {walls['cot']:.0f} s, one "
             f"torch thread; {before} at the start, {load_note()} at the end (shared with other jobs).", "",
-            "Tasks picked by measuring: 1-digit addition is the one both models solve in part (SmolLM2 2-shot "
-            "exact match ≈ 0.5 on a 20-item probe; 0-shot its answers run past the number); CoT needs addition "
-            "items with traces, so it runs on 2-digit addition with 2 demonstrations per prompt (traces or plain).",
+            "Tasks picked by measuring (2-shot, 20-item probes): SmolLM2 copy 0.90, agree 1.00, add2 0.05, "
+            "sycophancy 0.10; Gemma add2 0.05. ICL runs on copy (\"copy abcde\" → \"abcde\"), which both can "
+            "learn from the prompt; CoT needs addition items with traces, so it runs on 2-digit addition (add2: "
+            "direct exact match just above 0; add1 has only 20 test items) with 2 demonstrations per prompt, "
+            "traces or plain.",
             "", "**Two rungs only**: the intervals below are paired bootstraps over items per model, and they say "
             "whether a prompt helps *that* model; an emergence point, a threshold shift or a sign flip along scale "
             "needs more rungs than 2, so those lines below read 'never' / 'no flip' by construction and carry no "

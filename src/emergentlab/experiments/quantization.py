@@ -224,9 +224,9 @@ def survives(sweep: Sweep, metric: str = "exact_match", partner: str = "token_ac
         for key, v in _values(sweep.top_scores[r.format], metric).items():
             _, _, reps = bootstrap_means(v.to_numpy()[None, None, :], n_boot, seed)
             lo, hi = np.nanquantile(reps[:, 0, 0], [0.025, 0.975])
-            base = ref.get(key)
-            both = v.index.intersection(base.index) if base is not None else v.index[:0]
-            d = paired_bootstrap(base[both].to_numpy(), v[both].to_numpy(), rng, n_boot) if len(both) else None
+            base, d = ref.get(key), None
+            if base is not None and len(both := v.index.intersection(base.index)):
+                d = paired_bootstrap(base[both].to_numpy(), v[both].to_numpy(), rng, n_boot)
             rows.append({"format": r.format, "bits/weight": round(r.bits_per_weight, 3), "task": key[0],
                          "variant": key[1], "largest rung": sweep.top[r.format], metric: float(v.mean()),
                          "lo": float(lo), "hi": float(hi),
