@@ -22,8 +22,9 @@ from _machine import load_note, put_section, write_result
 from _real import smollm2_gguf
 
 from emergentlab.experiments import quantization as q
-from emergentlab.models.quant import parse_quant, quantize_module
-from emergentlab.models.tiny import TinyBackend
+from emergentlab.experiments.base import ladder_rungs
+from emergentlab.models import load_backend
+from emergentlab.models.quant import parse_quant
 from emergentlab.store import Store
 from emergentlab.tasks import build_prompt, make_task
 
@@ -33,15 +34,13 @@ FORMATS = ("fp32", "bf16", "int8-g64", "int4-g128", "int4-g64", "int4-g32", "int
 def speed(cfg: q.Config, reps: int) -> list[tuple[str, float]]:
     """Median target tokens/s of scoring the largest rung at each format, formats interleaved rep by rep so that
     machine load falls on all of them alike."""
-    rung = q.rung_dirs(Path(cfg.ladder))[-1]
+    rung = ladder_rungs(cfg.ladder)[-1]
     task = make_task(cfg.task, n=cfg.n, seed=cfg.seed)
     prompts = [build_prompt(task, ex, 0, cfg.seed) for ex in task.examples]
     targets = [ex.target for ex in task.examples]
     backends = {}
     for f in cfg.formats:
-        b = TinyBackend.from_path(rung)
-        quantize_module(b.model, parse_quant(f))
-        backends[f] = b
+        backends[f] = load_backend(rung.spec, rung.name, quant=f)
     rates: dict[str, list[float]] = {f: [] for f in cfg.formats}
     for _ in range(reps):
         for f, b in backends.items():

