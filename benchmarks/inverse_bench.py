@@ -5,17 +5,18 @@ distractor and sycophancy tasks of `tasks.inverse` → benchmarks/results/invers
 The ladder (benchmarks/inverse_ladder.toml: four sizes, 2M tokens each) is trained on a mixture where the prior
 tasks (repeat, agree) are the large share; it is trained into --ladder unless its rungs are there already. Each
 task is asked two ways: generated (exact match, token accuracy) and as the 2-way choice between the right answer
-and the prior's (multiple_choice_grade and the Brier score), where a model that follows the prior falls below the
+and the prior's (mc_grade and the Brier score), where a model that follows the prior falls below the
 0.5 of a guess. Beside each: the share of answers that are the prior's.
 
-    PYTHONPATH=src python benchmarks/inverse_bench.py [--ladder runs/inverse_ladder] [--n 200] [--real-n 50]
+    PYTHONPATH=src python benchmarks/inverse_bench.py [--ladder runs/inverse_ladder] [--n 200] [--real-n 100]
+
+Records go to --out (runs/inverse_bench/{tiny,real}); a rerun resumes from them (`pipeline.execute`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def evaluate(ladder: dict[str, str], out: Path, n: int, shots: int, priors: bool
     run = execute(study)
     with Store(study.store_path) as store:
         records, rungs = store.records("inverse"), store.rungs("inverse")
-    keep = ["exact_match", "token_accuracy", "multiple_choice_grade", "calibration_multiple_choice_brier_score"]
+    keep = ["exact_match", "token_accuracy", "mc_grade", "brier"]
     means = run.means[run.means.index.get_level_values("metric").isin(keep)].droplevel("variant")
     verdicts = pd.DataFrame()
     if len(rungs) >= MIN_RUNGS:
@@ -89,7 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ladder", default="runs/inverse_ladder")
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--real-n", type=int, default=50)
+    ap.add_argument("--real-n", type=int, default=100)
+    ap.add_argument("--out", default="runs/inverse_bench")
     a = ap.parse_args()
     ladder_dir = Path(a.ladder)
     before = load_note()
@@ -97,18 +99,18 @@ def main() -> None:
     with torch_threads(1):
         trained = train_ladder(load_ladder_spec(SPEC), ladder_dir)
         t_train = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory() as tmp:
-            tiny = evaluate({p.name: f"tiny:{p}" for p in checkpoint_dirs(ladder_dir)}, Path(tmp) / "tiny", a.n, 0,
-                            True)
-            t_tiny = time.perf_counter() - t0 - t_train
-            reals = real_models()
-            real = evaluate(reals, Path(tmp) / "real", a.real_n, 2, False) if reals else None
+        tiny = evaluate({p.name: f"tiny:{p}" for p in checkpoint_dirs(ladder_dir)}, Path(a.out) / "tiny", a.n, 0,
+                        True)
+        t_tiny = time.perf_counter() - t0 - t_train
+        reals = real_models()
+        real = evaluate(reals, Path(a.out) / "real", a.real_n, 2, False) if reals else None
     t_real = time.perf_counter() - t0 - t_train - t_tiny
     train_rows = "\n".join(f"| {r['name']} | {r['params']:,} | {r['val_loss']:.3f} | {r['wall_s']:.0f} |"
                            for r in trained)
     body = f"""
 Command: `PYTHONPATH=src python benchmarks/inverse_bench.py --n {a.n} --real-n {a.real_n}` (one torch thread;
-evaluation wall time: tiny ladder {t_tiny:.0f} s, real models {t_real:.0f} s; {before} at the start, {load_note()}
+evaluation wall time of this run, records already stored are reused: tiny ladder {t_tiny:.0f} s, real models
+{t_real:.0f} s; {before} at the start, {load_note()}
 at the end: the cores are shared with other jobs).
 
 ## The ladder (benchmarks/inverse_ladder.toml)

