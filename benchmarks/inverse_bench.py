@@ -86,6 +86,13 @@ def evaluate(ladder: dict[str, str], out: Path, n: int, shots: int, priors: bool
     return means, verdicts, prior_share(records, n)
 
 
+def flagged(verdicts: pd.DataFrame) -> str:
+    """The inverse and U-shaped rows of a verdict table, as prose."""
+    rows = verdicts[verdicts["verdict"].isin(["inverse", "U-shaped"])] if not verdicts.empty else verdicts
+    return "; ".join(f"{r.task} {r.metric} {r.verdict} (D {r.change:+.3f}, 95 % [{r.change_lo:+.3f}, "
+                     f"{r.change_hi:+.3f}])" for r in rows.itertuples(index=False)) or "none"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ladder", default="runs/inverse_ladder")
@@ -138,6 +145,10 @@ Share of answers that are the prior's (generated text; for *_2way the higher-log
 change D: mean of the larger half of the ladder minus the smaller half (metric unit, 95 % interval).
 
 {tiny[1].round(3).to_markdown(index=False) if not tiny[1].empty else "(none)"}
+
+Inverse or U-shaped here: {flagged(tiny[1])}. A task is inverse on this ladder only where the prior is learnt at a
+smaller size than what the prompt asks for; where the rare override share is enough for both to be learnt by the
+same rung, the override's curve rises with the prior's instead.
 """
     if real is not None:
         body += f"""
