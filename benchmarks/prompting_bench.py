@@ -10,7 +10,7 @@ is shared). Writes benchmarks/results/prompting.md.
 rung list of backend specs — CoT vs direct on 2-digit addition, the ICL gain on the copy task — and puts a "Real
 models" section into benchmarks/results/prompting.md:
 
-    PYTHONPATH=src python benchmarks/prompting_bench.py --real [--n 60]
+    PYTHONPATH=src python benchmarks/prompting_bench.py --real [--n 50] [--out runs/pbench]
 """
 
 from __future__ import annotations
@@ -75,26 +75,36 @@ def real(n: int, out: Path) -> None:
         for name, exp, cfg in (("icl", icl, icl.IclConfig(models=models, task="copy", n=n)),
                                ("cot", cot, cot.CotConfig(models=models, task="add2", n=n, shots=2))):
             t = time.perf_counter()
-            exp.run(cfg, store, study=name)  # type: ignore[attr-defined]
+            if not store.runs(exp.NAME, name):  # type: ignore[attr-defined]  # records kept in --out: resume
+                exp.run(cfg, store, study=name)  # type: ignore[attr-defined]
             walls[name] = time.perf_counter() - t
             for sec in exp.sections(store, name):  # type: ignore[attr-defined]
-                lines += [f"### {sec.title}", "", *sec.summary, *sec.paragraphs, "",
+                lines += [f"### {sec.title}", "", *sec.paragraphs, "",
                           *(tb.frame.round(3).to_markdown(index=False) + "\n" for tb in sec.tables)]
             print(name, f"{walls[name]:.0f} s", flush=True)
+        traced = store.records("cot")
+        traced = traced[traced["variant"] == cot.COT]
+        stated = traced.assign(stated=traced["generation"].str.contains(r"answer\s*-?\d", regex=True))
+        share = stated.groupby("model", sort=False)["stated"].mean()
+        lines += ["CoT generations that end in the trace format's `answer N`: "
+                  + ", ".join(f"{m} {v:.0%}" for m, v in share.items())
+                  + "; example (first item): " + "; ".join(f"{m}: `{g}` (target {t})" for m, g, t in traced.groupby(
+                      "model", sort=False)[["model", "generation", "target"]].first().itertuples(index=False)), ""]
     head = [f"## Real models: {', '.join(m.split('=')[0] for m in models)} (GGUF, dequantized to fp32), n = {n}",
             "", f"Command: `PYTHONPATH=src python benchmarks/prompting_bench.py --real --n {n}` — the same `cot` and "
             "`icl` experiments as above, given the models as a rung list of backend specs (`models=(NAME=gguf:FILE, "
-            f"…)`) instead of a ladder folder. Wall time: icl {walls['icl']:.0f} s, cot {walls['cot']:.0f} s, one "
-            f"torch thread; {before} at the start, {load_note()} at the end (shared with other jobs).", "",
+            f"…)`) instead of a ladder folder. Wall time of this run (0 s: records kept in --out reused): icl "
+            f"{walls['icl']:.0f} s, cot {walls['cot']:.0f} s, one torch thread; {before} at the start, "
+            f"{load_note()} at the end (shared with other jobs).", "",
             "Tasks picked by measuring (2-shot, 20-item probes): SmolLM2 copy 0.90, agree 1.00, add2 0.05, "
             "sycophancy 0.10; Gemma add2 0.05. ICL runs on copy (\"copy abcde\" → \"abcde\"), which both can "
             "learn from the prompt; CoT needs addition items with traces, so it runs on 2-digit addition (add2: "
             "direct exact match just above 0; add1 has only 20 test items) with 2 demonstrations per prompt, "
             "traces or plain.",
             "", "**Two rungs only**: the intervals below are paired bootstraps over items per model, and they say "
-            "whether a prompt helps *that* model; an emergence point, a threshold shift or a sign flip along scale "
-            "needs more rungs than 2, so those lines below read 'never' / 'no flip' by construction and carry no "
-            "evidence either way.", ""]
+            "whether a prompt helps *that* model. An emergence point, a threshold shift or a sign flip along scale "
+            "needs more rungs than 2: the crossing points and flip lines below are drawn through two points and "
+            "carry no evidence about scale.", ""]
     put_section("prompting", "real-models", "\n".join(head + lines))
 
 
