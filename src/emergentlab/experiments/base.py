@@ -4,6 +4,10 @@ An experiment module has `NAME` (the ``experiment`` column of what it stores), `
 count it runs fastest at: the caller sets it at the top with `torch_threads`, the experiment never does), a typed
 config dataclass whose defaults run, ``run(config, store, progress, study=...)`` that trains or evaluates and stores
 its series and the run's config, and ``sections(store, study)`` that builds its report sections from the store alone.
+
+An experiment that evaluates a ladder reads its rungs with `ladder_rungs` (a folder of tiny checkpoints, or a list of
+backend specs of any kind: tiny, hf, gguf, openai) and loads them with `rung_backends`: one code path for a trained
+ladder and for real models.
 """
 
 from __future__ import annotations
