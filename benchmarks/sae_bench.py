@@ -45,7 +45,8 @@ def main() -> None:
             r = sae.run(sae.Config(small=small, large=large))
             records.append(r)
             q = {s["role"]: s for s in r["stats"]}
-            rows.append(f"| {small} → {large} | {r['alive_large']} | {r['unmatched']} | {r['noise_floor']} | "
+            rows.append(f"| {small} → {large} | {r['alive_large']} / {r['weak_large']} | {r['unmatched']} | "
+                        f"{r['noise_floor']} | "
                         f"{q['smaller']['fvu']:.4f} / {q['larger']['fvu']:.4f} | "
                         f"{q['smaller']['dead_share']:.2f} / {q['larger']['dead_share']:.2f} |")
         wall = time.perf_counter() - t0
@@ -72,11 +73,13 @@ TopK SAEs ({cfg.expansion}× d_model features, k = {cfg.k}, {cfg.steps} Adam ste
 after each rung's last block, over {cfg.n} add3 test items written out in full ({records[0]['tokens']:,} tokens).
 A larger-rung feature is *unmatched* when no smaller-rung feature's activations correlate ≥ {cfg.threshold} with
 it on the same tokens, and it is listed only if a second SAE on the larger rung (other random draws) finds it
-again (correlation ≥ {cfg.threshold}); *noise floor* = live features that the second SAE does not find.
+again (correlation ≥ {cfg.threshold}); *weak* = live features active on fewer than {cfg.min_active} tokens: their
+correlations rest on too few tokens to call them matched or not, so they are counted and never listed; *noise
+floor* = live, not weak features that the second SAE does not find; *dead* = share of features active on no token.
 
 ## Diffing across the demo ladder (add3 exact match: d32 0.004, d64 0.008, d96 0.10, d128 0.43)
 
-| pair | live (larger) | unmatched, found again | noise floor | FVU smaller / larger | dead smaller / larger |
+| pair | live / weak (larger) | unmatched, found again | noise floor | FVU smaller / larger | dead smaller / larger |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 

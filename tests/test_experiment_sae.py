@@ -27,8 +27,13 @@ def test_diffing_self_versus_across_the_jump(tmp_path: Path) -> None:
         assert same["unmatched"] < across["unmatched"]
         assert all(f["best_corr"] < 0.5 <= f["again_corr"] and "[" in f["examples"][0]["text"]
                    for f in across["features"])
+        # weak features (live on fewer than min_active tokens) are counted and never listed
+        assert 0 <= across["weak_large"] <= across["alive_large"]
+        assert all(f["frequency"] * across["tokens"] >= across["min_active"] - 1e-9 for f in across["features"])
+        strict = sae.run(sae.Config(small="L1-d8-t4M", large="L3-d128-t4M", min_active=10**6, **{**base, "steps": 50}))
+        assert strict["unmatched"] == 0 and strict["weak_large"] == strict["alive_large"]
         secs = EXPERIMENTS[sae.NAME].sections(store, "d")
-        assert len(secs) == 2 and all(len(s.tables) == 2 and s.summary for s in secs)
+        assert len(secs) == 2 and all(len(s.tables) == 2 and "Dead features" in s.summary[1] for s in secs)
 
 
 def test_pipeline_refuses_an_unknown_rung(tmp_path: Path) -> None:

@@ -66,3 +66,10 @@ def test_planted_inverse_and_u_curves_get_their_verdicts() -> None:
     v = a.table_.set_index(["task", "metric"])["verdict"]
     assert v[("distractor", "exact_match")] == "inverse"
     assert v[("sycophancy", "exact_match")] == "U-shaped"
+
+
+@pytest.mark.parametrize("task", ["distractor", "sycophancy"])
+def test_two_way_choice_is_the_answer_against_the_prior(task: str) -> None:
+    for ex in make_task(task, n=30, seed=2, choices=2).examples:
+        assert sorted(ex.choices) == sorted([ex.target, ex.metadata["prior_answer"]])
+        assert ex.choices is not None and ex.choices[ex.correct] == ex.target

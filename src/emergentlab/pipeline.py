@@ -411,23 +411,31 @@ def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress 
 
 
 def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int = 100, formats: str = "",
-             seed: int = 0, progress: Progress = no_progress) -> Dynamics:
-    """`emergentlab quantize`: every rung of a tiny ladder (the demo's by default) at each weight format of the
-    comma-separated `formats` (none: fp32, bf16, int8-g64, int4-g64, int2-g64), into OUT, then its report. The
-    table is the capability-survives table (largest rung's exact match per format, fraction)."""
+             seed: int = 0, progress: Progress = no_progress, models: Sequence[str] = (),
+             levels: Sequence[str] = (), shots: int = 0) -> Dynamics:
+    """`emergentlab quantize`: every rung of a tiny ladder (the demo's by default) or of `models` (backend specs) at
+    each weight format of the comma-separated `formats` (none: fp32, bf16, int8-g64, int4-g64, int2-g64; "none":
+    only the supplied `levels`, GGUF files), into OUT, then its report. The table is the capability-survives table
+    (largest rung's exact match per format, fraction)."""
     from emergentlab.experiments import quantization as q
-    from emergentlab.train import checkpoint_dirs
 
-    cfg = q.Config(task=task, n=n, seed=seed, formats=tuple(f.strip() for f in formats.split(",") if f.strip())
-                   or q.FORMATS)
-    cfg = replace(cfg, ladder=str(ladder)) if ladder is not None else cfg
+    names = tuple(f.strip() for f in formats.split(",") if f.strip())
+    names = () if names == ("none",) else names or q.FORMATS
     try:
-        for f in cfg.formats:
+        for f in names:
             q.parse_quant(f)
     except ValueError as e:
         raise UserError(str(e), field="--formats") from None
-    if not checkpoint_dirs(Path(cfg.ladder)):
-        raise UserError("no tiny checkpoints (*/config.json) here", source=cfg.ladder, field="--ladder")
+    try:
+        q.gguf_levels(levels)
+    except ValueError as e:
+        raise UserError(str(e), field="--level") from None
+    try:
+        cfg = q.Config(task=task, n=n, seed=seed, formats=names, models=tuple(models), levels=tuple(levels),
+                       shots=shots, **({"ladder": str(ladder)} if ladder is not None else {}))
+    except ValueError as e:
+        raise UserError(str(e), source=None if models else str(ladder or ""), field="--model" if models
+                        else "--ladder") from None
     Path(out).mkdir(parents=True, exist_ok=True)
     with Store(Path(out) / STORE_NAME) as store:
         q.run(cfg, store, _stage(progress, "quantize"))

@@ -45,24 +45,32 @@ def induction(layers: Annotated[str, typer.Option(help="comma-separated layer co
          {"runs": d.table}, {"report": d.report.path})
 
 
-def _ladder(ladder: Path | None) -> dict[str, Any]:
-    return {"ladder": str(ladder)} if ladder is not None else {}
+MODELS = Annotated[list[str] | None, typer.Option(
+    "--model", help="a rung as a backend spec (tiny:DIR, hf:ORG/NAME, gguf:FILE; NAME=SPEC names it), once per rung, "
+    "in place of --ladder")]
+
+
+def _ladder(ladder: Path | None, models: list[str] | None = None) -> dict[str, Any]:
+    return {**({"ladder": str(ladder)} if ladder is not None else {}),
+            **({"models": tuple(models)} if models else {})}
 
 
 @command()
 def cot(out: OUT = Path("runs/cot"), ladder: LADDER = None, task: str = "add3", n: int = 100, seed: int = 0,
-        as_json: JSON = False) -> None:
-    """Chain of thought vs direct on a tiny ladder: per-rung paired differences and where their sign flips."""
+        model: MODELS = None, as_json: JSON = False) -> None:
+    """Chain of thought vs direct on a ladder: per-rung paired differences and where their sign flips."""
     with progress(base.err) as update:
-        report_out(pipeline.cot({**_ladder(ladder), "task": task, "n": n, "seed": seed}, out, update), as_json)
+        report_out(pipeline.cot({**_ladder(ladder, model), "task": task, "n": n, "seed": seed}, out, update),
+                   as_json)
 
 
 @command()
 def icl(out: OUT = Path("runs/icl"), ladder: LADDER = None, task: str = "add3", n: int = 100, seed: int = 0,
-        as_json: JSON = False) -> None:
+        model: MODELS = None, as_json: JSON = False) -> None:
     """In-context learning gain: zero- vs 1, 2, 4, 8-shot at every rung, each gain's threshold shift and sign flip."""
     with progress(base.err) as update:
-        report_out(pipeline.icl({**_ladder(ladder), "task": task, "n": n, "seed": seed}, out, update), as_json)
+        report_out(pipeline.icl({**_ladder(ladder, model), "task": task, "n": n, "seed": seed}, out, update),
+                   as_json)
 
 
 @command()
@@ -86,11 +94,16 @@ def passuntil(out: OUT = Path("runs/passuntil"), ladder: LADDER = None,
 
 @command()
 def quantize(out: OUT = Path("runs/quantize"), ladder: LADDER = None, task: str = "add3", n: int = 100,
-             formats: Annotated[str, typer.Option(help="comma-separated, e.g. fp32,bf16,int8-g64,int4-g64")] = "",
-             seed: int = 0, as_json: JSON = False) -> None:
+             formats: Annotated[str, typer.Option(help="comma-separated, e.g. fp32,bf16,int8-g64,int4-g64; none: "
+                                                  "only --level files")] = "",
+             seed: int = 0, model: MODELS = None,
+             level: Annotated[list[str] | None, typer.Option(
+                 help="a supplied weight level: [FORMAT=]gguf:FILE (format from the file's header unless named), "
+                 "once per file")] = None,
+             shots: Annotated[int, typer.Option(help="demonstrations per prompt")] = 0, as_json: JSON = False) -> None:
     """Quantization sweep: every rung at each weight format; verdicts per format and whether the capability survives."""
     with progress(base.err) as update:
-        d = pipeline.quantize(out, ladder, task, n, formats, seed, update)
+        d = pipeline.quantize(out, ladder, task, n, formats, seed, update, model or (), level or (), shots)
     base.output([("capability survives (largest rung, exact match)", d.table)], [], as_json, {"formats": d.table},
          {"report": d.report.path})
 

@@ -4,22 +4,31 @@ An experiment module has `NAME` (the ``experiment`` column of what it stores), `
 count it runs fastest at: the caller sets it at the top with `torch_threads`, the experiment never does), a typed
 config dataclass whose defaults run, ``run(config, store, progress, study=...)`` that trains or evaluates and stores
 its series and the run's config, and ``sections(store, study)`` that builds its report sections from the store alone.
+
+An experiment that evaluates a ladder reads its rungs with `ladder_rungs` (a folder of tiny checkpoints, or a list of
+backend specs of any kind: tiny, hf, gguf, openai) and loads them with `rung_backends`: one code path for a trained
+ladder and for real models.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pandas as pd
 import torch
 
 from emergentlab.analysis.dynamics import Jump
+from emergentlab.models import KINDS, Backend, load_backend
+from emergentlab.models.openai import redact_spec
+from emergentlab.records import Progress
 from emergentlab.sections import Line, Marker, Section
 from emergentlab.store import Store
+from emergentlab.train import checkpoint_dirs
 
 LineStyle = Literal["line", "dashed", "dotted", "points"]
 
@@ -45,6 +54,70 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One model of an experiment's ladder: `name` (the records' model column) and its backend `spec`
+    (`emergentlab.models` grammar: tiny:DIR, hf:ORG/NAME, gguf:FILE, openai:…)."""
+
+    name: str
+    spec: str
+
+
+def spec_name(spec: str) -> str:
+    """A short model name for a backend spec: a folder's or file's name without .gguf, a hub id as it is, an
+    openai model's name; e.g. ``gguf:/x/SmolLM2-135M-Instruct.Q4_1.gguf`` → ``SmolLM2-135M-Instruct.Q4_1``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "openai":
+        return rest.partition("@")[0]  # the model name: the URL (and any secret in it) stays out
+    path = rest.rstrip("/")
+    if kind == "hf" and not path.startswith(("/", ".", "~")) and not path.endswith(".gguf"):
+        return path  # a hub id ORG/NAME[@revision]
+    name = Path(path).name
+    return name.removesuffix(".gguf") or path
+
+
+def parse_rung(text: str) -> Rung:
+    """``SPEC`` or ``NAME=SPEC`` (a name without ':' or '=') as a `Rung`; ValueError for an unknown backend kind.
+
+    The name defaults to `spec_name(SPEC)`."""
+    head, sep, tail = text.partition("=")
+    name, spec = (head.strip(), tail.strip()) if sep and head.strip() and ":" not in head else ("", text.strip())
+    kind = spec.partition(":")[0]
+    if kind not in KINDS or ":" not in spec:
+        raise ValueError(f"{text!r} is not a backend spec (KIND:WHERE with KIND one of {', '.join(KINDS)}, "
+                         "optionally NAME=KIND:WHERE)")
+    return Rung(name or spec_name(spec), spec)
+
+
+def ladder_rungs(ladder: str | Path, models: Sequence[str] = ()) -> list[Rung]:
+    """The rungs an experiment runs: `models` (backend specs, `parse_rung` syntax, in the order given) when any,
+    else every tiny checkpoint folder under `ladder` (`train.checkpoint_dirs`, by name) as ``tiny:DIR``.
+
+    One list for every backend, so an experiment has one code path for a trained ladder and real models. ValueError
+    when there is no rung or two rungs share a name (records are keyed by it)."""
+    rungs = ([parse_rung(m) for m in models] if models
+             else [Rung(p.name, f"tiny:{p}") for p in checkpoint_dirs(Path(ladder))])
+    if not rungs:
+        raise ValueError(f"no tiny checkpoints (subfolders with config.json) in {ladder}, and no model specs given")
+    names = [r.name for r in rungs]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"two rungs are named {dup[0]!r}: name them NAME=SPEC")
+    return rungs
+
+
+def rung_backends(rungs: Sequence[Rung], store: Store | None, study: str, progress: Progress, stage: str,
+                  quant: str = "fp32") -> Iterator[tuple[Rung, Backend]]:
+    """Each rung loaded (its weights rounded to `quant`, `models.quant` formats), its scale facts stored under
+    `study` when there is a store, one at a time (a real model is freed before the next loads)."""
+    for i, r in enumerate(rungs):
+        progress(f"{stage} · {r.name}", i, len(rungs))
+        backend = load_backend(r.spec, r.name, quant=quant)
+        if store is not None:
+            store.put_rung(study, r.name, redact_spec(r.spec), backend.facts())  # a key in a URL is never stored
+        yield r, backend
+    progress(stage, len(rungs), len(rungs))
 
 
 def store_run(store: Store, study: str, experiment: str, run: str, config: dict[str, Any],

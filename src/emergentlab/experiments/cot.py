@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from emergentlab.experiments.base import ladder_rungs, rung_backends
 from emergentlab.experiments.variants import compare_section
-from emergentlab.models import load_backend
 from emergentlab.records import Progress, no_progress
 from emergentlab.runner import evaluate
 from emergentlab.sections import Section
@@ -37,7 +37,8 @@ DIRECT, COT = "direct", "cot"
 
 @dataclass(frozen=True)
 class CotConfig:
-    """`ladder`: a folder whose subfolders are tiny checkpoints (each with config.json), one rung each; `task`: an
+    """`ladder`: a folder whose subfolders are tiny checkpoints (each with config.json), one rung each, unless
+    `models` lists the rungs as backend specs (any backend; `experiments.base.parse_rung`); `task`: an
     addition generator (add1 … add5); `n`: test items; `shots`: demonstrations per prompt in both variants (traces
     are long: the demo ladder's 64-character context holds one); `n_boot`: bootstrap replicates of the section;
     `level`: the exact match (fraction) at which a variant counts as emerged (the demo ladder tops out near 0.4)."""
@@ -49,10 +50,12 @@ class CotConfig:
     seed: int = 0
     n_boot: int = 1000
     level: float = 0.1
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not Path(self.ladder).is_dir():
+        if not self.models and not Path(self.ladder).is_dir():
             raise ValueError(f"ladder {self.ladder} is not a folder")
+        ladder_rungs(self.ladder, self.models)
         if TASKS.get(self.task, ("", {}))[1].get("op") != "+":
             raise ValueError(f"task must be an addition generator (add1 … add5), got {self.task!r}")
         if self.n < 2 or self.shots < 0:
@@ -71,15 +74,10 @@ def run(config: CotConfig, store: Store, progress: Progress = no_progress, study
     """Both variants of every item at every rung, stored as records of `study`, and the run's config."""
     direct = make_task(config.task, n=config.n, seed=config.seed)
     traced = cot_task(direct)
-    rungs = rung_dirs(Path(config.ladder))
-    for i, path in enumerate(rungs):
-        progress(f"cot · {path.name}", i, len(rungs))
-        backend = load_backend(f"tiny:{path}", path.name)
-        store.put_rung(study, path.name, f"tiny:{path}", backend.facts())
+    for rung, backend in rung_backends(ladder_rungs(config.ladder, config.models), store, study, progress, "cot"):
         for variant, task in ((DIRECT, direct), (COT, traced)):
-            recs = evaluate(backend, task, task.examples, config.shots, study, path.name, config.seed)
+            recs = evaluate(backend, task, task.examples, config.shots, study, rung.name, config.seed)
             store.put_records(replace(r, variant=variant) for r in recs)
-    progress("cot", len(rungs), len(rungs))
     store.put_run(study, NAME, config.task, asdict(config))
 
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from emergentlab.experiments.cot import rung_dirs
+from emergentlab.experiments.base import ladder_rungs, rung_backends
 from emergentlab.experiments.variants import compare_section
-from emergentlab.models import load_backend
 from emergentlab.records import Progress, no_progress
 from emergentlab.runner import evaluate
 from emergentlab.sections import Section, Table
@@ -32,7 +31,8 @@ THREADS = 2
 
 @dataclass(frozen=True)
 class IclConfig:
-    """`ladder`: a folder of tiny checkpoints, one rung each; `task`: a generator of `tasks.synthetic`; `n`: test
+    """`ladder`: a folder of tiny checkpoints, one rung each, unless `models` lists the rungs as backend specs (any
+    backend; `experiments.base.parse_rung`); `task`: a generator of `tasks.synthetic`; `n`: test
     items; `shots`: the n-shot counts compared with zero-shot; `n_boot`: bootstrap replicates of the section;
     `level`: the exact match (fraction) at which a variant counts as emerged."""
 
@@ -43,10 +43,12 @@ class IclConfig:
     seed: int = 0
     n_boot: int = 1000
     level: float = 0.1
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not Path(self.ladder).is_dir():
+        if not self.models and not Path(self.ladder).is_dir():
             raise ValueError(f"ladder {self.ladder} is not a folder")
+        ladder_rungs(self.ladder, self.models)
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; known: {', '.join(sorted(TASKS))}")
         if self.n < 2 or not self.shots or min(self.shots) < 1:
@@ -56,14 +58,9 @@ class IclConfig:
 def run(config: IclConfig, store: Store, progress: Progress = no_progress, study: str = NAME) -> None:
     """Zero-shot and every n-shot variant of every item at every rung, stored as records of `study`."""
     task = make_task(config.task, n=config.n, seed=config.seed)
-    rungs = rung_dirs(Path(config.ladder))
-    for i, path in enumerate(rungs):
-        progress(f"icl · {path.name}", i, len(rungs))
-        backend = load_backend(f"tiny:{path}", path.name)
-        store.put_rung(study, path.name, f"tiny:{path}", backend.facts())
+    for rung, backend in rung_backends(ladder_rungs(config.ladder, config.models), store, study, progress, "icl"):
         for shots in (0, *config.shots):
-            store.put_records(evaluate(backend, task, task.examples, shots, study, path.name, config.seed))
-    progress("icl", len(rungs), len(rungs))
+            store.put_records(evaluate(backend, task, task.examples, shots, study, rung.name, config.seed))
     store.put_run(study, NAME, config.task, {**asdict(config), "shots": list(config.shots)})
 
 

@@ -37,7 +37,8 @@ class Config:
     """Rungs `small` and `large` of `ladder` (the demo's: add3 exact match 0.008 → 0.43 between them), `n` test
     items of `task`; SAEs of `expansion` × d_model features with `k` active, `steps` Adam steps, drawn with `seed`;
     a larger-rung feature is unmatched when its best correlation with any smaller-rung feature is below
-    `threshold`."""
+    `threshold`; one active on fewer than `min_active` tokens is *weak* (its correlations rest on too few tokens to
+    say matched or not) and is counted, never listed."""
 
     ladder: str = str(DEMO_LADDER_DIR)
     small: str = "L2-d64-t4M"
@@ -49,6 +50,7 @@ class Config:
     steps: int = 1500
     seed: int = 0
     threshold: float = 0.5
+    min_active: int = 5
     run_name: str = field(default="", repr=False)  # "" → "{small}→{large}"
 
 
@@ -88,11 +90,14 @@ def run(config: Config | None = None, store: Store | None = None, progress: Prog
     zs, zl, zl2 = codes
     _, corr = match_features(zl, zs)
     _, again = match_features(zl, zl2)
-    freq = (zl > 0).float().mean(0)
-    alive = freq > 0
+    active = (zl > 0).sum(0)
+    freq = active.float() / max(len(where), 1)
+    alive = active > 0
+    weak = alive & (active < cfg.min_active)
     # a feature the larger rung's own second SAE cannot find is an accident of one SAE's training, not of the
-    # model: only features found again, and absent in the smaller rung, are listed
-    unmatched = [int(f) for f in torch.nonzero(alive & (corr < cfg.threshold) & (again >= cfg.threshold)).flatten()]
+    # model: only features found again, and absent in the smaller rung, are listed; a weak one is neither
+    strong = alive & ~weak
+    unmatched = [int(f) for f in torch.nonzero(strong & (corr < cfg.threshold) & (again >= cfg.threshold)).flatten()]
     unmatched.sort(key=lambda f: -float(freq[f]))
 
     def shown(tok: int) -> str:
@@ -103,8 +108,8 @@ def run(config: Config | None = None, store: Store | None = None, progress: Prog
                  "examples": [{"text": shown(t), "activation": a} for t, a in top_examples(zl, f, 3)]}
                 for f in unmatched[:SHOWN]]
     rec = {**asdict(cfg), "tokens": len(where), "stats": stats, "alive_large": int(alive.sum()),
-           "unmatched": len(unmatched), "noise_floor": int((alive & (again < cfg.threshold)).sum()),
-           "features": features}
+           "weak_large": int(weak.sum()), "unmatched": len(unmatched),
+           "noise_floor": int((strong & (again < cfg.threshold)).sum()), "features": features}
     if store is not None:
         store.put_run(study, NAME, cfg.run_name or f"{cfg.small}→{cfg.large}", rec)
     return rec
@@ -124,13 +129,20 @@ def sections(store: Store, study: str | None) -> list[Section]:
             summary=[f"SAE diffing {name} on {r['task']}: {r['unmatched']} of {r['alive_large']} live features of "
                      f"{r['large']} have no counterpart in {r['small']} and are found again by a second SAE (best "
                      f"activation correlation < {r['threshold']:g}, resp. ≥, over the same {r['tokens']:,} tokens); "
-                     f"noise floor: {r['noise_floor']} features the second SAE does not find."],
+                     f"noise floor: {r['noise_floor']} features the second SAE does not find.",
+                     "Dead features (active on no token): "
+                     + ", ".join(f"{s['rung']} ({s['role']}) {s['dead_share']:.0%}" for s in r["stats"])
+                     + f"; weak (live, but active on fewer than {r.get('min_active', 5)} tokens, too few to match or "
+                     f"not, so never listed): {r.get('weak_large', 0)} of {r['alive_large']} live features of "
+                     f"{r['large']}. Reconstruction: FVU "
+                     + ", ".join(f"{s['fvu']:.4f}" for s in r["stats"]) + " (fraction of variance unexplained)."],
             paragraphs=[f"TopK SAEs ({r['expansion']}× d_model features, k = {r['k']}, {r['steps']} Adam steps) on "
                         "the residual stream after each rung's last block, over the task's test items written out "
                         "in full and teacher-forced. Matching rule: each larger-rung feature is paired with the "
                         "smaller-rung feature whose activations correlate most (Pearson) on the same tokens; it is "
-                        "listed when that correlation is below the threshold and a second SAE on the larger rung "
-                        "(other random draws) has a feature correlating at or above it."],
+                        "listed when that correlation is below the threshold, a second SAE on the larger rung "
+                        "(other random draws) has a feature correlating at or above it, and it is active on at least "
+                        f"{r.get('min_active', 5)} tokens."],
             tables=[Table(quality.round(4), "SAE quality per rung: fvu = fraction of variance unexplained (0–1), "
                           "dead_share = fraction of features active on no token, l0 = mean active features per "
                           "token.", key=f"sae-quality-{len(out)}"),

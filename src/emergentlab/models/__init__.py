@@ -57,6 +57,8 @@ rounds a tiny or hf model's weights to a format of `emergentlab.models.quant` (e
             raise UserError(str(e), source=spec, field="quant") from None
         backend = load_backend(spec, name, trust_remote_code, precision, server)
         quantize_module(backend.model, q)  # type: ignore[attr-defined]  # tiny and hf backends hold a torch module
+        if (changed := getattr(backend, "weights_changed", None)) is not None:
+            changed()  # the hf backend keeps an fp32 copy of a bf16 head
         return backend
     if kind == "tiny":
         from emergentlab.models.tiny import TinyBackend

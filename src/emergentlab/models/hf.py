@@ -110,6 +110,39 @@ def _check_gguf(path: Path) -> None:
         raise UserError(f"could not parse GGUF file: {e}", source=str(path), field="model") from None
 
 
+@dataclass(frozen=True)
+class GgufFormat:
+    """A GGUF file's weight format: `name` from its header (general.file_type, e.g. "Q4_1", "Q8_0", "F16"; the most
+    common tensor type when the header has none), `bits_per_weight` over all its tensors (block scales and
+    minimums included, so a Q4_1 file of a small model with a Q8_0 embedding reads ~5.7) and `weights` (elements)."""
+
+    name: str
+    bits_per_weight: float
+    weights: int
+
+
+def gguf_format(path: Path) -> GgufFormat:
+    """The weight format of the GGUF file at `path` (header and tensor table only); UserError if it cannot parse."""
+    from collections import Counter
+
+    from gguf import GGUFReader, LlamaFileType
+
+    try:
+        r = GGUFReader(path)
+    except (ValueError, struct.error, IndexError, KeyError, OSError) as e:
+        raise UserError(f"could not parse GGUF file: {e}", source=str(path), field="model") from None
+    weights = sum(int(t.n_elements) for t in r.tensors)
+    bits = 8.0 * sum(int(t.n_bytes) for t in r.tensors) / max(weights, 1)
+    f = r.fields.get("general.file_type")
+    try:
+        name = LlamaFileType(int(f.parts[f.data[0]][0])).name.removeprefix("MOSTLY_") if f is not None else ""
+    except ValueError:  # a file type newer than this gguf package
+        name = ""
+    if not name:
+        name = Counter(t.tensor_type.name for t in r.tensors).most_common(1)[0][0] if r.tensors else "unknown"
+    return GgufFormat(name, bits, weights)
+
+
 def gguf_cache_dir(gguf: Path) -> Path:
     """Where the fp32 dequantization of `gguf` is kept: keyed by the SHA-256 of the file's bytes.
 
@@ -201,8 +234,13 @@ class HFBackend:
         self.head = model.get_output_embeddings()
         # the vocabulary projection runs in fp32 whatever the body's dtype: in bf16, logits of 10-30 nats would
         # carry ~0.1 nats of rounding each, the largest part of bf16's error (only scored positions pay for it)
-        self._head_w = self.head.weight.float()
+        self.weights_changed()
         self._exact_head = self._head_matches()
+
+    def weights_changed(self) -> None:
+        """Re-read the output head after the weights were changed in place (rounded by `models.quant`, say): the
+        fp32 copy of a bf16 model's head would otherwise keep the old weights."""
+        self._head_w = self.head.weight.float()
 
     @property
     def precision(self) -> str:

@@ -191,7 +191,8 @@ def make_task(
     """A test set of up to `n` distinct items from the test split, and a pool of demonstrations from train.
 
     `choices > 1` turns the task into multiple choice: the target plus `choices - 1` distinct near misses (the
-    target with one character changed, as a slip in one digit or letter would), shuffled with the seed. Near misses
+    target with one character changed, as a slip in one digit or letter would), shuffled with the seed; an item
+    with a ``prior_answer`` (`tasks.inverse`) has that answer as its first near miss. Near misses
     rather than other items' answers, because random answers differ in the leading digits and a model that has
     learnt only those would score full marks.
     """
@@ -215,8 +216,12 @@ def make_task(
         meta = {**it.metadata, "split": split}
         if choices <= 1:
             return Example(f"{split}-{i:05d}", it.input, it.target, metadata=meta)
-        misses = near_misses(it.target)
-        opts = [it.target, *rng.sample(misses, min(choices - 1, len(misses)))]
+        # an inverse-scaling item's prior answer is always a choice: its 2-way form is the memo-trap
+        # classification of McKenzie et al. (the right answer against the one the prior pulls towards)
+        prior = it.metadata.get("prior_answer")
+        first = [prior] if isinstance(prior, str) and prior != it.target else []
+        misses = [m for m in near_misses(it.target) if m not in first]
+        opts = [it.target, *first, *rng.sample(misses, min(choices - 1 - len(first), len(misses)))]
         rng.shuffle(opts)
         return Example(
             f"{split}-{i:05d}", it.input, it.target, tuple(opts), opts.index(it.target), metadata=meta
