@@ -1,4 +1,5 @@
-"""A nanoGPT-size decoder, its character tokenizer, and the `tiny` backend that scores and generates with it.
+"""A nanoGPT-size decoder, its tokenizers (characters, or numbers as k-digit chunks), and the `tiny` backend that
+scores and generates with it; a checkpoint records its tokenizer, so it always loads with its own.
 
 One GPT for every experiment: the ladder's rungs, the grokking model (no LayerNorm, untied, Nanda et al.'s
 initialisation) and the induction-head models (attention-only) are `GPTConfig`s of it, not forks of its forward pass.
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,21 @@ def parse_head_name(name: str) -> tuple[int, int] | None:
     return int(layer), int(head)
 
 
+class Tokenizer(Protocol):
+    """What the tiny model reads and writes text with. Every tokenizer here keeps ids 0–127 for the single ASCII
+    characters, so PAD (NUL, 0) and the line break ("\\n", 10) that `train.loop` frames rows with mean the same
+    under all of them; `spec()` is what a checkpoint's config.json stores under "tokenizer" (`make_tokenizer` is its
+    inverse)."""
+
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def spec(self) -> dict[str, Any]: ...
+
+
 class CharTokenizer:
     """One token per ASCII character (ids 0..127); anything else becomes '?'."""
 
@@ -61,6 +78,68 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(chr(i) for i in ids)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "char"}
+
+
+class ChunkTokenizer(CharTokenizer):
+    """Numbers as k-digit chunk tokens, every other character a character token.
+
+    A run of digits is cut into chunks of `k` from the left, as GPT-3.5/4's tokenizer cuts numbers into 1–3-digit
+    tokens ("12345" → "123", "45" for k = 3), so the same digit lands in different tokens depending on the number's
+    length, the tokenization hurdle for arithmetic (seed 000). A one-digit chunk is the digit's character token;
+    chunks of 2 … k digits get ids from 128 up, all 10² + … + 10^k of them, so vocab_size = 128 + that. Decoding
+    any id sequence gives text back, so `decode(encode(s)) == s` for every ASCII `s`."""
+
+    MAX_K = 4  # 10⁴ chunk tokens: beyond that the embedding, not the model, is the ladder
+
+    def __init__(self, k: int = 3) -> None:
+        if not 2 <= k <= self.MAX_K:
+            raise ValueError(f"k: must be from 2 to {self.MAX_K} digits, got {k}")
+        self.k = k
+        self.pieces = [f"{i:0{n}d}" for n in range(2, k + 1) for i in range(10**n)]
+        self.ids = {c: 128 + i for i, c in enumerate(self.pieces)}
+        self.vocab_size = 128 + len(self.pieces)
+
+    def encode(self, text: str) -> list[int]:
+        out: list[int] = []
+        for m in _DIGITS_OR_NOT.finditer(text):
+            run = m.group()
+            if not run[0].isdigit():
+                out += super().encode(run)
+                continue
+            for i in range(0, len(run), self.k):
+                c = run[i:i + self.k]
+                out.append(self.ids[c] if len(c) > 1 else ord(c))
+        return out
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) if i < 128 else self.pieces[i - 128] for i in ids)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "chunk", "k": self.k}
+
+
+_DIGITS_OR_NOT = re.compile(r"[0-9]+|[^0-9]+")  # ASCII digits only: str.isdigit would take "²" into a chunk
+TOKENIZERS = ("char", "chunk")
+
+
+def make_tokenizer(spec: dict[str, Any] | None) -> Tokenizer:
+    """The tokenizer a spec names (`Tokenizer.spec`'s inverse); None or {} is the character tokenizer, which is
+    what a checkpoint written before tokenizers were recorded was trained with. ValueError naming the field."""
+    spec = dict(spec or {"kind": "char"})
+    kind = spec.pop("kind", None)
+    if kind == "char" and not spec:
+        return CharTokenizer()
+    if kind == "chunk" and set(spec) <= {"k"}:
+        k = spec.get("k", 3)
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise ValueError(f"k: expected an integer number of digits, got {k!r}")
+        return ChunkTokenizer(k)
+    if kind not in TOKENIZERS:
+        raise ValueError(f"kind: unknown tokenizer {kind!r} (known: {', '.join(TOKENIZERS)})")
+    raise ValueError(f"{sorted(spec)[0]}: not a field of the {kind} tokenizer")
 
 
 @dataclass
@@ -283,6 +362,15 @@ def read_config(path: Path) -> tuple[GPTConfig, dict[str, Any]]:
         cfg = GPTConfig.from_dict(meta.pop("model"))
     except ValueError as e:
         raise UserError(str(e), source=str(cfg_file), field=f"model.{str(e).split()[0]}") from None
+    if not isinstance(meta.get("tokenizer", {}), dict):
+        raise UserError("needs a `tokenizer` object (kind and its fields)", source=str(cfg_file), field="tokenizer")
+    try:
+        tok = make_tokenizer(meta.get("tokenizer"))
+    except ValueError as e:
+        raise UserError(str(e), source=str(cfg_file), field=f"tokenizer.{str(e).split(':')[0]}") from None
+    if tok.vocab_size > cfg.vocab_size:
+        raise UserError(f"the tokenizer's {tok.vocab_size} ids exceed the model's vocab_size {cfg.vocab_size}",
+                        source=str(cfg_file), field="tokenizer")
     return cfg, meta
 
 
@@ -332,9 +420,10 @@ class TinyBackend:
     """Scores and generates with a `GPT`; batches are left-padded, log-probs computed in fp32."""
 
     def __init__(self, model: GPT, name: str = "tiny", meta: dict[str, Any] | None = None,
-                 batch_tokens: int = 16384) -> None:
+                 batch_tokens: int = 16384, tokenizer: Tokenizer | None = None) -> None:
+        """`tokenizer`: None reads it from `meta["tokenizer"]` (a checkpoint's own; characters when absent)."""
         self.model, self.name, self.meta = model.eval(), name, meta or {}
-        self.tok = CharTokenizer()
+        self.tok = tokenizer if tokenizer is not None else make_tokenizer(self.meta.get("tokenizer"))
         self.batch_tokens = batch_tokens
 
     @classmethod
@@ -370,7 +459,7 @@ class TinyBackend:
 
     def dropped_tokens(self, prompt: str, keep: int) -> int:
         """How many of `prompt`'s tokens `_fit` drops so that it and `keep` more tokens fit the context."""
-        return max(0, len(prompt) + 1 - (self.model.cfg.block_size - keep))
+        return max(0, len(self.tok.encode(prompt)) + 1 - (self.model.cfg.block_size - keep))
 
     def _fit(self, ids: list[int], keep: int) -> list[int]:
         """Drop the oldest prompt tokens so prompt + `keep` tokens fit the context window."""
@@ -399,14 +488,15 @@ class TinyBackend:
                 tgt = torch.tensor(conts[i])
                 lp = logp.gather(1, tgt[:, None]).squeeze(1)
                 out[i] = TokenScores(tuple(lp.tolist()), tuple((logits.argmax(-1) == tgt).tolist()),
-                                     tuple(continuations[i]))
+                                     tuple(self.tok.decode([t]) for t in conts[i]))
         return [o for o in out if o is not None]
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int,
                  stop: Sequence[str] = ()) -> list[Generation]:
         seqs = [self._fit(self.tok.encode(p), max_new_tokens) for p in prompts]
-        texts = [""] * len(prompts)
+        texts: list[str] = [""] * len(prompts)
+        pieces: list[tuple[str, ...]] = [()] * len(prompts)
         for batch in self._batches([len(s) + max_new_tokens for s in seqs]):
             idx, real = self._pad([seqs[i] for i in batch])
             new = torch.empty((len(batch), 0), dtype=torch.long)
@@ -424,4 +514,16 @@ class TinyBackend:
                         break
             for r, i in enumerate(batch):
                 texts[i] = cut_at_stop(self.tok.decode(new[r].tolist()), stop)[0]
-        return [Generation(t, tuple(t)) for t in texts]
+                pieces[i] = _covering([self.tok.decode([t]) for t in new[r].tolist()], len(texts[i]))
+        return [Generation(t, p) for t, p in zip(texts, pieces, strict=True)]
+
+
+def _covering(pieces: list[str], n: int) -> tuple[str, ...]:
+    """The leading tokens whose text overlaps the first `n` characters (a generation cut at its stop string)."""
+    out, length = [], 0
+    for p in pieces:
+        if length >= n:
+            break
+        out.append(p)
+        length += len(p)
+    return tuple(out)
