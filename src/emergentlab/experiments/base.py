@@ -12,14 +12,17 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pandas as pd
 import torch
 
 from emergentlab.analysis.dynamics import Jump
+from emergentlab.records import Progress, no_progress
 from emergentlab.sections import Line, Marker, Section
 from emergentlab.store import Store
+from emergentlab.train import LadderSpec, train_ladder
 
 LineStyle = Literal["line", "dashed", "dotted", "points"]
 
@@ -87,6 +90,20 @@ def run_sections(store: Store, study: str | None, experiment: str, one: Callable
     """One section per stored run of `experiment` and, with several runs, one comparing them; [] when none."""
     runs = stored_runs(store, study, experiment)
     return [one(r) for r in runs] + ([several(runs)] if len(runs) > 1 else [])
+
+
+def trained_rungs(spec: LadderSpec, cache: Path, progress: Progress = no_progress,
+                  stage: str = "train") -> list[Path]:
+    """The rungs of `spec`, trained into `cache` where they are not there yet (a rung trained under another config
+    is a UserError, never reused), in the spec's order."""
+    names = [name for name, _, _ in spec.rungs()]
+
+    def update(rung: str, step: int, total: int, info: dict[str, float]) -> None:
+        if step == total or step % 50 == 0:
+            progress(f"{stage} · train {rung}", names.index(rung) * total + step, len(names) * total)
+
+    train_ladder(spec, cache, update)
+    return [cache / name for name in names]
 
 
 def line(h: pd.DataFrame, column: str, label: str, style: LineStyle = "line") -> Line:
