@@ -42,7 +42,8 @@ n_head = 2
 def test_conditions_parse_and_refuse_other_names() -> None:
     assert tok.condition("digit") == ({"kind": "char"}, False)
     assert tok.condition("chunk3+scratchpad") == ({"kind": "chunk", "k": 3}, True)
-    for bad in ("chunk9", "bpe", "digit+cot", "Digit"):
+    assert tok.condition("bpe256") == ({"kind": "bpe", "merges": 256}, False)
+    for bad in ("chunk9", "bpe", "bpe0", "digit+cot", "Digit"):
         with pytest.raises(ValueError, match="condition"):
             tok.condition(bad)
 
@@ -50,22 +51,23 @@ def test_conditions_parse_and_refuse_other_names() -> None:
 def test_each_condition_trains_its_own_ladder_and_is_compared_with_the_baseline(tmp_path: Path) -> None:
     spec = tmp_path / "l.toml"
     spec.write_text(SPEC)
-    conds = ["digit", "chunk2", "digit+scratchpad"]
+    conds = ["digit", "chunk2", "bpe40+scratchpad"]
     d = pipeline.tokenization({"spec": str(spec), "conditions": conds, "task": "add2", "n": 8, "n_boot": 50},
                               tmp_path / "out")
     ladders = tmp_path / "out" / "ladders"
     for c, want in (("digit", {"kind": "char"}), ("chunk2", {"kind": "chunk", "k": 2})):
         meta = json.loads((ladders / c / "L1-d8-t1.54k" / "config.json").read_text())
         assert meta["tokenizer"] == want and meta["ladder"]["traces"] == 0.0
-    assert json.loads((ladders / "digit+scratchpad" / "L1-d8-t1.54k" / "config.json").read_text())["ladder"][
-        "traces"] == 1.0
-    assert list(d.table["condition"]) == ["chunk2", "digit+scratchpad"] and d.report.path.is_file()
+    bpe = json.loads((ladders / "bpe40+scratchpad" / "L1-d8-t1.54k" / "config.json").read_text())
+    assert bpe["ladder"]["traces"] == 1.0 and bpe["model"]["vocab_size"] == 168
+    assert bpe["tokenizer"]["kind"] == "bpe" and len(bpe["tokenizer"]["merges"]) == 40  # learned, and kept
+    assert list(d.table["condition"]) == ["chunk2", "bpe40+scratchpad"] and d.report.path.is_file()
     with Store(tmp_path / "out" / "records.sqlite") as store:
         recs = store.records("tokenization")
         secs = tok.sections(store, None)
         rungs = store.rungs("tokenization")
     assert recs.groupby(["variant", "model"])["example_id"].apply(frozenset).nunique() == 1  # same items everywhere
-    pad = recs[recs["variant"] == "digit+scratchpad"]
+    pad = recs[recs["variant"] == "bpe40+scratchpad"]
     assert pad["output_regex"].notna().all() and recs.loc[recs["variant"] == "digit", "output_regex"].isna().all()
     assert rungs["params"].isna().all() and rungs["non_embedding_params"].notna().all()  # only shared axes
     main, *pairs = secs
@@ -76,12 +78,12 @@ def test_each_condition_trains_its_own_ladder_and_is_compared_with_the_baseline(
     digit_params = facts.loc[facts["condition"] == "digit", "params"].to_numpy()
     assert (chunk_params > digit_params).all()  # 100 more embedding rows, the same transformer
     assert [s.title.split(" — ")[0] for s in pairs] == ["Tokenization: Compare chunk2 vs digit",
-                                                        "Tokenization: Compare digit+scratchpad vs digit"]
+                                                        "Tokenization: Compare bpe40+scratchpad vs digit"]
 
 
 def test_bad_tokenization_input_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="condition"):
-        pipeline.tokenization({"conditions": ["digit", "bpe"]}, tmp_path / "o")
+        pipeline.tokenization({"conditions": ["digit", "words"]}, tmp_path / "o")
     with pytest.raises(UserError, match="distinct"):
         pipeline.tokenization({"conditions": ["digit"]}, tmp_path / "o")
     r = CliRunner().invoke(app, ["tokenization", "--out", str(tmp_path / "o"), "--task", "mul2"])

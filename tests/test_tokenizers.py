@@ -12,7 +12,15 @@ import pytest
 
 from emergentlab.errors import UserError
 from emergentlab.models import load_backend
-from emergentlab.models.tiny import CharTokenizer, ChunkTokenizer, GPTConfig, TinyBackend, make_tokenizer
+from emergentlab.models.tiny import (
+    BPETokenizer,
+    CharTokenizer,
+    ChunkTokenizer,
+    GPTConfig,
+    TinyBackend,
+    make_tokenizer,
+    tokenizer_vocab,
+)
 from emergentlab.tasks import train_lines
 from emergentlab.train import DEMO_LADDER_DIR, TrainConfig, ladder_spec_from_dict, train
 
@@ -40,12 +48,16 @@ def test_chunk_tokenizer_round_trips_any_ascii(k: int) -> None:
 
 
 def test_spec_and_make_tokenizer_are_inverses() -> None:
-    for tok in (CharTokenizer(), ChunkTokenizer(2), ChunkTokenizer(4)):
+    for tok in (CharTokenizer(), ChunkTokenizer(2), ChunkTokenizer(4), BPETokenizer([("1", "2"), ("12", "3")])):
         again = make_tokenizer(tok.spec())
         assert type(again) is type(tok) and again.spec() == tok.spec() and again.vocab_size == tok.vocab_size
     assert isinstance(make_tokenizer(None), CharTokenizer) and isinstance(make_tokenizer({}), CharTokenizer)
-    for bad, field in (({"kind": "bpe"}, "kind"), ({"kind": "chunk", "k": 9}, "k"), ({"kind": "chunk", "k": "3"}, "k"),
-                       ({"kind": "chunk", "size": 3}, "size"), ({"kind": "char", "k": 3}, "k")):
+    bad_specs = [({"kind": "words"}, "kind"), ({"kind": "bpe"}, "merges"), ({"kind": "bpe", "merges": 0}, "merges"),
+                 ({"kind": "bpe", "merges": 5}, "merges"),  # a count needs text to learn on
+                 ({"kind": "bpe", "merges": [["1"]]}, "merges"), ({"kind": "chunk", "k": 9}, "k"),
+                 ({"kind": "chunk", "k": "3"}, "k"), ({"kind": "chunk", "size": 3}, "size"),
+                 ({"kind": "char", "k": 3}, "k")]
+    for bad, field in bad_specs:
         with pytest.raises(ValueError, match=f"^{field}"):
             make_tokenizer(bad)
 
@@ -105,3 +117,28 @@ def test_ladder_spec_sizes_the_vocabulary_from_its_tokenizer() -> None:
         with pytest.raises(UserError) as e:
             ladder_spec_from_dict({**base, **over}, source="l.toml")
         assert e.value.field == field
+
+
+def test_bpe_learns_the_most_frequent_pairs_inside_numbers_and_words() -> None:
+    text = ["12+12=24", "12+5=17", "answer 12", "x=12\n"] * 10
+    bpe = BPETokenizer.learn(text, 4)
+    assert bpe.merges[0] == ("1", "2")  # 50 occurrences: the most frequent pair
+    assert all(a.isdigit() == b.isdigit() and not set(a + b) & set("+= \n") for a, b in bpe.merges)
+    assert BPETokenizer.learn(text, 4).merges == bpe.merges  # same text, same merges
+    assert len(BPETokenizer.learn(["1+2"], 50).merges) == 0  # no pair inside a pre-token: nothing to merge
+    ids = bpe.encode("12+12=")
+    assert [bpe.decode([i]) for i in ids] == ["12", "+", "12", "="] and max(ids) < bpe.vocab_size
+    assert bpe.encode("12+12=24") == ids + bpe.encode("24")  # no token spans the "=": prompts tokenize alike
+    assert tokenizer_vocab({"kind": "bpe", "merges": 64}) == 192 and tokenizer_vocab(bpe.spec()) == bpe.vocab_size
+
+
+def test_bpe_round_trips_and_survives_its_spec() -> None:
+    from emergentlab.tasks import train_lines
+
+    lines = train_lines(["add3"], 2000, seed=0, traces=0.5, group=2)
+    bpe = BPETokenizer.learn(lines, 120)
+    again = make_tokenizer(json.loads(json.dumps(bpe.spec())))
+    rng = random.Random(0)
+    for s in [*lines[:50], *("".join(rng.choice("0123456789+= answer;\n") for _ in range(30)) for _ in range(50))]:
+        assert bpe.decode(bpe.encode(s)) == s and again.encode(s) == bpe.encode(s)
+    assert len(bpe.encode(lines[0])) < len(lines[0])  # it does compress the text it learned on

@@ -1,8 +1,9 @@
 """Tokenization hurdles and scratchpads (seed 000): the same arithmetic ladder trained under several conditions,
 and where each condition's capability emerges relative to the baseline's.
 
-A condition is a name: how numbers are tokenized, "digit" (one token a character) or "chunkK" (numbers cut into
-K-digit tokens from the left, `models.tiny.ChunkTokenizer`), optionally followed by "+scratchpad" (every training
+A condition is a name: how numbers are tokenized, "digit" (one token a character), "chunkK" (numbers cut into
+K-digit tokens from the left, `models.tiny.ChunkTokenizer`) or "bpeN" (a byte-pair encoding of N merges learned on
+the condition's training text, `models.tiny.BPETokenizer`), optionally followed by "+scratchpad" (every training
 line shows its work as a worked trace, `tasks.cot.addition_trace`, and the model is asked zero-shot with the answer
 read after the marker, `tasks.answers`; without it, training lines are "a+b=c" and the answer is the generation).
 Each condition's ladder is the spec's (same sizes, token budgets, items, seed) with the condition's tokenizer and
@@ -33,6 +34,7 @@ from emergentlab import metrics
 from emergentlab.experiments.base import LineStyle, trained_rungs
 from emergentlab.experiments.variants import compare_section, compare_stats
 from emergentlab.models import load_backend
+from emergentlab.models.tiny import TinyBackend
 from emergentlab.records import Progress, ScaleFacts, no_progress
 from emergentlab.runner import evaluate
 from emergentlab.sections import Figure, Line, Panel, Section, Table
@@ -46,17 +48,19 @@ NAME = "tokenization"
 THREADS = 2
 AXIS = "non_embedding_params"
 TOKENIZATION_LADDER = DATA_DIR / "ladders" / "tokenization.toml"
-_CONDITION = re.compile(r"(digit|chunk([2-4]))(\+scratchpad)?")
+_CONDITION = re.compile(r"(digit|chunk([2-4])|bpe([1-9][0-9]{0,3}))(\+scratchpad)?")
 
 
 def condition(name: str) -> tuple[dict[str, Any], bool]:
-    """(tokenizer spec, scratchpad) of a condition name such as "digit", "chunk3" or "chunk3+scratchpad"; ValueError
-    for any other name."""
+    """(tokenizer spec, scratchpad) of a condition name such as "digit", "chunk3", "bpe256" or "chunk3+scratchpad";
+    ValueError for any other name."""
     m = _CONDITION.fullmatch(name)
     if m is None:
-        raise ValueError(f"condition {name!r}: expected digit or chunk2 … chunk4, optionally +scratchpad")
-    tok: dict[str, Any] = {"kind": "char"} if m.group(1) == "digit" else {"kind": "chunk", "k": int(m.group(2))}
-    return tok, m.group(3) is not None
+        raise ValueError(f"condition {name!r}: expected digit, chunk2 … chunk4 or bpeN (N merges, 1 … 9999), "
+                         "optionally +scratchpad")
+    tok: dict[str, Any] = ({"kind": "char"} if m.group(1) == "digit" else {"kind": "chunk", "k": int(m.group(2))}
+                           if m.group(2) else {"kind": "bpe", "merges": int(m.group(3))})
+    return tok, m.group(4) is not None
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,6 @@ def run(config: TokConfig, store: Store, progress: Progress = no_progress, study
     facts: dict[str, list[dict[str, Any]]] = {}
     for ci, name in enumerate(config.conditions):
         spec = condition_spec(base, name)
-        tok = spec.make_tokenizer()
         task = padded if condition(name)[1] else direct
         demo = task.shots_pool[0]
         line = f"{demo.input}={demo.target}"  # what a training item of this condition looks like
@@ -112,15 +115,17 @@ def run(config: TokConfig, store: Store, progress: Progress = no_progress, study
         for path in trained_rungs(spec, Path(config.cache) / name, progress, f"{NAME} · {name}"):
             progress(f"{NAME} · {name} · {path.name}", ci, len(config.conditions))
             backend = load_backend(f"tiny:{path}", path.name)
+            assert isinstance(backend, TinyBackend)  # a tiny spec always loads one
             f = backend.facts()
             if ci == 0:  # one row per rung: only the axes every condition shares
                 store.put_rung(study, path.name, f"tiny:{path}",
                                ScaleFacts(non_embedding_params=f.non_embedding_params, tokens=f.tokens, step=f.step))
             recs = evaluate(backend, task, task.examples, 0, study, path.name, config.seed)
             store.put_records(replace(r, variant=name) for r in recs)
+            tok = backend.tok  # the checkpoint's own (a BPE's merges were learned on this condition's corpus)
             facts[name].append({"model": path.name, "params": f.params, "val_loss": f.loss,
-                                "tokens_per_item": len(tok.encode(line)) + 1,
-                                "train_wall_s": getattr(backend, "meta", {}).get("wall_s")})
+                                "vocab": tok.vocab_size, "tokens_per_item": len(tok.encode(line)) + 1,
+                                "train_wall_s": backend.meta.get("wall_s")})
     progress(NAME, len(config.conditions), len(config.conditions))
     store.put_run(study, NAME, config.task, {**asdict(config), "conditions": list(config.conditions),
                                              "trained": asdict(base), "facts": facts})

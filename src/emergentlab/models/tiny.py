@@ -1,5 +1,6 @@
-"""A nanoGPT-size decoder, its tokenizers (characters, or numbers as k-digit chunks), and the `tiny` backend that
-scores and generates with it; a checkpoint records its tokenizer, so it always loads with its own.
+"""A nanoGPT-size decoder, its tokenizers (characters, numbers as k-digit chunks, or a BPE learned on the training
+text), and the `tiny` backend that scores and generates with it; a checkpoint records its tokenizer, so it always
+loads with its own.
 
 One GPT for every experiment: the ladder's rungs, the grokking model (no LayerNorm, untied, Nanda et al.'s
 initialisation) and the induction-head models (attention-only) are `GPTConfig`s of it, not forks of its forward pass.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -122,12 +124,99 @@ class ChunkTokenizer(CharTokenizer):
 
 
 _DIGITS_OR_NOT = re.compile(r"[0-9]+|[^0-9]+")  # ASCII digits only: str.isdigit would take "²" into a chunk
-TOKENIZERS = ("char", "chunk")
+_WORDS = re.compile(r"[0-9]+|[A-Za-z]+|[^0-9A-Za-z]")  # BPE's pre-tokens: digit runs, letter runs, any other char
 
 
-def make_tokenizer(spec: dict[str, Any] | None) -> Tokenizer:
+class BPETokenizer(CharTokenizer):
+    """Byte-pair encoding (Sennrich et al. 2016) learned on training text: `merges` in the order learned, each
+    joining two adjacent tokens into a new one (ids from 128 up, in merge order).
+
+    Merges stay inside a pre-token, a run of digits or of letters (every other character is one alone), as GPT-2's
+    pre-tokenizer keeps numbers and words apart: a token never spans the "=" after which an answer starts, so a
+    prompt is tokenized the same whether or not its answer follows. On arithmetic text the frequent digit pairs and
+    triples become tokens and the rest do not, so how a number is cut depends on its digits (the hurdle of
+    frequency-based number tokens)."""
+
+    MAX_MERGES = 10_000
+
+    def __init__(self, merges: Sequence[tuple[str, str]]) -> None:
+        self.merges = [(str(a), str(b)) for a, b in merges]
+        self.pieces = [a + b for a, b in self.merges]
+        self.ranks = {m: i for i, m in enumerate(self.merges)}
+        self.ids: dict[str, int] = {}
+        for i, piece in enumerate(self.pieces):
+            self.ids.setdefault(piece, 128 + i)
+        self.vocab_size = 128 + len(self.pieces)
+        self._words: dict[str, list[int]] = {}  # pre-token → ids (arithmetic text repeats few distinct numbers)
+
+    @classmethod
+    def learn(cls, lines: Sequence[str], n_merges: int) -> BPETokenizer:
+        """Up to `n_merges` merges, each of the most frequent adjacent pair over `lines`' pre-tokens (ties broken
+        by the pair itself, so the same text always gives the same merges); fewer when no pair is left."""
+        counts = Counter(w for line in lines for w in _WORDS.findall(line))
+        words = {w: [c if ord(c) < 128 else "?" for c in w] for w in counts}
+        pairs: Counter[tuple[str, str]] = Counter()
+        where: dict[tuple[str, str], set[str]] = {}  # pair → the words it occurs in, so a merge revisits only those
+        for w, toks in words.items():
+            for pair in zip(toks, toks[1:], strict=False):
+                pairs[pair] += counts[w]
+                where.setdefault(pair, set()).add(w)
+        merges: list[tuple[str, str]] = []
+        while len(merges) < n_merges and (live := [p for p, c in pairs.items() if c > 0]):
+            best = max(live, key=lambda p: (pairs[p], p))
+            merges.append(best)
+            for w in sorted(where.pop(best, ())):
+                old, new = words[w], _merge(words[w], best)
+                for pair in zip(old, old[1:], strict=False):
+                    pairs[pair] -= counts[w]
+                for pair in zip(new, new[1:], strict=False):
+                    pairs[pair] += counts[w]
+                    where.setdefault(pair, set()).add(w)
+                words[w] = new
+            pairs.pop(best, None)
+        return cls(merges)
+
+    def _word(self, word: str) -> list[int]:
+        if (ids := self._words.get(word)) is None:
+            toks = [c if ord(c) < 128 else "?" for c in word]
+            while len(toks) > 1:
+                best = min(zip(toks, toks[1:], strict=False), key=lambda p: self.ranks.get(p, math.inf))
+                if best not in self.ranks:
+                    break
+                toks = _merge(toks, best)
+            ids = self._words[word] = [ord(t) if len(t) == 1 else self.ids[t] for t in toks]
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        return [i for w in _WORDS.findall(text) for i in self._word(w)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) if i < 128 else self.pieces[i - 128] for i in ids)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "bpe", "merges": [list(m) for m in self.merges]}
+
+
+def _merge(toks: list[str], pair: tuple[str, str]) -> list[str]:
+    """`toks` with every non-overlapping occurrence of `pair`, left to right, joined into one token."""
+    out, i = [], 0
+    while i < len(toks):
+        if i + 1 < len(toks) and (toks[i], toks[i + 1]) == pair:
+            out.append(toks[i] + toks[i + 1])
+            i += 2
+        else:
+            out.append(toks[i])
+            i += 1
+    return out
+
+
+TOKENIZERS = ("char", "chunk", "bpe")
+
+
+def make_tokenizer(spec: dict[str, Any] | None, text: Sequence[str] | None = None) -> Tokenizer:
     """The tokenizer a spec names (`Tokenizer.spec`'s inverse); None or {} is the character tokenizer, which is
-    what a checkpoint written before tokenizers were recorded was trained with. ValueError naming the field."""
+    what a checkpoint written before tokenizers were recorded was trained with. A BPE spec whose `merges` is a
+    count ({"kind": "bpe", "merges": 256}) is learned on `text` (a ladder's corpus). ValueError naming the field."""
     spec = dict(spec or {"kind": "char"})
     kind = spec.pop("kind", None)
     if kind == "char" and not spec:
@@ -137,9 +226,35 @@ def make_tokenizer(spec: dict[str, Any] | None) -> Tokenizer:
         if not isinstance(k, int) or isinstance(k, bool):
             raise ValueError(f"k: expected an integer number of digits, got {k!r}")
         return ChunkTokenizer(k)
+    if kind == "bpe" and set(spec) == {"merges"}:
+        merges = spec["merges"]
+        if isinstance(merges, list) and all(isinstance(m, list | tuple) and len(m) == 2 and all(
+                isinstance(x, str) and x for x in m) for m in merges):
+            return BPETokenizer([(a, b) for a, b in merges])
+        n = _merge_count(merges)
+        if text is None:
+            raise ValueError(f"merges: a BPE of {n} merges is learned on training text, and none was given")
+        return BPETokenizer.learn(text, n)
     if kind not in TOKENIZERS:
         raise ValueError(f"kind: unknown tokenizer {kind!r} (known: {', '.join(TOKENIZERS)})")
-    raise ValueError(f"{sorted(spec)[0]}: not a field of the {kind} tokenizer")
+    raise ValueError(f"{sorted(spec)[0] if spec else 'merges'}: not a field of the {kind} tokenizer"
+                     + (" (bpe needs merges)" if kind == "bpe" and not spec else ""))
+
+
+def _merge_count(merges: object) -> int:
+    if not isinstance(merges, int) or isinstance(merges, bool) or not 1 <= merges <= BPETokenizer.MAX_MERGES:
+        raise ValueError(f"merges: expected a count from 1 to {BPETokenizer.MAX_MERGES} to learn, or the learned "
+                         f"[left, right] pairs, got {merges!r}")
+    return merges
+
+
+def tokenizer_vocab(spec: dict[str, Any] | None) -> int:
+    """The vocabulary size of the tokenizer `spec` names, validating it (ValueError as `make_tokenizer`); for a BPE
+    still to be learned, 128 + its merge count (an upper bound: text may run out of pairs sooner)."""
+    s = spec or {}
+    if s.get("kind") == "bpe" and set(s) == {"kind", "merges"} and not isinstance(s["merges"], list):
+        return 128 + _merge_count(s["merges"])
+    return make_tokenizer(spec).vocab_size
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError, read_toml
-from emergentlab.models.tiny import GPTConfig, Tokenizer, make_tokenizer
+from emergentlab.models.tiny import GPTConfig, Tokenizer, make_tokenizer, tokenizer_vocab
 from emergentlab.tasks import TASKS, train_lines
 from emergentlab.train.loop import TrainConfig, train
 
@@ -52,11 +52,12 @@ class LadderSpec:
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
-    def make_tokenizer(self) -> Tokenizer:
-        return make_tokenizer(self.tokenizer)
+    def make_tokenizer(self, corpus: list[str] | None = None) -> Tokenizer:
+        """The tokenizer; a BPE given as a merge count is learned on `corpus` (the ladder's training lines)."""
+        return make_tokenizer(self.tokenizer, corpus)
 
     def model_config(self, size: dict[str, Any]) -> GPTConfig:
-        return GPTConfig(**{"vocab_size": self.make_tokenizer().vocab_size, **self.model, **size})
+        return GPTConfig(**{"vocab_size": tokenizer_vocab(self.tokenizer), **self.model, **size})
 
     def train_config(self, tokens: int) -> TrainConfig:
         return TrainConfig(**{**self.train, "tokens": tokens, "seed": self.seed})
@@ -125,7 +126,7 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
     if not isinstance(d.get("tokenizer", {}), dict):
         raise UserError("must be a table (kind and its fields)", source=source, field="tokenizer")
     try:
-        tok = make_tokenizer(d.get("tokenizer"))
+        vocab_needed = tokenizer_vocab(d.get("tokenizer"))
     except ValueError as e:
         raise UserError(str(e), source=source, field=f"tokenizer.{str(e).split(':')[0]}") from None
     for i, t in enumerate(d["tasks"]):
@@ -146,9 +147,9 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
         if not isinstance(size, dict):
             raise UserError("must be a table of GPTConfig fields", source=source, field=where)
         _check_fields(GPTConfig, size, where, source)
-        vocab = {**model, **size}.get("vocab_size", tok.vocab_size)
-        if vocab < tok.vocab_size:
-            raise UserError(f"must be at least {tok.vocab_size}, the tokenizer's vocabulary, got {vocab}",
+        vocab = {**model, **size}.get("vocab_size", vocab_needed)
+        if vocab < vocab_needed:
+            raise UserError(f"must be at least {vocab_needed}, the tokenizer's vocabulary, got {vocab}",
                             source=source, field=f"{where}.vocab_size" if "vocab_size" in size else "model.vocab_size")
         try:
             spec.model_config(size)
@@ -218,6 +219,7 @@ def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = 
             stored[name] = meta
     out.mkdir(parents=True, exist_ok=True)
     corpus: list[str] | None = None
+    tokenizer: Tokenizer | None = None
     results: list[dict[str, Any]] = []
     for name, mcfg, tcfg in spec.rungs():
         path = out / name
@@ -226,9 +228,10 @@ def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = 
             continue
         if corpus is None:  # drawn once, and only when some rung needs training
             corpus = train_lines(spec.tasks, spec.lines, spec.seed, spec.traces, spec.group)
+            tokenizer = spec.make_tokenizer(corpus)  # one for every rung (a BPE is learned once, on this corpus)
         cb = (lambda s, t, i, _n=name: progress(_n, s, t, i)) if progress is not None else None
         meta = train(mcfg, tcfg, corpus, path, progress=cb,
-                     extra_meta={"rung": name, "ladder": {**asdict(spec)}}, tokenizer=spec.make_tokenizer())
+                     extra_meta={"rung": name, "ladder": {**asdict(spec)}}, tokenizer=tokenizer)
         results.append({"name": name, "path": str(path), "skipped": False, "model": asdict(mcfg), **meta})
     (out / "ladder.json").write_text(json.dumps(results, indent=2))
     return results
