@@ -27,8 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine, write_result  # noqa: E402
 
-KINDS = ("baseline", "cot", "tokenization")
-
 
 def child(kind: str, out: Path) -> None:
     from emergentlab import pipeline
@@ -42,7 +40,9 @@ def child(kind: str, out: Path) -> None:
 
     t = time.perf_counter()
     result: dict[str, object] = {}
-    if kind == "baseline":
+    if kind == "threads":
+        result = {"threads": threads_rows()}
+    elif kind == "baseline":
         task = make_task("add3", n=100, seed=0)
         with torch_threads(cot.THREADS):
             for p in cot.rung_dirs(DEMO_LADDER_DIR):
@@ -65,6 +65,32 @@ def child(kind: str, out: Path) -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024,
                       **result}))
+
+
+def threads_rows() -> list[dict[str, object]]:
+    """Training steps per second of two cot rungs at 1 and 2 torch threads (batch 16 × 96 tokens, 60 steps after
+    10 untimed): whether the experiments' THREADS = 1 leaves speed on the table."""
+    import torch
+
+    from emergentlab.models.tiny import GPT, GPTConfig
+    from emergentlab.train.loop import TrainConfig, _loss, _optimizer
+
+    rows = []
+    for layers, width in ((1, 16), (2, 64)):
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            model = GPT(GPTConfig(n_layer=layers, n_embd=width, n_head=4, block_size=96))
+            opt, x = _optimizer(model, TrainConfig()), torch.randint(0, 128, (16, 97))
+            for i in range(70):
+                if i == 10:
+                    t0 = time.perf_counter()
+                loss = _loss(model, x)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            rows.append({"rung": f"L{layers}-d{width}", "threads": n, "steps_s": 60 / (time.perf_counter() - t0),
+                         "load": load()})
+    return rows
 
 
 def load() -> float:
@@ -100,6 +126,7 @@ def main() -> None:
     kinds = [a.only] if a.only else ["cot", "tokenization"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(a.keep or tmp)
+        threads = run_child("threads", folder)["threads"]
         base = run_child("baseline", folder)
         for kind in kinds:
             r = run_child(kind, folder)
@@ -111,9 +138,16 @@ def main() -> None:
             lines = [f"{head}, from an empty run folder, in one process.", "", *cost_table(base, r, kind), "",
                      "baseline: the demo ladder's 7 rungs, 100 add3 items zero-shot (a fixed workload that says how "
                      "fast the machine was). CPU: user + system seconds of the process; on an unloaded 2-core "
-                     "machine the wall time is about the CPU time (the experiments run torch with "
-                     f"{'2' if kind == 'cot' else '1'} thread(s)). Load: 1-minute load average, before → after.", "",
+                     "machine the wall time is about the CPU time (the experiments run torch with one thread). "
+                     "Load: 1-minute load average, before → after.", "",
                      f"### {r['title']}", "", *r["paragraphs"], "", r["table"], ""]
+            if kind == "cot":
+                one = {r["rung"]: r["steps_s"] for r in threads if r["threads"] == 1}
+                lines += ["### threads", "", "Training steps per second at 1 and 2 torch threads (batch 16 × 96 "
+                          "tokens; ratio: 2 threads over 1; load: 1-minute load average when measured):", "",
+                          "| rung | threads | steps/s | × 1 thread | load |", "|---|---|---|---|---|",
+                          *(f"| {r['rung']} | {r['threads']} | {r['steps_s']:.1f} | "
+                            f"{r['steps_s'] / one[r['rung']]:.2f} | {r['load']:.1f} |" for r in threads), ""]
             if kind == "tokenization":
                 lines += ["Threshold shifts against the baseline condition:", "", r["shifts"], "",
                           "Per condition and rung:", "", r["facts"], ""]

@@ -90,8 +90,9 @@ def test_without_a_ladder_cot_trains_the_trace_ladder_then_resumes_it(tmp_path: 
     assert "cot states an answer" in s.tables[0].frame and len(s.tables[0].frame) == 3
     before = (ladder / "L1-d8-t2.05k" / "model.safetensors").stat().st_mtime_ns
     stages.clear()
-    pipeline.cot({"spec": str(spec), "task": "add2", "n": 6, "n_boot": 50}, tmp_path / "out",
-                 lambda d, n, t: stages.append(d))
+    with Store(tmp_path / "again.sqlite") as store:
+        cot.run(cot.CotConfig(spec=str(spec), cache=str(ladder), task="add2", n=3), store,
+                lambda d, n, t: stages.append(d))
     assert not any("train" in s for s in stages)  # the cached rungs are reused, not retrained
     assert (ladder / "L1-d8-t2.05k" / "model.safetensors").stat().st_mtime_ns == before
     spec.write_text(TRACE_SPEC.replace("traces = 0.5", "traces = 0.25"))

@@ -38,7 +38,9 @@ from emergentlab.tasks.cot import MARKER, cot_task
 from emergentlab.train import DATA_DIR, LadderSpec, checkpoint_dirs, load_ladder_spec
 
 NAME = "cot"
-THREADS = 2
+# one torch thread: rungs this small gain little from a second, and on a shared machine two threads trained them 2-17×
+# slower than one (benchmarks/results/cot.md, "threads")
+THREADS = 1
 DIRECT, COT = "direct", "cot"
 COT_LADDER = DATA_DIR / "ladders" / "cot.toml"
 

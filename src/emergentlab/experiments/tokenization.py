@@ -45,7 +45,9 @@ from emergentlab.tasks.cot import cot_task
 from emergentlab.train import DATA_DIR, LadderSpec, load_ladder_spec
 
 NAME = "tokenization"
-THREADS = 2
+# one torch thread: rungs this small gain little from a second, and on a shared machine two threads trained them 2-17×
+# slower than one (benchmarks/results/cot.md, "threads")
+THREADS = 1
 AXIS = "non_embedding_params"
 TOKENIZATION_LADDER = DATA_DIR / "ladders" / "tokenization.toml"
 _CONDITION = re.compile(r"(digit|chunk([2-4])|bpe([1-9][0-9]{0,3}))(\+scratchpad)?")
