@@ -15,6 +15,12 @@ CHAINS = [
     ("answer 5 ... no wait, answer = -8", "-8", "-8"),  # the last marker wins; the sign belongs to the number
     ("no digits here", None, None),
     ("first 12 then 579", None, "579"),
+    # what tiny models trained on traces wrote (tests/test_cot.py): a wrong trace still states an answer, a trace
+    # cut off by the generation budget states none
+    ("1+2+0=11;2+2+1=1;8+2+1=11 answer 1111", "1111", "1111"),
+    ("1=1=1=1+0=1=1=1=1+0=1=1=1+0=1=1+0;1+0=1+0=", None, "0"),
+    ("6+2+0=8;2+5+0=7;7+1+0=8 answer 878\n", "878", "878"),
+    ("5+2+0=7;3+7+0=10 answer", None, "10"),
 ]
 
 

@@ -46,3 +46,55 @@ def test_bad_config_is_a_user_error(tmp_path: Path) -> None:
         pipeline.cot({"ladder": str(tmp_path / "none")}, tmp_path / "out")
     with pytest.raises(UserError):
         pipeline.cot({"task": "mul2", "ladder": str(_ladder(tmp_path)), "n": 3}, tmp_path / "out")
+
+
+TRACE_SPEC = """tasks = ["add2"]
+lines = 400
+traces = 0.5
+group = 2
+budgets = [2048]
+[model]
+block_size = 96
+[train]
+batch_size = 4
+block_size = 96
+warmup_steps = 1
+[[sizes]]
+n_layer = 1
+n_embd = 8
+n_head = 2
+[[sizes]]
+n_layer = 1
+n_embd = 12
+n_head = 2
+[[sizes]]
+n_layer = 1
+n_embd = 16
+n_head = 2
+"""
+
+
+def test_without_a_ladder_cot_trains_the_trace_ladder_then_resumes_it(tmp_path: Path) -> None:
+    spec = tmp_path / "trace.toml"
+    spec.write_text(TRACE_SPEC)
+    stages: list[str] = []
+    rep = pipeline.cot({"spec": str(spec), "task": "add2", "n": 6, "n_boot": 50}, tmp_path / "out",
+                       lambda d, n, t: stages.append(d))
+    ladder = tmp_path / "out" / "ladder"
+    assert sorted(p.name for p in ladder.iterdir() if p.is_dir()) == ["L1-d12-t2.05k", "L1-d16-t2.05k", "L1-d8-t2.05k"]
+    assert any("train L1-d8" in s for s in stages) and rep.path.is_file()
+    with Store(tmp_path / "out" / "records.sqlite") as store:
+        (s,) = cot.sections(store, None)
+        assert set(store.records("cot")["variant"]) == {cot.COT, cot.DIRECT}
+    assert "50 % of them written as worked traces in documents of 2" in s.paragraphs[0]
+    assert "cot states an answer" in s.tables[0].frame and len(s.tables[0].frame) == 3
+    before = (ladder / "L1-d8-t2.05k" / "model.safetensors").stat().st_mtime_ns
+    stages.clear()
+    with Store(tmp_path / "again.sqlite") as store:
+        cot.run(cot.CotConfig(spec=str(spec), cache=str(ladder), task="add2", n=3), store,
+                lambda d, n, t: stages.append(d))
+    assert not any("train" in s for s in stages)  # the cached rungs are reused, not retrained
+    assert (ladder / "L1-d8-t2.05k" / "model.safetensors").stat().st_mtime_ns == before
+    spec.write_text(TRACE_SPEC.replace("traces = 0.5", "traces = 0.25"))
+    with pytest.raises(UserError, match="corpus.traces"):  # a changed mixture never reuses the cache in silence
+        pipeline.cot({"spec": str(spec), "task": "add2", "n": 6}, tmp_path / "out")

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from emergentlab.tasks import make_task
+from emergentlab.tasks import make_task, train_lines
 from emergentlab.tasks.answers import extract
 from emergentlab.tasks.cot import addition_trace, cot_task
 
@@ -42,3 +42,33 @@ def test_cot_task_keeps_items_and_shows_traces() -> None:
     assert extract(addition_trace(ex.metadata["a"], ex.metadata["b"]), c.output_regex or "") == ex.target
     with pytest.raises(ValueError, match="addition"):
         cot_task(make_task("mul2", n=3))
+
+
+def test_mixture_has_the_configured_trace_share() -> None:
+    docs = train_lines(["add3"], 1000, seed=1, traces=0.3, group=2)
+    assert len(docs) == 500 and docs == train_lines(["add3"], 1000, seed=1, traces=0.3, group=2)
+    styles = []
+    for doc in docs:
+        lines = doc.split("\n")
+        assert len(lines) == 2
+        kinds = {" answer " in ln for ln in lines}
+        assert len(kinds) == 1  # a document keeps one style
+        styles.append(kinds.pop())
+        for ln in lines:
+            q, _, rest = ln.partition("=")
+            a, b = map(int, q.split("+"))
+            assert rest == (addition_trace(a, b) if styles[-1] else str(a + b))
+    assert sum(styles) == 150  # exactly round(0.3 · 500) documents are traces
+    plain = train_lines(["add3"], 1000, seed=1)
+    assert [ln.partition("=")[0] for d in docs for ln in d.split("\n")] == [ln.partition("=")[0] for ln in plain]
+    assert train_lines(["add3"], 1000, seed=1, traces=0.0, group=1) == plain
+    other = train_lines(["add3"], 1000, seed=2, traces=0.3, group=2)
+    assert other != docs and sum(" answer " in d for d in other) == 150
+    assert all(" answer " in d for d in train_lines(["add2"], 50, seed=0, traces=1.0))  # a scratchpad corpus
+
+
+def test_mixture_refuses_traces_for_other_operations() -> None:
+    with pytest.raises(ValueError, match="addition"):
+        train_lines(["add2", "mul2"], 100, seed=0, traces=0.5)
+    with pytest.raises(ValueError, match="traces"):
+        train_lines(["add2"], 100, seed=0, traces=1.2)

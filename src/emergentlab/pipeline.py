@@ -355,10 +355,34 @@ def _ladder_experiment(exp: Any, make: Callable[[], Any], out: Path, progress: P
 
 def cot(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:
     """`emergentlab cot`: addition items direct vs with worked traces at every rung of a tiny ladder (`config`:
-    `CotConfig` fields), into OUT, then the report (its CoT section: paired differences and the sign flip)."""
+    `CotConfig` fields; with no ladder, the trace-mixture ladder is trained into OUT/ladder first and a rerun
+    resumes it), into OUT, then the report (its CoT section: paired differences and the sign flip)."""
     from emergentlab.experiments import cot as cot_exp
 
-    return _ladder_experiment(cot_exp, lambda: cot_exp.CotConfig(**config), out, progress)
+    cache = {"cache": str(Path(out) / "ladder")}
+    return _ladder_experiment(cot_exp, lambda: cot_exp.CotConfig(**{**cache, **config}), out, progress)
+
+
+def tokenization(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab tokenization`: the arithmetic ladder trained under each condition (`config`: `TokConfig`
+    fields: digit-level vs chunked numbers, with vs without a scratchpad) into OUT/ladders (a rerun resumes),
+    evaluated, then the report (curves side by side, each condition against the first). The table has one row per
+    condition: its threshold shift (log10 non-embedding params) with the paired-bootstrap interval, and the flip."""
+    from dataclasses import asdict
+
+    from emergentlab.experiments import tokenization as tok_exp
+    from emergentlab.experiments.base import torch_threads
+
+    conds = {"conditions": tuple(config["conditions"])} if "conditions" in config else {}
+    try:
+        cfg = tok_exp.TokConfig(**{"cache": str(Path(out) / "ladders"), **config, **conds})
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab tokenization") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(tok_exp.THREADS):
+        tok_exp.run(cfg, store, progress)
+        table = tok_exp.shift_table(store, tok_exp.NAME, asdict(cfg))
+    return Dynamics(table, build_report(Path(out), cfg.seed))
 
 
 def icl(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Report:

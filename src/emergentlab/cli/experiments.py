@@ -1,4 +1,4 @@
-"""One command per experiment kind: grok, induction, cot, icl, passuntil, quantize, sae."""
+"""One command per experiment kind: grok, induction, cot, tokenization, icl, passuntil, quantize, sae."""
 
 from __future__ import annotations
 
@@ -55,13 +55,39 @@ def _ladder(ladder: Path | None, models: list[str] | None = None) -> dict[str, A
             **({"models": tuple(models)} if models else {})}
 
 
+SPEC = Annotated[Path | None, typer.Option(help="ladder spec (TOML) to train (default: the shipped one)")]
+
+
+def _spec(spec: Path | None) -> dict[str, Any]:
+    return {"spec": str(spec)} if spec is not None else {}
+
+
 @command()
-def cot(out: OUT = Path("runs/cot"), ladder: LADDER = None, task: str = "add3", n: int = 100, seed: int = 0,
-        model: MODELS = None, as_json: JSON = False) -> None:
+def cot(out: OUT = Path("runs/cot"),
+        ladder: Annotated[Path | None, typer.Option(help="folder of tiny checkpoints (default: train the trace-"
+                                                         "mixture ladder --spec into OUT/ladder; a rerun resumes)")]
+        = None, spec: SPEC = None, task: str = "add3", n: int = 200, seed: int = 0, model: MODELS = None,
+        as_json: JSON = False) -> None:
     """Chain of thought vs direct on a ladder: per-rung paired differences and where their sign flips."""
     with progress(base.err) as update:
-        report_out(pipeline.cot({**_ladder(ladder, model), "task": task, "n": n, "seed": seed}, out, update),
-                   as_json)
+        report_out(pipeline.cot({**_ladder(ladder, model), **_spec(spec), "task": task, "n": n, "seed": seed}, out,
+                                update), as_json)
+
+
+@command()
+def tokenization(out: OUT = Path("runs/tokenization"), spec: SPEC = None,
+                 conditions: Annotated[str, typer.Option(help="comma-separated, the first the baseline: digit or "
+                                                              "chunk2-4, optionally +scratchpad")]
+                 = "digit,chunk3,digit+scratchpad", task: str = "add3", n: int = 200, seed: int = 0,
+                 as_json: JSON = False) -> None:
+    """Tokenization and scratchpads: the arithmetic ladder per condition (trained into OUT/ladders; a rerun resumes),
+    each condition's threshold shift against the baseline with a paired-bootstrap interval."""
+    conds = [c.strip() for c in conditions.split(",") if c.strip()]
+    with progress(base.err) as update:
+        d = pipeline.tokenization({**_spec(spec), "conditions": conds, "task": task, "n": n, "seed": seed}, out,
+                                  update)
+    base.output([("threshold shift per condition (log10 non-embedding params)", d.table)], [], as_json,
+                {"shifts": d.table}, {"report": d.report.path})
 
 
 @command()

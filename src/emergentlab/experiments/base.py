@@ -25,10 +25,10 @@ import torch
 from emergentlab.analysis.dynamics import Jump
 from emergentlab.models import KINDS, Backend, load_backend
 from emergentlab.models.openai import redact_spec
-from emergentlab.records import Progress
+from emergentlab.records import Progress, no_progress
 from emergentlab.sections import Line, Marker, Section
 from emergentlab.store import Store
-from emergentlab.train import checkpoint_dirs
+from emergentlab.train import LadderSpec, checkpoint_dirs, train_ladder
 
 LineStyle = Literal["line", "dashed", "dotted", "points"]
 
@@ -160,6 +160,20 @@ def run_sections(store: Store, study: str | None, experiment: str, one: Callable
     """One section per stored run of `experiment` and, with several runs, one comparing them; [] when none."""
     runs = stored_runs(store, study, experiment)
     return [one(r) for r in runs] + ([several(runs)] if len(runs) > 1 else [])
+
+
+def trained_rungs(spec: LadderSpec, cache: Path, progress: Progress = no_progress,
+                  stage: str = "train") -> list[Path]:
+    """The rungs of `spec`, trained into `cache` where they are not there yet (a rung trained under another config
+    is a UserError, never reused), in the spec's order."""
+    names = [name for name, _, _ in spec.rungs()]
+
+    def update(rung: str, step: int, total: int, info: dict[str, float]) -> None:
+        if step == total or step % 50 == 0:
+            progress(f"{stage} · train {rung}", names.index(rung) * total + step, len(names) * total)
+
+    train_ladder(spec, cache, update)
+    return [cache / name for name in names]
 
 
 def line(h: pd.DataFrame, column: str, label: str, style: LineStyle = "line") -> Line:

@@ -38,25 +38,36 @@ def level_of(spec: CompareSpec) -> float | None:
     return (lo + hi) / 2 if math.isfinite(lo) and math.isfinite(hi) else None
 
 
-def compare_section(spec: CompareSpec, records: pd.DataFrame, rungs: pd.DataFrame, axis: str, seed: int = 0,
-                    n_boot: int = 1000, alpha: float = 0.05) -> Section:
-    """One `[[compare]]` entry as a section. `rungs`: one row per rung with `model` and `axis`, sorted along it."""
-    title = f"Compare {spec.a} vs {spec.b} — {spec.task} · {spec.metric}"
+def compare_stats(spec: CompareSpec, records: pd.DataFrame, rungs: pd.DataFrame, axis: str, seed: int = 0,
+                  n_boot: int = 1000, alpha: float = 0.05
+                  ) -> tuple[np.ndarray, np.ndarray, Shift | None, Flip | None]:
+    """The paired (E, R) scores of both variants, the threshold shift (None when the metric's range is open and no
+    level is stated) and the sign flip; shift and flip are None when fewer than 2 examples or rungs pair up."""
     sub = records[(records["task"] == spec.task) & records["variant"].isin([spec.a, spec.b])]
     models = list(rungs["model"])
     a, b = paired_scores(metrics.compute(sub, [spec.metric]), models, spec.a, spec.b) if len(sub) else (
         np.empty((0, len(models))),) * 2
     if a.shape[0] < 2 or len(models) < 2:
-        return Section(title, [f"{a.shape[0]} example(s) scored in both {spec.a} and {spec.b} at all {len(models)} "
-                               "rungs: too few to compare (at least 2 examples and 2 rungs)."])
+        return a, b, None, None
     t = axis_position(axis, rungs[axis].to_numpy(dtype=float))
     rng = np.random.default_rng(seed)
-    unit = AXIS_UNIT.get(axis, axis)
     level = level_of(spec)
     bounds = metrics.declared(spec.metric).bounds
     shift = threshold_shift(t, a, b, level, rng, bounds=bounds, n_boot=n_boot) if level is not None and all(
         map(math.isfinite, bounds)) else None
-    flip = sign_flip(t, a, b, rng, alpha=alpha, n_boot=n_boot)
+    return a, b, shift, sign_flip(t, a, b, rng, alpha=alpha, n_boot=n_boot)
+
+
+def compare_section(spec: CompareSpec, records: pd.DataFrame, rungs: pd.DataFrame, axis: str, seed: int = 0,
+                    n_boot: int = 1000, alpha: float = 0.05) -> Section:
+    """One `[[compare]]` entry as a section. `rungs`: one row per rung with `model` and `axis`, sorted along it."""
+    title = f"Compare {spec.a} vs {spec.b} — {spec.task} · {spec.metric}"
+    models = list(rungs["model"])
+    a, b, shift, flip = compare_stats(spec, records, rungs, axis, seed, n_boot, alpha)
+    if flip is None:
+        return Section(title, [f"{a.shape[0]} example(s) scored in both {spec.a} and {spec.b} at all {len(models)} "
+                               "rungs: too few to compare (at least 2 examples and 2 rungs)."])
+    unit = AXIS_UNIT.get(axis, axis)
     where = "−loss (nats)" if axis == "loss" else f"log10 {unit}"
     paragraphs = [f"{a.shape[0]} examples scored in both variants at every one of {len(models)} rungs; intervals "
                   f"are paired bootstraps over examples; scale positions are {where}.",

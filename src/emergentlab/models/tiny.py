@@ -1,4 +1,6 @@
-"""A nanoGPT-size decoder, its character tokenizer, and the `tiny` backend that scores and generates with it.
+"""A nanoGPT-size decoder, its tokenizers (characters, numbers as k-digit chunks, or a BPE learned on the training
+text), and the `tiny` backend that scores and generates with it; a checkpoint records its tokenizer, so it always
+loads with its own.
 
 One GPT for every experiment: the ladder's rungs, the grokking model (no LayerNorm, untied, Nanda et al.'s
 initialisation) and the induction-head models (attention-only) are `GPTConfig`s of it, not forks of its forward pass.
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -52,6 +56,21 @@ def parse_head_name(name: str) -> tuple[int, int] | None:
     return int(layer), int(head)
 
 
+class Tokenizer(Protocol):
+    """What the tiny model reads and writes text with. Every tokenizer here keeps ids 0–127 for the single ASCII
+    characters, so PAD (NUL, 0) and the line break ("\\n", 10) that `train.loop` frames rows with mean the same
+    under all of them; `spec()` is what a checkpoint's config.json stores under "tokenizer" (`make_tokenizer` is its
+    inverse)."""
+
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def spec(self) -> dict[str, Any]: ...
+
+
 class CharTokenizer:
     """One token per ASCII character (ids 0..127); anything else becomes '?'."""
 
@@ -62,6 +81,181 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(chr(i) for i in ids)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "char"}
+
+
+class ChunkTokenizer(CharTokenizer):
+    """Numbers as k-digit chunk tokens, every other character a character token.
+
+    A run of digits is cut into chunks of `k` from the left, as GPT-3.5/4's tokenizer cuts numbers into 1–3-digit
+    tokens ("12345" → "123", "45" for k = 3), so the same digit lands in different tokens depending on the number's
+    length, the tokenization hurdle for arithmetic (seed 000). A one-digit chunk is the digit's character token;
+    chunks of 2 … k digits get ids from 128 up, all 10² + … + 10^k of them, so vocab_size = 128 + that. Decoding
+    any id sequence gives text back, so `decode(encode(s)) == s` for every ASCII `s`."""
+
+    MAX_K = 4  # 10⁴ chunk tokens: beyond that the embedding, not the model, is the ladder
+
+    def __init__(self, k: int = 3) -> None:
+        if not 2 <= k <= self.MAX_K:
+            raise ValueError(f"k: must be from 2 to {self.MAX_K} digits, got {k}")
+        self.k = k
+        self.pieces = [f"{i:0{n}d}" for n in range(2, k + 1) for i in range(10**n)]
+        self.ids = {c: 128 + i for i, c in enumerate(self.pieces)}
+        self.vocab_size = 128 + len(self.pieces)
+
+    def encode(self, text: str) -> list[int]:
+        out: list[int] = []
+        for m in _DIGITS_OR_NOT.finditer(text):
+            run = m.group()
+            if not run[0].isdigit():
+                out += super().encode(run)
+                continue
+            for i in range(0, len(run), self.k):
+                c = run[i:i + self.k]
+                out.append(self.ids[c] if len(c) > 1 else ord(c))
+        return out
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) if i < 128 else self.pieces[i - 128] for i in ids)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "chunk", "k": self.k}
+
+
+_DIGITS_OR_NOT = re.compile(r"[0-9]+|[^0-9]+")  # ASCII digits only: str.isdigit would take "²" into a chunk
+_WORDS = re.compile(r"[0-9]+|[A-Za-z]+|[^0-9A-Za-z]")  # BPE's pre-tokens: digit runs, letter runs, any other char
+
+
+class BPETokenizer(CharTokenizer):
+    """Byte-pair encoding (Sennrich et al. 2016) learned on training text: `merges` in the order learned, each
+    joining two adjacent tokens into a new one (ids from 128 up, in merge order).
+
+    Merges stay inside a pre-token, a run of digits or of letters (every other character is one alone), as GPT-2's
+    pre-tokenizer keeps numbers and words apart: a token never spans the "=" after which an answer starts, so a
+    prompt is tokenized the same whether or not its answer follows. On arithmetic text the frequent digit pairs and
+    triples become tokens and the rest do not, so how a number is cut depends on its digits (the hurdle of
+    frequency-based number tokens)."""
+
+    MAX_MERGES = 10_000
+
+    def __init__(self, merges: Sequence[tuple[str, str]]) -> None:
+        self.merges = [(str(a), str(b)) for a, b in merges]
+        self.pieces = [a + b for a, b in self.merges]
+        self.ranks = {m: i for i, m in enumerate(self.merges)}
+        self.ids: dict[str, int] = {}
+        for i, piece in enumerate(self.pieces):
+            self.ids.setdefault(piece, 128 + i)
+        self.vocab_size = 128 + len(self.pieces)
+        self._words: dict[str, list[int]] = {}  # pre-token → ids (arithmetic text repeats few distinct numbers)
+
+    @classmethod
+    def learn(cls, lines: Sequence[str], n_merges: int) -> BPETokenizer:
+        """Up to `n_merges` merges, each of the most frequent adjacent pair over `lines`' pre-tokens (ties broken
+        by the pair itself, so the same text always gives the same merges); fewer when no pair is left."""
+        counts = Counter(w for line in lines for w in _WORDS.findall(line))
+        words = {w: [c if ord(c) < 128 else "?" for c in w] for w in counts}
+        pairs: Counter[tuple[str, str]] = Counter()
+        where: dict[tuple[str, str], set[str]] = {}  # pair → the words it occurs in, so a merge revisits only those
+        for w, toks in words.items():
+            for pair in zip(toks, toks[1:], strict=False):
+                pairs[pair] += counts[w]
+                where.setdefault(pair, set()).add(w)
+        merges: list[tuple[str, str]] = []
+        while len(merges) < n_merges and (live := [p for p, c in pairs.items() if c > 0]):
+            best = max(live, key=lambda p: (pairs[p], p))
+            merges.append(best)
+            for w in sorted(where.pop(best, ())):
+                old, new = words[w], _merge(words[w], best)
+                for pair in zip(old, old[1:], strict=False):
+                    pairs[pair] -= counts[w]
+                for pair in zip(new, new[1:], strict=False):
+                    pairs[pair] += counts[w]
+                    where.setdefault(pair, set()).add(w)
+                words[w] = new
+            pairs.pop(best, None)
+        return cls(merges)
+
+    def _word(self, word: str) -> list[int]:
+        if (ids := self._words.get(word)) is None:
+            toks = [c if ord(c) < 128 else "?" for c in word]
+            while len(toks) > 1:
+                best = min(zip(toks, toks[1:], strict=False), key=lambda p: self.ranks.get(p, math.inf))
+                if best not in self.ranks:
+                    break
+                toks = _merge(toks, best)
+            ids = self._words[word] = [ord(t) if len(t) == 1 else self.ids[t] for t in toks]
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        return [i for w in _WORDS.findall(text) for i in self._word(w)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) if i < 128 else self.pieces[i - 128] for i in ids)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "bpe", "merges": [list(m) for m in self.merges]}
+
+
+def _merge(toks: list[str], pair: tuple[str, str]) -> list[str]:
+    """`toks` with every non-overlapping occurrence of `pair`, left to right, joined into one token."""
+    out, i = [], 0
+    while i < len(toks):
+        if i + 1 < len(toks) and (toks[i], toks[i + 1]) == pair:
+            out.append(toks[i] + toks[i + 1])
+            i += 2
+        else:
+            out.append(toks[i])
+            i += 1
+    return out
+
+
+TOKENIZERS = ("char", "chunk", "bpe")
+
+
+def make_tokenizer(spec: dict[str, Any] | None, text: Sequence[str] | None = None) -> Tokenizer:
+    """The tokenizer a spec names (`Tokenizer.spec`'s inverse); None or {} is the character tokenizer, which is
+    what a checkpoint written before tokenizers were recorded was trained with. A BPE spec whose `merges` is a
+    count ({"kind": "bpe", "merges": 256}) is learned on `text` (a ladder's corpus). ValueError naming the field."""
+    spec = dict(spec or {"kind": "char"})
+    kind = spec.pop("kind", None)
+    if kind == "char" and not spec:
+        return CharTokenizer()
+    if kind == "chunk" and set(spec) <= {"k"}:
+        k = spec.get("k", 3)
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise ValueError(f"k: expected an integer number of digits, got {k!r}")
+        return ChunkTokenizer(k)
+    if kind == "bpe" and set(spec) == {"merges"}:
+        merges = spec["merges"]
+        if isinstance(merges, list) and all(isinstance(m, list | tuple) and len(m) == 2 and all(
+                isinstance(x, str) and x for x in m) for m in merges):
+            return BPETokenizer([(a, b) for a, b in merges])
+        n = _merge_count(merges)
+        if text is None:
+            raise ValueError(f"merges: a BPE of {n} merges is learned on training text, and none was given")
+        return BPETokenizer.learn(text, n)
+    if kind not in TOKENIZERS:
+        raise ValueError(f"kind: unknown tokenizer {kind!r} (known: {', '.join(TOKENIZERS)})")
+    raise ValueError(f"{sorted(spec)[0] if spec else 'merges'}: not a field of the {kind} tokenizer"
+                     + (" (bpe needs merges)" if kind == "bpe" and not spec else ""))
+
+
+def _merge_count(merges: object) -> int:
+    if not isinstance(merges, int) or isinstance(merges, bool) or not 1 <= merges <= BPETokenizer.MAX_MERGES:
+        raise ValueError(f"merges: expected a count from 1 to {BPETokenizer.MAX_MERGES} to learn, or the learned "
+                         f"[left, right] pairs, got {merges!r}")
+    return merges
+
+
+def tokenizer_vocab(spec: dict[str, Any] | None) -> int:
+    """The vocabulary size of the tokenizer `spec` names, validating it (ValueError as `make_tokenizer`); for a BPE
+    still to be learned, 128 + its merge count (an upper bound: text may run out of pairs sooner)."""
+    s = spec or {}
+    if s.get("kind") == "bpe" and set(s) == {"kind", "merges"} and not isinstance(s["merges"], list):
+        return 128 + _merge_count(s["merges"])
+    return make_tokenizer(spec).vocab_size
 
 
 @dataclass
@@ -284,6 +478,15 @@ def read_config(path: Path) -> tuple[GPTConfig, dict[str, Any]]:
         cfg = GPTConfig.from_dict(meta.pop("model"))
     except ValueError as e:
         raise UserError(str(e), source=str(cfg_file), field=f"model.{str(e).split()[0]}") from None
+    if not isinstance(meta.get("tokenizer", {}), dict):
+        raise UserError("needs a `tokenizer` object (kind and its fields)", source=str(cfg_file), field="tokenizer")
+    try:
+        tok = make_tokenizer(meta.get("tokenizer"))
+    except ValueError as e:
+        raise UserError(str(e), source=str(cfg_file), field=f"tokenizer.{str(e).split(':')[0]}") from None
+    if tok.vocab_size > cfg.vocab_size:
+        raise UserError(f"the tokenizer's {tok.vocab_size} ids exceed the model's vocab_size {cfg.vocab_size}",
+                        source=str(cfg_file), field="tokenizer")
     return cfg, meta
 
 
@@ -333,9 +536,10 @@ class TinyBackend:
     """Scores, generates and samples with a `GPT`; batches are left-padded, log-probs computed in fp32."""
 
     def __init__(self, model: GPT, name: str = "tiny", meta: dict[str, Any] | None = None,
-                 batch_tokens: int = 16384) -> None:
+                 batch_tokens: int = 16384, tokenizer: Tokenizer | None = None) -> None:
+        """`tokenizer`: None reads it from `meta["tokenizer"]` (a checkpoint's own; characters when absent)."""
         self.model, self.name, self.meta = model.eval(), name, meta or {}
-        self.tok = CharTokenizer()
+        self.tok = tokenizer if tokenizer is not None else make_tokenizer(self.meta.get("tokenizer"))
         self.batch_tokens = batch_tokens
 
     @classmethod
@@ -371,7 +575,7 @@ class TinyBackend:
 
     def dropped_tokens(self, prompt: str, keep: int) -> int:
         """How many of `prompt`'s tokens `_fit` drops so that it and `keep` more tokens fit the context."""
-        return max(0, len(prompt) + 1 - (self.model.cfg.block_size - keep))
+        return max(0, len(self.tok.encode(prompt)) + 1 - (self.model.cfg.block_size - keep))
 
     def _fit(self, ids: list[int], keep: int) -> list[int]:
         """Drop the oldest prompt tokens so prompt + `keep` tokens fit the context window."""
@@ -400,7 +604,7 @@ class TinyBackend:
                 tgt = torch.tensor(conts[i])
                 lp = logp.gather(1, tgt[:, None]).squeeze(1)
                 out[i] = TokenScores(tuple(lp.tolist()), tuple((logits.argmax(-1) == tgt).tolist()),
-                                     tuple(continuations[i]))
+                                     tuple(self.tok.decode([t]) for t in conts[i]))
         return [o for o in out if o is not None]
 
     @torch.inference_mode()
@@ -423,7 +627,8 @@ class TinyBackend:
                 seeds: Sequence[int]) -> list[Generation]:
         """Greedy (`seeds` empty) or sampled continuations, batched by length, each cut at its first stop string."""
         seqs = [self._fit(self.tok.encode(p), max_new_tokens) for p in prompts]
-        texts = [""] * len(prompts)
+        texts: list[str] = [""] * len(prompts)
+        pieces: list[tuple[str, ...]] = [()] * len(prompts)
         for batch in self._batches([len(s) + max_new_tokens for s in seqs]):
             idx, real = self._pad([seqs[i] for i in batch])
             u = (torch.from_numpy(np.stack([row_uniforms(prompts[i], seeds[i], max_new_tokens) for i in batch]))
@@ -444,4 +649,16 @@ class TinyBackend:
                         break
             for r, i in enumerate(batch):
                 texts[i] = cut_at_stop(self.tok.decode(new[r].tolist()), stop)[0]
-        return [Generation(t, tuple(t)) for t in texts]
+                pieces[i] = _covering([self.tok.decode([t]) for t in new[r].tolist()], len(texts[i]))
+        return [Generation(t, p) for t, p in zip(texts, pieces, strict=True)]
+
+
+def _covering(pieces: list[str], n: int) -> tuple[str, ...]:
+    """The leading tokens whose text overlaps the first `n` characters (a generation cut at its stop string)."""
+    out, length = [], 0
+    for p in pieces:
+        if length >= n:
+            break
+        out.append(p)
+        length += len(p)
+    return tuple(out)

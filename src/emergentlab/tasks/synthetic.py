@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emergentlab.tasks.base import Example, Task
+from emergentlab.tasks.cot import addition_trace
 
 TEST_FRACTION = 0.2
 
@@ -250,12 +251,34 @@ def near_misses(target: str) -> list[str]:
     return sorted(out)
 
 
-def train_lines(names: list[str], n: int, seed: int) -> list[str]:
-    """`n` training lines ("input=target"), drawn from the train split of the named tasks in turn."""
+def train_lines(names: list[str], n: int, seed: int, traces: float = 0.0, group: int = 1) -> list[str]:
+    """`n` training lines ("input=target"), drawn from the train split of the named tasks in turn.
+
+    A mixture (`traces` > 0 or `group` > 1) returns documents instead: the same `n` items in the same order, cut
+    into runs of `group` consecutive items joined by "\\n", and exactly round(`traces` · documents) documents
+    (chosen with the seed) written as worked traces, "457+68=" + `cot.addition_trace(457, 68)`, the format of the
+    chain-of-thought demonstrations. A document keeps one style, so a model trained on it learns to answer the way
+    the line before did: the reason trace demonstrations in a prompt can make it write a trace (chain-of-thought
+    prompting), which an item-by-item mixture would not teach (the style of the next line would be a coin flip
+    whatever came before). `traces` = 1 is a scratchpad corpus: every item shows its work. Traces exist for
+    addition only: a trace share with another task is a ValueError.
+    """
+    if not 0.0 <= traces <= 1.0 or group < 1:
+        raise ValueError(f"need 0 ≤ traces ≤ 1 and group ≥ 1, got traces = {traces}, group = {group}")
     per = -(-n // len(names))
-    lines = [f"{it.input}={it.target}" for name in names for it in _draw(name, "train", per, seed, unique=False)]
-    random.Random(seed).shuffle(lines)
-    return lines[:n]
+    items = [it for name in names for it in _draw(name, "train", per, seed, unique=False)]
+    lines = [f"{it.input}={it.target}" for it in items]
+    if traces == 0.0 and group == 1:  # the plain corpus, drawn exactly as before mixtures existed
+        random.Random(seed).shuffle(lines)
+        return lines[:n]
+    if traces > 0 and (bad := {it.metadata.get("op") for it in items} - {"+"}):
+        raise ValueError(f"worked traces exist for addition tasks only, not {sorted(map(str, bad))} of {names}")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)  # the same permutation the plain corpus applies to its lines
+    docs = [order[i:i + group] for i in range(0, min(n, len(order)), group)]
+    traced = set(random.Random(f"{seed}:traces").sample(range(len(docs)), round(traces * len(docs))))
+    return ["\n".join(f"{items[j].input}={addition_trace(items[j].metadata['a'], items[j].metadata['b'])}"
+                      if d in traced else lines[j] for j in doc) for d, doc in enumerate(docs)]
 
 
 from emergentlab.tasks import inverse  # noqa: E402 -- imports this module, so it registers after it is defined

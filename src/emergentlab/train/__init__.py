@@ -14,8 +14,9 @@ from emergentlab.train.ladder import (
 )
 from emergentlab.train.loop import Progress, TrainConfig, cpu_has_bf16, train
 
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 # Checkpoints of the demo ladder (one folder per rung) and ladder.toml, the spec and command that made them.
-DEMO_LADDER_DIR = Path(__file__).resolve().parent.parent / "data" / "demo_ladder"
+DEMO_LADDER_DIR = DATA_DIR / "demo_ladder"
 
 
 def checkpoint_dirs(ladder: Path) -> list[Path]:
@@ -29,6 +30,7 @@ def demo_ladder_spec() -> LadderSpec:
 
 
 __all__ = [
+    "DATA_DIR",
     "DEMO_LADDER_DIR",
     "checkpoint_dirs",
     "LadderProgress",

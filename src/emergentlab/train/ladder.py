@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from emergentlab.errors import UserError, read_toml
-from emergentlab.models.tiny import CharTokenizer, GPTConfig
+from emergentlab.models.tiny import GPTConfig, Tokenizer, make_tokenizer, tokenizer_vocab
 from emergentlab.tasks import TASKS, train_lines
 from emergentlab.train.loop import TrainConfig, train
 
 # (rung name, step, total steps, info) after every optimizer step of the rung being trained.
 LadderProgress = Callable[[str, int, int, dict[str, float]], None]
 
-_SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "model", "train")
+_SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "traces", "group", "tokenizer", "model", "train")
+# what the corpus and its reading depend on, with the value a rung trained before the field existed had
+_CORPUS_DEFAULTS: dict[str, Any] = {"traces": 0.0, "group": 1, "tokenizer": {"kind": "char"}}
 
 # The largest token budget a rung may ask for: a tiny GPT on a CPU trains at roughly 1e5-1e6 tokens/s, so 1e9
 # tokens is already hours; a bigger number is almost surely a typo (an exponent too many).
@@ -33,7 +35,10 @@ class LadderSpec:
 
     `sizes`: GPTConfig fields per model size (on top of `model`, the fields shared by all sizes);
     `budgets`: training tokens per rung; `tasks`: synthetic task names whose train-split lines make the corpus;
-    `lines`: how many "input=target" lines to draw; `train`: TrainConfig fields (not `tokens`, not `seed`).
+    `lines`: how many "input=target" items to draw; `traces`, `group`: the mixture (`tasks.train_lines`: the share
+    of items written as worked traces, and how many consecutive items of one style make a document);
+    `tokenizer`: `models.tiny.make_tokenizer`'s spec (characters by default); `train`: TrainConfig fields (not
+    `tokens`, not `seed`). A model's vocab_size, unless given, is the tokenizer's.
     """
 
     sizes: list[dict[str, Any]]
@@ -41,11 +46,18 @@ class LadderSpec:
     tasks: list[str]
     lines: int = 100_000
     seed: int = 0
+    traces: float = 0.0
+    group: int = 1
+    tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "char"})
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
+    def make_tokenizer(self, corpus: list[str] | None = None) -> Tokenizer:
+        """The tokenizer; a BPE given as a merge count is learned on `corpus` (the ladder's training lines)."""
+        return make_tokenizer(self.tokenizer, corpus)
+
     def model_config(self, size: dict[str, Any]) -> GPTConfig:
-        return GPTConfig(**{**self.model, **size})
+        return GPTConfig(**{"vocab_size": tokenizer_vocab(self.tokenizer), **self.model, **size})
 
     def train_config(self, tokens: int) -> TrainConfig:
         return TrainConfig(**{**self.train, "tokens": tokens, "seed": self.seed})
@@ -102,10 +114,21 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
     for k in ("model", "train"):
         if not isinstance(d.get(k, {}), dict):
             raise UserError("must be a table", source=source, field=k)
-    for k, lo in (("lines", 2), ("seed", 0)):  # 2 lines: one is held out for validation
+    for k, lo in (("lines", 2), ("seed", 0), ("group", 1)):  # 2 lines: one is held out for validation
         v = d.get(k, lo)
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise UserError(f"must be an integer >= {lo}, got {v!r}", source=source, field=k)
+    tr = d.get("traces", 0.0)
+    if not isinstance(tr, int | float) or isinstance(tr, bool) or not 0 <= tr <= 1:
+        raise UserError(f"must be a share from 0 to 1, got {tr!r}", source=source, field="traces")
+    if tr and (bad := [t for t in d["tasks"] if TASKS.get(t, ("", {}))[1].get("op") != "+"]):
+        raise UserError(f"worked traces exist for addition tasks only, not {bad[0]!r}", source=source, field="traces")
+    if not isinstance(d.get("tokenizer", {}), dict):
+        raise UserError("must be a table (kind and its fields)", source=source, field="tokenizer")
+    try:
+        vocab_needed = tokenizer_vocab(d.get("tokenizer"))
+    except ValueError as e:
+        raise UserError(str(e), source=source, field=f"tokenizer.{str(e).split(':')[0]}") from None
     for i, t in enumerate(d["tasks"]):
         if not isinstance(t, str) or t not in TASKS:
             raise UserError(f"unknown task {t!r} (known: {', '.join(sorted(TASKS))})", source=source,
@@ -118,17 +141,16 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
     train_over = d.get("train", {})
     _check_fields(GPTConfig, model, "model", source)
     _check_fields(TrainConfig, train_over, "train", source, skip=("tokens", "seed"))
-    spec = LadderSpec(**d)
+    spec = LadderSpec(**{**d, "traces": float(tr)})
     for i, size in enumerate(d["sizes"]):
         where = f"sizes[{i}]"
         if not isinstance(size, dict):
             raise UserError("must be a table of GPTConfig fields", source=source, field=where)
         _check_fields(GPTConfig, size, where, source)
-        vocab = {**model, **size}.get("vocab_size", CharTokenizer.vocab_size)
-        if vocab < CharTokenizer.vocab_size:
-            raise UserError(f"must be at least {CharTokenizer.vocab_size}, the character tokenizer's vocabulary, "
-                            f"got {vocab}", source=source,
-                            field=f"{where}.vocab_size" if "vocab_size" in size else "model.vocab_size")
+        vocab = {**model, **size}.get("vocab_size", vocab_needed)
+        if vocab < vocab_needed:
+            raise UserError(f"must be at least {vocab_needed}, the tokenizer's vocabulary, got {vocab}",
+                            source=source, field=f"{where}.vocab_size" if "vocab_size" in size else "model.vocab_size")
         try:
             spec.model_config(size)
         except ValueError as e:  # GPTConfig's messages start with the offending field's name
@@ -156,12 +178,14 @@ def _differs(meta: dict[str, Any], spec: LadderSpec, mcfg: GPTConfig, tcfg: Trai
     """What differs between a stored rung's config.json and the rung `spec` asks for (None: it is the same rung).
 
     Compared: the model config, the training config (but `bf16` when left to auto-detection) and what the corpus
-    is drawn from (tasks, lines, seed)."""
+    is drawn from and read with (tasks, lines, seed, the mixture, the tokenizer)."""
     want_train = {k: v for k, v in asdict(tcfg).items() if not (k == "bf16" and v is None)}
     stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k in want_train}
-    corpus = {k: (meta.get("ladder") or {}).get(k) for k in ("tasks", "lines", "seed")}
+    ladder = meta.get("ladder") or {}
+    corpus = {**{k: ladder.get(k) for k in ("tasks", "lines", "seed")},
+              **{k: ladder.get(k, v) for k, v in _CORPUS_DEFAULTS.items()}}
     pairs = [("model", meta.get("model"), asdict(mcfg)), ("train", stored_train, want_train),
-             ("corpus", corpus, {"tasks": spec.tasks, "lines": spec.lines, "seed": spec.seed})]
+             ("corpus", corpus, {k: getattr(spec, k) for k in corpus})]
     for what, old, new in pairs:
         if old != new:
             if not isinstance(old, dict):
@@ -195,6 +219,7 @@ def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = 
             stored[name] = meta
     out.mkdir(parents=True, exist_ok=True)
     corpus: list[str] | None = None
+    tokenizer: Tokenizer | None = None
     results: list[dict[str, Any]] = []
     for name, mcfg, tcfg in spec.rungs():
         path = out / name
@@ -202,10 +227,11 @@ def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = 
             results.append({"name": name, "path": str(path), "skipped": True, **stored[name]})
             continue
         if corpus is None:  # drawn once, and only when some rung needs training
-            corpus = train_lines(spec.tasks, spec.lines, spec.seed)
+            corpus = train_lines(spec.tasks, spec.lines, spec.seed, spec.traces, spec.group)
+            tokenizer = spec.make_tokenizer(corpus)  # one for every rung (a BPE is learned once, on this corpus)
         cb = (lambda s, t, i, _n=name: progress(_n, s, t, i)) if progress is not None else None
         meta = train(mcfg, tcfg, corpus, path, progress=cb,
-                     extra_meta={"rung": name, "ladder": {**asdict(spec)}})
+                     extra_meta={"rung": name, "ladder": {**asdict(spec)}}, tokenizer=tokenizer)
         results.append({"name": name, "path": str(path), "skipped": False, "model": asdict(mcfg), **meta})
     (out / "ladder.json").write_text(json.dumps(results, indent=2))
     return results

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from emergentlab.models.tiny import GPT, PAD, CharTokenizer, GPTConfig, save_checkpoint
+from emergentlab.models.tiny import GPT, PAD, CharTokenizer, GPTConfig, Tokenizer, save_checkpoint
 
 # Called after every optimizer step with (step, total_steps, info); info holds "loss" (nats/token, the
 # training batch) and "tokens" (seen so far), plus "val_loss" on steps where it was measured.
@@ -147,22 +147,28 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path,
-          progress: Progress | None = None, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train a fresh `GPT(model_cfg)` on `lines` and save it to `out` (safetensors + config.json).
+          progress: Progress | None = None, extra_meta: dict[str, Any] | None = None,
+          tokenizer: Tokenizer | None = None) -> dict[str, Any]:
+    """Train a fresh `GPT(model_cfg)` on `lines`, read by `tokenizer` (characters when None), and save it to `out`
+    (safetensors + config.json, whose "tokenizer" entry makes the checkpoint load with the same tokenizer).
 
     Returns the checkpoint's facts: params, non_embedding_params, tokens (seen), flops (6·N·D with N all
-    parameters), val_loss (nats/token on held-out lines), wall_s, step, seed, and the train config.
+    parameters), val_loss (nats/token on held-out lines; a token is the tokenizer's), wall_s, step, seed, the train
+    config and the tokenizer's spec.
     """
+    tok = tokenizer if tokenizer is not None else CharTokenizer()
     if cfg.block_size > model_cfg.block_size:
         raise ValueError(f"train block_size {cfg.block_size} exceeds the model's block_size {model_cfg.block_size}")
+    if tok.vocab_size > model_cfg.vocab_size:
+        raise ValueError(f"vocab_size {model_cfg.vocab_size} is smaller than the tokenizer's {tok.vocab_size} ids")
     if len(lines) < 2:
         raise ValueError("need at least 2 training lines (some are held out for validation)")
-    return _train(model_cfg, cfg, lines, out, progress, extra_meta or {}, time.perf_counter())
+    return _train(model_cfg, cfg, lines, out, progress, {"tokenizer": tok.spec(), **(extra_meta or {})},
+                  time.perf_counter(), tok)
 
 
 def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, progress: Progress | None,
-           extra_meta: dict[str, Any], t0: float) -> dict[str, Any]:
-    tok = CharTokenizer()
+           extra_meta: dict[str, Any], t0: float, tok: Tokenizer) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     shuffled = lines[:]
     rng.shuffle(shuffled)
