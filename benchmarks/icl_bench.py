@@ -151,9 +151,9 @@ def main() -> None:
             f"average (1 min) {' → '.join(loads)} over the script, on {os.cpu_count()} cores, so wall times are "
             "pessimistic; CPU time is what the job itself used (about its wall time on an idle machine, one thread "
             f"each). Whole script: {time.perf_counter() - start:.0f} s.")
-    cost_md = ("## 1. Cost of each experiment with its defaults (goal: ≤ 10 min on 2 cores)\n\n" + md(pd.DataFrame(rows))
-               + "\n\nBaselines (ratio 1): `icl-zero-shot` scores the default ladder and items zero-shot only; "
-               "`bursty-train-only` trains the largest default size with no logged measures.")
+    cost_md = ("## 1. Cost of each experiment with its defaults (goal: ≤ 10 min on 2 cores)\n\n"
+               + md(pd.DataFrame(rows)) + "\n\nBaselines (ratio 1): `icl-zero-shot` scores the default ladder and "
+               "items zero-shot only; `bursty-train-only` trains the largest default size with no logged measures.")
     write_result("icl", "\n\n".join([head, cost_md, results]))
 
 

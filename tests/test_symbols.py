@@ -17,6 +17,7 @@ from emergentlab.tasks.symbols import (
     episode_tokens,
     label_positions,
     no_support_batch,
+    repeated_pairs,
     symbol_task,
     symbol_text,
     zipf_weights,
@@ -192,3 +193,16 @@ def test_text_episodes_show_the_map_only_in_their_demonstrations() -> None:
             assert lines[-1] == f"{ex.input}=" and len(lines) == 2 * n + 1
             assert lines.count(f"{ex.input}={ex.target}") == n
             assert task.prompt(ex, n, seed=1) == task.prompt(ex, n, seed=9)
+
+
+def test_repeated_pairs_put_a_label_after_each_earlier_item() -> None:
+    """The induction probe: r r of (held-out item, symbol) pairs; from each query (an item's last token in the
+    second copy) the prefix-matching key, one past its earlier occurrence, is that item's label."""
+    rows, queries = repeated_pairs(SPACE, 16, 4, np.random.default_rng(0))
+    n = rows.shape[1] // 2
+    assert rows.shape == (16, 24) and (rows[:, :n] == rows[:, n:]).all()
+    keys = queries - n + 1
+    assert (rows[:, keys] >= SPACE.alphabet).all()  # labels
+    assert (rows[:, queries] == rows[:, queries - n]).all()  # the same item token earlier
+    items, _ = _pairs(rows)
+    assert items.min() >= SPACE.n_classes  # held-out classes only

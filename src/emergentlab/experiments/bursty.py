@@ -41,7 +41,7 @@ HEAD_DIM = 16  # a size of width d gets d / 16 heads
 class BurstyExperimentConfig:
     """`sizes`: (layers, width) of each model, every one trained with `train` (its shape fields overridden; d/16
     heads); `n_boot`: bootstrap replicates of the onset intervals and the gain verdicts. Defaults: four sizes of
-    3000 steps each, about 10 minutes on 2 shared cores (benchmarks/results/icl.md)."""
+    1500 steps each (under 10 minutes of one core; benchmarks/results/icl.md)."""
 
     sizes: tuple[tuple[int, int], ...] = ((1, 64), (2, 32), (2, 64), (3, 64))
     train: BurstyConfig = field(default_factory=BurstyConfig)

@@ -275,6 +275,19 @@ def draw_episodes(pool: Sequence[int], n_labels: int, n: int, ways: int = 2, dis
     return tuple(out)
 
 
+def repeated_pairs(space: SymbolSpace, rows: int, pairs: int, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                                               np.ndarray]:
+    """Olsson et al.'s ``r r`` rows in this data's format: r is `pairs` (item, symbol) pairs of distinct held-out
+    classes with distinct symbols drawn per row, so the token after an item's earlier occurrence is its label and
+    only the context holds it. Returns (tokens (rows, 2 · pairs · pair_len), the positions in the second copy that
+    end an item: where an induction head looks back for the label)."""
+    classes = np.stack([rng.choice(np.asarray(space.holdout), pairs, replace=False) for _ in range(rows)])
+    labels = rng.random((rows, space.n_labels)).argsort(1)[:, :pairs]
+    r = interleave(space, classes, labels)
+    ends = pairs * space.pair_len + label_positions(space, pairs) - 1
+    return np.concatenate([r, r], axis=1), ends
+
+
 def episode_tokens(space: SymbolSpace, episodes: tuple[Episode, ...], shots: int, length: int,
                    control: bool = False) -> np.ndarray:
     """(len(episodes), (length + 1) · pair_len − 1) token rows: each episode's context (`Episode.context`) then
