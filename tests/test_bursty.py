@@ -88,3 +88,13 @@ def test_bad_config_is_a_user_error(tmp_path: Path, sizes: str, train: dict[str,
     with pytest.raises(UserError) as e:
         pipeline.bursty(sizes, train, tmp_path / "out")
     assert e.value.field == field
+
+
+def test_cli_bad_sizes_exit_2_with_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from emergentlab.cli import app
+
+    res = CliRunner().invoke(app, ["bursty", "--sizes", "2x", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--sizes" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

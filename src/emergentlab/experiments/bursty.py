@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 
@@ -29,11 +30,12 @@ from emergentlab.records import Progress, Record, no_progress
 from emergentlab.sections import Figure, Line, Panel, Section, Table
 from emergentlab.store import Store
 from emergentlab.tasks import variant_name
+from emergentlab.tasks.symbols import SYMBOL_TASK
 from emergentlab.train.bursty import BurstyConfig, BurstyTraining, train_bursty
 
 NAME = "bursty"
 THREADS = 1  # one torch thread is fastest for models this small (as for induction heads)
-TASK = "symbols"  # the task name of the final evaluation's records
+TASK = SYMBOL_TASK  # the task name of the final evaluation's records
 HEAD_DIM = 16  # a size of width d gets d / 16 heads
 
 
@@ -131,13 +133,16 @@ def onset(r: StoredRun, n_boot: int = 1000) -> Onset:
 
 
 def sections(store: Store, study: str | None) -> list[Section]:
-    """The onset section (all sizes), then per study the ICL-gain verdicts of the final evaluation."""
+    """The onset section (every stored size), then per study the verdicts on the final evaluation's ICL gain."""
     runs = stored_runs(store, study, NAME)
     if not runs:
         return []
     n_boot = int(runs[0].config.get("n_boot", 1000))
     out = [_onset_section([onset(r, n_boot) for r in runs])]
-    for (st, _run), cfg in sorted(store.runs(NAME, study).items())[:1]:
+    first: dict[str, dict[str, Any]] = {}
+    for (st, _run), cfg in sorted(store.runs(NAME, study).items()):
+        first.setdefault(st, cfg)  # the runs of one study share their evaluation (seed, shots)
+    for st, cfg in first.items():
         records = store.records(st, [TASK])
         if not records.empty:
             shots = [s for s in cfg.get("final_shots", [0, 1, 2, 4]) if s > 0]

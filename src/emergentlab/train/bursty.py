@@ -1,11 +1,13 @@
 """In-context learning from bursty data (Chan et al. 2022), small enough for a CPU: train a tiny GPT on the
 sequences of `emergentlab.tasks.symbols` and measure, as it trains, whether it learns from its context.
 
-The model reads x₁ y₁ … x_C y_C x_q and is trained, as in Chan et al., to predict the query's label y_q (the
-classifier is the unembedding restricted to the label tokens; `interim_weight` > 0 also trains on the context's
-labels, their ``w_interim_predictions``). Training goes through `train.loop.optimize`, the package's one loop.
+The model reads x₁ y₁ … x_C y_C x_q and predicts labels with the unembedding restricted to the label tokens (Chan
+et al.'s classifier). Chan et al. train on the query's label y_q alone; `interim_weight` (their
+``w_interim_predictions``; 1 by default here) also trains on every context label, which gives a repeated class's
+later labels, predictable from the context, a gradient of their own: with the query alone no run of ours learned
+the map within 1000 steps. Training goes through `train.loop.optimize`, the package's one loop.
 
-At log-spaced steps (`train.loop.log_steps`) it logs
+At log-spaced steps, and every `eval_every` steps (`train.loop.log_steps`), it logs
 
 * ``icl_acc``: in-context accuracy on *held-out* classes — items never seen in training, labelled with symbols
   drawn per episode (`tasks.symbols.draw_episodes`), ``ways``-way with ``context / ways`` shots each (Chan et
@@ -267,10 +269,10 @@ def train_bursty(cfg: BurstyConfig, progress: BurstyProgress | None = None) -> B
     window: list[float] = []
 
     def loss_of() -> torch.Tensor:
-        rows = bursty_batch(space, data, cfg.batch_size, rng)[0]
+        batch = bursty_batch(space, data, cfg.batch_size, rng)[0]
         if cfg.interim_weight == 0:  # Chan et al.'s loss: the query's label only
-            return _pair_losses(model, space, rows, query_only=True)[0].mean()
-        return (_pair_losses(model, space, rows)[0].mean(0) * weights).sum()
+            return _pair_losses(model, space, batch, query_only=True)[0].mean()
+        return (_pair_losses(model, space, batch)[0].mean(0) * weights).sum()
 
     def after(step: int, loss: float) -> None:
         window.append(loss)
