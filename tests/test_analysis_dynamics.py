@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emergentlab.analysis.dynamics import first_step_at, locate_grokking, locate_jump, locate_phase_change
+from emergentlab.analysis.dynamics import (
+    first_step_at,
+    jump_interval,
+    locate_grokking,
+    locate_jump,
+    locate_phase_change,
+)
 
 
 def _sigmoid_curve(center: float, width_decades: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,3 +73,18 @@ def test_locate_phase_change_and_the_falls_with_it() -> None:
     assert ev.phase_change is not None and ev.phase_change.step == pytest.approx(450, rel=0.05)
     assert ev.icl_drop is not None and ev.icl_drop.step == pytest.approx(450, rel=0.05)
     assert ev.loss_drop is None  # a fall of 0.05 nats is under the 0.1 threshold
+
+
+def test_jump_interval_covers_a_planted_onset_and_doubts_a_flat_curve() -> None:
+    """A 2-way accuracy measured on 256 fresh episodes per step, rising 0.5 → 0.95 around step 800: the interval
+    holds 800 and narrows with more episodes; a curve at chance finds a jump in few replicates."""
+    steps = np.unique(np.round(np.logspace(0, 4, 30)))
+    p = 0.5 + 0.45 / (1 + np.exp(-(np.log10(steps) - math.log10(800)) / 0.08))
+    rng = np.random.default_rng(0)
+    wide = jump_interval(steps, rng.binomial(256, p) / 256, 256, min_rise=0.25, n_boot=300, seed=1)
+    narrow = jump_interval(steps, rng.binomial(4096, p) / 4096, 4096, min_rise=0.25, n_boot=300, seed=1)
+    for ji in (wide, narrow):
+        assert ji.jump is not None and ji.lo <= 800 <= ji.hi and ji.found > 0.95
+    assert narrow.hi / narrow.lo < wide.hi / wide.lo
+    flat = jump_interval(steps, rng.binomial(256, np.full(steps.size, 0.5)) / 256, 256, min_rise=0.25, n_boot=300)
+    assert flat.jump is None and flat.found < 0.05

@@ -83,6 +83,18 @@ def test_hand_built_induction_head_scores_one() -> None:
     assert icl < -1.0
 
 
+def test_prefix_matching_over_chosen_queries() -> None:
+    """`queries` restricts the average to some positions of the second copy: the default is all but its last;
+    the hand-built head scores one on any subset, and a position outside the second copy is refused."""
+    model = hand_built_induction_model()
+    rows = repeated_random_tokens(32, N, V, seed=0)
+    key = "blocks.1.attn.head3.prefix_matching"
+    assert head_scores(model, rows, torch.arange(N, 2 * N - 1)) == head_scores(model, rows)
+    assert head_scores(model, rows, torch.tensor([N + 1, N + 4]))[key] > 0.98
+    with pytest.raises(ValueError, match="second copy"):
+        head_scores(model, rows, torch.tensor([N - 1]))
+
+
 def test_head_names_and_attention_patterns() -> None:
     model = hand_built_induction_model()
     rows = repeated_random_tokens(3, N, V, seed=1)

@@ -434,6 +434,33 @@ def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress 
     return Dynamics(pd.DataFrame(rows), build_report(Path(out)))
 
 
+def bursty(sizes: str, train: dict[str, Any], out: Path, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab bursty`: a tiny GPT of each size ("LAYERSxWIDTH,…"; empty: the defaults) trained on bursty
+    sequences (`train`: `BurstyConfig` fields), into OUT, then the report. The table has one row per size: whether
+    and at which step in-context learning appeared (with its interval), final accuracies, induction events."""
+    from emergentlab.experiments import bursty as exp
+    from emergentlab.experiments.base import stored_runs, torch_threads
+    from emergentlab.train.bursty import BurstyConfig
+
+    pairs: list[tuple[int, int]] = []
+    for part in (p for p in sizes.split(",") if p.strip()):
+        layers, _, width = part.lower().partition("x")
+        if not (layers.strip().isdigit() and width.strip().isdigit()):
+            raise UserError(f"expected comma-separated LAYERSxWIDTH, got {sizes!r}", field="--sizes")
+        pairs.append((int(layers), int(width)))
+    try:
+        run_cfg = BurstyConfig(**train)
+        cfg = (exp.BurstyExperimentConfig(sizes=tuple(pairs), train=run_cfg) if pairs
+               else exp.BurstyExperimentConfig(train=run_cfg))
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source="emergentlab bursty") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store, torch_threads(exp.THREADS):
+        exp.run(cfg, store, _stage(progress, exp.NAME), study=exp.NAME)
+        table = exp.onset_table([exp.onset(r, cfg.n_boot) for r in stored_runs(store, exp.NAME, exp.NAME)])
+    return Dynamics(table, build_report(Path(out), cfg.seed))
+
+
 def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int = 100, formats: str = "",
              seed: int = 0, progress: Progress = no_progress, models: Sequence[str] = (),
              levels: Sequence[str] = (), shots: int = 0) -> Dynamics:

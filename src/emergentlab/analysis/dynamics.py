@@ -16,6 +16,9 @@ Definitions (used for grokking and for the induction-head phase change alike):
   time so far), and ``steepest_step`` is the midpoint (in log-step) of the logged interval where y rises fastest per
   unit of log-step. A falling curve (``direction="down"``, e.g. the in-context-learning score) is mirrored first.
   The *generalisation jump* of grokking is the jump of validation accuracy (when it rises by more than 0.5).
+* The *in-context-learning onset* of a bursty-training run is the jump of its in-context accuracy on held-out
+  classes (`ICL_MIN_RISE`: it must climb at least half-way from W-way chance to perfect; 0.25 for 2 ways).
+  `jump_interval` gives a jump's t_0.5 an interval from the evaluation noise of a curve of proportions.
 * The induction-head *phase change* is the jump of the induction score (best prefix-matching score of a head that
   can be an induction head) when it rises by more than 0.3; with it, the fall of the in-context-learning score (by
   more than 0.3 nats) and of the validation loss (by more than 0.1 nats).
@@ -32,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 MEMORISED_ACC = 0.99  # train accuracy that marks grokking's memorisation point
+ICL_MIN_RISE = 0.25  # rise of 2-way in-context accuracy (chance 0.5) that counts as in-context learning
 
 
 @dataclass(frozen=True)
@@ -134,3 +138,34 @@ def locate_phase_change(history: pd.DataFrame) -> PhaseChange:
     return PhaseChange(phase_change=locate_jump(s, history["induction_score"], min_rise=0.3),
                        icl_drop=locate_jump(s, history["icl_score"], direction="down", min_rise=0.3),
                        loss_drop=locate_jump(s, history["val_loss"], direction="down", min_rise=0.1))
+
+
+@dataclass(frozen=True)
+class JumpInterval:
+    """A jump located on a curve of proportions, with an interval for its step from the curve's evaluation noise.
+
+    `lo`, `hi`: percentile interval (steps) of t_0.5 over the replicates that have a jump (NaN when none has);
+    `found`: the share of replicates with a jump (0–1): low when the jump itself is in doubt."""
+
+    jump: Jump | None
+    lo: float
+    hi: float
+    found: float
+
+
+def jump_interval(steps: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, n: int,
+                  min_rise: float, direction: Literal["up", "down"] = "up", n_boot: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> JumpInterval:
+    """`locate_jump` on a curve whose every point is a proportion of `n` independent trials (fresh items at each
+    step), with a parametric bootstrap: each replicate redraws every point as Binomial(n, value) / n and locates
+    its jump again. The interval covers evaluation noise only, not the spread between training seeds."""
+    x, y = _arrays(steps, values)
+    jump = locate_jump(x, y, direction, min_rise)
+    rng = np.random.default_rng(seed)
+    reps = rng.binomial(n, np.clip(y, 0.0, 1.0), size=(n_boot, y.size)) / n
+    found = [j.step for r in reps if (j := locate_jump(x, r, direction, min_rise)) is not None]
+    if not found:
+        return JumpInterval(jump, math.nan, math.nan, 0.0)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(np.log(found), [a, 1 - a])  # in log-step, the axis jumps are judged on
+    return JumpInterval(jump, float(np.exp(lo)), float(np.exp(hi)), len(found) / n_boot)

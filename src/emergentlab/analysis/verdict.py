@@ -60,6 +60,7 @@ from emergentlab.analysis.curves import (
     CurveSet,
     axis_value,
     curve_blocks,
+    curves_by_axis,
     interval_ranks,
     percentile_interval,
     rung_se,
@@ -433,3 +434,28 @@ class Verdicts:
         tab["mirage_explains"] = tab["mirage_explains"].astype(object).where(em)
         tab["note"] = [note(r) for r in tab.to_dict("records")]
         return tab
+
+
+def gain_scores(scores: pd.DataFrame, base: str) -> pd.DataFrame:
+    """Per-example gains of every variant over `base`, as a scores frame: for each (model, task, example, metric)
+    scored under both, the variant's value minus the base's (the metric's own unit), under variant
+    ``"{variant} − {base}"``. `scores`: `metrics.compute`'s long frame."""
+    keys = ["model", "task", "example_id", "metric"]
+    b = scores[scores["variant"] == base][[*keys, "value"]].rename(columns={"value": "base"})
+    other = scores[scores["variant"] != base].merge(b, on=keys, how="inner")
+    other["value"] = other["value"] - other["base"]
+    other["variant"] = other["variant"].astype(str) + f" − {base}"
+    return other.drop(columns="base").reset_index(drop=True)
+
+
+def gain_verdicts(scores: pd.DataFrame, rungs: pd.DataFrame, base: str, axis: str = "params", n_boot: int = 1000,
+                  seed: int = 0) -> Verdicts:
+    """THE RULE applied to gain curves: does the gain of each variant over `base` (n-shot over zero-shot, say)
+    itself emerge along `axis`? The gain of a discontinuous metric is judged with its continuous partners' gains,
+    so a gain that jumps under exact match but rises smoothly in per-token terms is a mirage. Intervals are
+    bootstraps over examples, paired across rungs and across the two variants (the gain is per example).
+    `scores`: `metrics.compute`'s frame with `base` among its variants; `rungs`: `Store.rungs`' frame."""
+    sets = curves_by_axis(gain_scores(scores, base), rungs, [axis], n_boot=n_boot, seed=seed)
+    if axis not in sets:
+        raise ValueError(f"no gain curve along {axis}: no example scored under {base} and another variant")
+    return Verdicts().fit(sets[axis])

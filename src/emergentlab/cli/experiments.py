@@ -1,4 +1,4 @@
-"""One command per experiment kind: grok, induction, cot, tokenization, icl, passuntil, quantize, sae."""
+"""One command per experiment kind: grok, induction, cot, tokenization, icl, bursty, passuntil, quantize, sae."""
 
 from __future__ import annotations
 
@@ -116,6 +116,26 @@ def passuntil(out: OUT = Path("runs/passuntil"), ladder: LADDER = None,
                                 "seed": seed}, out, update)
     base.output([("PassUntil per rung (counts; rates are probabilities)", d.table)], [], as_json,
                 {"rungs": d.table}, {"report": d.report.path})
+
+
+@command()
+def bursty(sizes: Annotated[str, typer.Option(help="comma-separated LAYERSxWIDTH, one model each (empty: "
+                                                   "1x64,2x32,2x64,3x64)")] = "",
+           steps: Annotated[int | None, typer.Option(help="training steps per model (default 1500)")] = None,
+           polysemy: Annotated[int | None, typer.Option(help="labels per class, drawn per sequence")] = None,
+           zipf: Annotated[float | None, typer.Option(help="Zipf exponent of the class distribution")] = None,
+           p_bursty: Annotated[float | None, typer.Option(help="share of bursty sequences")] = None,
+           p_symbols: Annotated[float | None, typer.Option(help="share of bursty sequences with their own "
+                                                                "symbol map (0: Chan et al.'s fixed labels only)")]
+           = None,
+           seed: int = 0, out: OUT = Path("runs/bursty"), as_json: JSON = False) -> None:
+    """In-context learning from bursty data (Chan et al. 2022): at which size and step it appears, beside the
+    induction-head measures, and the verdict on its n-shot gain."""
+    given = {"steps": steps, "polysemy": polysemy, "zipf": zipf, "p_bursty": p_bursty, "p_symbols": p_symbols}
+    with progress(base.err) as update:
+        d = pipeline.bursty(sizes, {"seed": seed, **{k: v for k, v in given.items() if v is not None}}, out, update)
+    base.output([("ICL onset per size (steps; accuracies 0–1)", d.table)], [], as_json, {"runs": d.table},
+                {"report": d.report.path})
 
 
 @command()

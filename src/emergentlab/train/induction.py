@@ -136,11 +136,17 @@ def attention_patterns(model: GPT, tokens: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def head_scores(model: GPT, tokens: torch.Tensor) -> dict[str, float]:
-    """Every head's prefix-matching, previous-token and copying scores (see module docstring) on ``r r`` rows."""
+def head_scores(model: GPT, tokens: torch.Tensor, queries: torch.Tensor | None = None) -> dict[str, float]:
+    """Every head's prefix-matching, previous-token and copying scores (see module docstring) on ``r r`` rows.
+
+    `queries`: the positions of the second copy whose prefix matching is averaged (default: all but its last);
+    e.g. only the tokens that end an item, when what follows an item's earlier occurrence is its label."""
     n = tokens.shape[1] // 2
     pats = attention_patterns(model, tokens)
-    q = torch.arange(n, 2 * n - 1)  # the last query's "next" token would be the second copy's first token
+    # the last query's "next" token would be the second copy's first token
+    q = torch.arange(n, 2 * n - 1) if queries is None else queries
+    if q.numel() == 0 or int(q.min()) < n or int(q.max()) > 2 * n - 2:
+        raise ValueError(f"queries must lie in the second copy, {n} … {2 * n - 2}")
     out: dict[str, float] = {}
     W_U = model.lm_head.weight.T  # (C, vocab)
     for i, (blk, pat) in enumerate(zip(cast(list[Block], model.blocks), pats, strict=True)):  # pat: (B, H, T, T)

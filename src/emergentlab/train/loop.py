@@ -146,6 +146,35 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 
+def uses_bf16(cfg: TrainConfig) -> bool:
+    """Whether steps run under bf16 autocast: `cfg.bf16`, or (None) whether the CPU has native bf16 kernels."""
+    return cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+
+
+def optimize(model: GPT, cfg: TrainConfig, loss_of: Callable[[], torch.Tensor],
+             after: Callable[[int, float], None]) -> None:
+    """The one training loop: `cfg.steps` AdamW steps on `model` (decay on matrices only, `_optimizer`).
+
+    Each step sets the learning rate (`lr_at`), computes `loss_of()` (the step's batch loss, nats) under bf16
+    autocast where `uses_bf16` and with the math attention kernel, back-propagates, clips the gradient norm at
+    `cfg.grad_clip` and updates; then `after(done, loss)` gets the 1-based step count and the loss as a float.
+    Callers bring their own data and loss (text lines here, bursty sequences in `train.bursty`)."""
+    opt = _optimizer(model, cfg)
+    use_bf16 = uses_bf16(cfg)
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        # the math kernel, not flash: on CPU flash attention's backward took 43 % of a step at T = 64 and the
+        # math path is 1.05-1.3x faster end to end on the shapes in benchmarks/train_throughput.py
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16), sdpa_kernel(SDPBackend.MATH):
+            loss = loss_of()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        after(step + 1, loss.item())
+
+
 def train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path,
           progress: Progress | None = None, extra_meta: dict[str, Any] | None = None,
           tokenizer: Tokenizer | None = None) -> dict[str, Any]:
@@ -180,8 +209,7 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
     val_rows = pack_rows(val_lines or train_ids[:1], cfg.block_size)
 
     model = GPT(model_cfg, torch.Generator().manual_seed(cfg.seed)).train()
-    opt = _optimizer(model, cfg)
-    use_bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+    use_bf16 = uses_bf16(cfg)
     n_params = model.num_params()
     facts = {"params": n_params, "non_embedding_params": model.num_params(non_embedding=True),
              "seed": cfg.seed, "train": {**asdict(cfg), "bf16": use_bf16}, "command": shlex.join(sys.argv),
@@ -198,19 +226,10 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
 
     batches = _batches(train_ids, cfg, random.Random(f"{cfg.seed}:batches"))
     meta: dict[str, Any] = {}
-    for step in range(cfg.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        # the math kernel, not flash: on CPU flash attention's backward took 43 % of a step at T = 64 and the
-        # math path is 1.05-1.3x faster end to end on the shapes in benchmarks/train_throughput.py
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16), sdpa_kernel(SDPBackend.MATH):
-            loss = _loss(model, next(batches))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        done = step + 1
-        info = {"loss": loss.item(), "tokens": float(done * tokens_per_step)}
+
+    def after(done: int, loss: float) -> None:
+        nonlocal meta
+        info = {"loss": loss, "tokens": float(done * tokens_per_step)}
         if done in ckpt_steps and done != cfg.steps:
             info["val_loss"] = snapshot(done, out / f"step-{done:06d}")["val_loss"]
         elif cfg.eval_interval and done % cfg.eval_interval == 0 and done != cfg.steps:
@@ -220,4 +239,6 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
             info["val_loss"] = meta["val_loss"]
         if progress is not None:
             progress(done, cfg.steps, info)
+
+    optimize(model, cfg, lambda: _loss(model, next(batches)), after)
     return meta
