@@ -7,13 +7,14 @@ collect the sections of whatever a store holds.
 
 from __future__ import annotations
 
-from emergentlab.experiments import cot, grokking, icl, induction, quantization, sae
+from emergentlab.experiments import cot, finetune, grokking, icl, induction, quantization, sae
 from emergentlab.experiments.base import Experiment
 from emergentlab.sections import Section
 from emergentlab.store import Store
 
 EXPERIMENTS: dict[str, Experiment] = {grokking.NAME: grokking, induction.NAME: induction, cot.NAME: cot,
-                                      icl.NAME: icl, quantization.NAME: quantization, sae.NAME: sae}
+                                      icl.NAME: icl, quantization.NAME: quantization, sae.NAME: sae,
+                                      finetune.NAME: finetune}
 
 
 def experiment_sections(store: Store, study: str | None) -> list[Section]:

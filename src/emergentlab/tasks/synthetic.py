@@ -8,6 +8,7 @@ split or the train split for good, so a ladder trained on `train_examples(...)` 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,10 +246,17 @@ def near_misses(target: str) -> list[str]:
     return sorted(out)
 
 
-def train_lines(names: list[str], n: int, seed: int) -> list[str]:
-    """`n` training lines ("input=target"), drawn from the train split of the named tasks in turn."""
-    per = -(-n // len(names))
-    lines = [f"{it.input}={it.target}" for name in names for it in _draw(name, "train", per, seed, unique=False)]
+def train_lines(names: list[str], n: int, seed: int, weights: list[float] | None = None) -> list[str]:
+    """`n` training lines ("input=target"), drawn from the train split of the named tasks: equal shares, or shares
+    proportional to `weights` (one per name; a mixture in which a target task is rare, so that it emerges late)."""
+    if weights is None:
+        per = [-(-n // len(names))] * len(names)
+    else:
+        if len(weights) != len(names) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"need one non-negative weight per task and a positive sum, got {weights}")
+        per = [math.ceil(n * w / sum(weights)) for w in weights]
+    lines = [f"{it.input}={it.target}" for name, k in zip(names, per, strict=True)
+             for it in _draw(name, "train", k, seed, unique=False)]
     random.Random(seed).shuffle(lines)
     return lines[:n]
 

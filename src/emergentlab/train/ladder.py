@@ -20,7 +20,7 @@ from emergentlab.train.loop import TrainConfig, train
 # (rung name, step, total steps, info) after every optimizer step of the rung being trained.
 LadderProgress = Callable[[str, int, int, dict[str, float]], None]
 
-_SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "model", "train")
+_SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "model", "train", "weights")
 
 # The largest token budget a rung may ask for: a tiny GPT on a CPU trains at roughly 1e5-1e6 tokens/s, so 1e9
 # tokens is already hours; a bigger number is almost surely a typo (an exponent too many).
@@ -33,7 +33,9 @@ class LadderSpec:
 
     `sizes`: GPTConfig fields per model size (on top of `model`, the fields shared by all sizes);
     `budgets`: training tokens per rung; `tasks`: synthetic task names whose train-split lines make the corpus;
-    `lines`: how many "input=target" lines to draw; `train`: TrainConfig fields (not `tokens`, not `seed`).
+    `lines`: how many "input=target" lines to draw; `train`: TrainConfig fields (not `tokens`, not `seed`);
+    `weights`: each task's share of the lines, one per task (None: equal shares), e.g. a mixture in which the task
+    under study is rare so that it emerges late.
     """
 
     sizes: list[dict[str, Any]]
@@ -43,6 +45,7 @@ class LadderSpec:
     seed: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    weights: list[float] | None = None
 
     def model_config(self, size: dict[str, Any]) -> GPTConfig:
         return GPTConfig(**{**self.model, **size})
@@ -110,6 +113,13 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
         if not isinstance(t, str) or t not in TASKS:
             raise UserError(f"unknown task {t!r} (known: {', '.join(sorted(TASKS))})", source=source,
                             field=f"tasks[{i}]")
+    if "weights" in d:
+        w = d["weights"]
+        if (not isinstance(w, list) or len(w) != len(d["tasks"])
+                or not all(isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in w)
+                or sum(w) <= 0):
+            raise UserError(f"must be a list of {len(d['tasks'])} non-negative numbers (one per task) with a positive "
+                            f"sum, got {w!r}", source=source, field="weights")
     for i, b in enumerate(d["budgets"]):
         if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_BUDGET:
             raise UserError(f"token budget must be an integer from 1 to {MAX_BUDGET:.0e} (a tiny GPT on a CPU "
@@ -159,9 +169,11 @@ def _differs(meta: dict[str, Any], spec: LadderSpec, mcfg: GPTConfig, tcfg: Trai
     is drawn from (tasks, lines, seed)."""
     want_train = {k: v for k, v in asdict(tcfg).items() if not (k == "bf16" and v is None)}
     stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k in want_train}
-    corpus = {k: (meta.get("ladder") or {}).get(k) for k in ("tasks", "lines", "seed")}
+    # weights only when set, so rungs trained before mixtures existed still match a spec without them
+    drawn = ("tasks", "lines", "seed", *(("weights",) if spec.weights is not None else ()))
+    corpus = {k: (meta.get("ladder") or {}).get(k) for k in drawn}
     pairs = [("model", meta.get("model"), asdict(mcfg)), ("train", stored_train, want_train),
-             ("corpus", corpus, {"tasks": spec.tasks, "lines": spec.lines, "seed": spec.seed})]
+             ("corpus", corpus, {k: getattr(spec, k) for k in drawn})]
     for what, old, new in pairs:
         if old != new:
             if not isinstance(old, dict):
@@ -202,7 +214,7 @@ def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = 
             results.append({"name": name, "path": str(path), "skipped": True, **stored[name]})
             continue
         if corpus is None:  # drawn once, and only when some rung needs training
-            corpus = train_lines(spec.tasks, spec.lines, spec.seed)
+            corpus = train_lines(spec.tasks, spec.lines, spec.seed, spec.weights)
         cb = (lambda s, t, i, _n=name: progress(_n, s, t, i)) if progress is not None else None
         meta = train(mcfg, tcfg, corpus, path, progress=cb,
                      extra_meta={"rung": name, "ladder": {**asdict(spec)}})
