@@ -135,8 +135,8 @@ class EmergenceLaw:
 
     `d0`: the low-data limit the un-finetuned model stands at (examples); `alpha`: the law's exponent held fixed
     (1: log-linear in D) or None to fit it (Snell et al.'s log power law); `tau`: the softplus temperature in t units
-    (None: 3 % of the rungs' span); `bounds`: the metric's range; `n_boot` bootstrap replicates over examples for
-    intervals at `confidence`; `seed` draws them.
+    (None: half the median gap between rungs); `bounds`: the metric's range; `n_boot` bootstrap replicates over
+    examples for intervals at `confidence`; `seed` draws them.
 
     After `fit`: `params_` (c, k, alpha in t units / per (ln D)^α; slope per t unit; lo, delta in the metric's unit),
     `point_` = e(d0), the predicted un-finetuned emergence point (t units), `interval_` its percentile interval,
@@ -231,7 +231,9 @@ class EmergenceLaw:
         used = observed.any(axis=0)
         self._t_min, self._t_max = float(t[used].min()), float(t[used].max())
         self._span = max(self._t_max - self._t_min, 1e-6)
-        self.tau_ = self.tau if self.tau is not None else 0.03 * self._span
+        # half the median gap between rungs: an elbow between two rungs still has a slope to follow, and the curve
+        # is a ReLU at the resolution the ladder has (a span-relative width would blur a ladder with far-off rungs)
+        self.tau_ = self.tau if self.tau is not None else 0.5 * float(np.median(np.diff(t[used])))
         self._logd_max = float(np.log(max(float(d.max()), 2.0)))
         self.t_, self.d_ = t, d
         mean, _, reps = bootstrap_means(y.transpose(0, 2, 1), self.n_boot, self.seed)  # (K, R), (B, K, R)

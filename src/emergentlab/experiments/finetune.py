@@ -116,13 +116,18 @@ class FinetuneConfig:
 
 
 def tiny_rungs(config: FinetuneConfig, progress: Progress = no_progress) -> list[Rung]:
-    """The rungs of `config.ladder`, trained from `config.spec` (or the built-in spec) first when it holds no
-    checkpoints or a spec is named."""
+    """The rungs of `config.ladder` — every checkpoint folder, the intermediate ones of a "model × step" ladder
+    (`<rung>/step-XXXXXX/`, named `<rung>-step-XXXXXX`) too — trained from `config.spec` (or the built-in spec)
+    first when it holds no checkpoints or a spec is named."""
     ladder = Path(config.ladder)
     if config.spec or not checkpoint_dirs(ladder):
         spec = load_ladder_spec(config.spec or DEFAULT_SPEC)
         train_ladder(spec, ladder, lambda rung, s, total, _i: progress(f"pre-train · {rung}", s, total))
-    return [Rung(p.name, f"tiny:{p}") for p in checkpoint_dirs(ladder)]
+    out = []
+    for p in checkpoint_dirs(ladder):
+        out.append(Rung(p.name, f"tiny:{p}"))
+        out += [Rung(f"{p.name}-{q.name}", f"tiny:{q}") for q in checkpoint_dirs(p) if q.name.startswith("step-")]
+    return out
 
 
 def finetune_lines(task: Task, k: int) -> list[str]:

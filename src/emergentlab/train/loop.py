@@ -60,6 +60,7 @@ class TrainConfig:
     val_fraction: float = 0.02  # share of the lines held out for validation loss
     eval_interval: int = 0  # steps between validation losses reported to `progress`; 0: only at the end
     checkpoints: int = 0  # extra log-spaced checkpoints out/step-XXXXXX/ (a "model × step" ladder)
+    checkpoint_every: int = 0  # and one every this many steps (0: none), so late training is resolved too
 
     def __post_init__(self) -> None:
         for name in ("tokens", "batch_size", "block_size"):
@@ -189,7 +190,8 @@ def _train(model_cfg: GPTConfig, cfg: TrainConfig, lines: list[str], out: Path, 
     facts = {"params": n_params, "non_embedding_params": model.num_params(non_embedding=True),
              "seed": cfg.seed, "train": {**asdict(cfg), "bf16": use_bf16}, "command": shlex.join(sys.argv),
              **extra_meta}
-    ckpt_steps = set(log_steps(cfg.steps, cfg.checkpoints)) if cfg.checkpoints else set()
+    ckpt_steps = (set(log_steps(cfg.steps, cfg.checkpoints, cfg.checkpoint_every))
+                  if cfg.checkpoints or cfg.checkpoint_every else set())
     tokens_per_step = cfg.batch_size * cfg.block_size
 
     def snapshot(step: int, path: Path) -> dict[str, Any]:
