@@ -69,13 +69,22 @@ def rung_means(scores: pd.DataFrame, rungs: pd.DataFrame) -> pd.DataFrame:
 
 def execute(study: Study, progress: Progress = no_progress,
             executor: Callable[[], AbstractContextManager[Executor | None]] = nullcontext) -> StudyRun:
-    """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv.
+    """Evaluate `study` into its store (resuming what is there), then each metric's mean per rung → means.csv; a
+    `[finetune]` table also runs that experiment on the study's rungs (records under ``{name}@finetune``).
 
     `executor` opens where the models run (default: this process), once the study has passed every check."""
     plan = prepare(study)  # every check that needs no store, before anything is written
+    ft_cfg = _finetune_config(study.finetune, study.source, "finetune") if study.finetune is not None else None
     check_writable(study)
     with executor() as exe, Store(study.store_path) as store:
         summary = study_exp.run(plan, store, progress, exe)
+        if ft_cfg is not None:
+            from emergentlab.experiments import finetune as ft
+            from emergentlab.experiments.base import torch_threads
+
+            with torch_threads(ft.THREADS):
+                ft.run(ft_cfg, store, _stage(progress, "finetune"), study.name, study.ladder,
+                       f"{study.name}@{ft.NAME}")
         means = rung_means(metrics.compute(store.records(study.name), study.metrics), store.rungs(study.name))
     csv = study.out / "means.csv"
     write_csv(means.reset_index(), csv)
@@ -405,6 +414,32 @@ def passuntil(config: dict[str, Any], out: Path, progress: Progress = no_progres
     with Store(Path(out) / STORE_NAME) as store:
         secs = pu.sections(store, pu.NAME)
     return Dynamics(secs[0].tables[0].frame if secs else pd.DataFrame(), report)
+
+
+def _finetune_config(fields: dict[str, Any], source: str, field: str) -> Any:
+    """`FinetuneConfig` from plain fields (ks as a list); a bad value is a UserError naming `source` and `field`."""
+    from emergentlab.experiments import finetune as ft
+
+    try:
+        return ft.FinetuneConfig(**{**fields, **({"ks": tuple(fields["ks"])} if "ks" in fields else {})})
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e), source=source, field=field) from None
+
+
+def finetune(config: dict[str, Any], out: Path, progress: Progress = no_progress) -> Dynamics:
+    """`emergentlab finetune`: predict emergence by fine-tuning (`config`: `FinetuneConfig` fields; the ladder is
+    trained into OUT/ladder unless one is given), then the report. The table is each run's backtest: predicted and
+    actual un-finetuned emergence points (axis unit), the interval, the error (nats or decades) and the verdicts."""
+    from emergentlab.experiments import finetune as ft
+    from emergentlab.experiments.base import torch_threads
+
+    cfg = _finetune_config({"ladder": str(Path(out) / "ladder"), **config}, "emergentlab finetune", "options")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with Store(Path(out) / STORE_NAME) as store:
+        with torch_threads(ft.THREADS):
+            ft.run(cfg, store, _stage(progress, "finetune"))
+        table = ft.backtest_table(ft.fit(store, ft.NAME))
+    return Dynamics(table, build_report(Path(out), cfg.seed))
 
 
 def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress = no_progress) -> Dynamics:

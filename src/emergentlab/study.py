@@ -29,6 +29,10 @@
     task = "add3"
     metric = "exact_match"
     level = 0.5                    # optional: the emergence level, in the metric's unit (default: mid-range)
+
+    [finetune]                     # optional: predict emergence by fine-tuning (experiments.finetune) on this ladder
+    task = "add2"                  # a generator [[tasks]] entry (its train split gives the fine-tuning examples)
+    ks = [0, 32, 128, 512]         # further fields: those of experiments.finetune.FinetuneConfig
 """
 
 from __future__ import annotations
@@ -49,7 +53,10 @@ from emergentlab.records import FACT_FIELDS
 from emergentlab.tasks import TASKS, Task, make_task, variant_name
 
 PRECISIONS = ("fp32", "bf16")  # what a rung may run in (hf and gguf backends; tiny runs fp32)
-_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata", "compare"}
+_STUDY_KEYS = {"name", "seed", "out", "shots", "metrics", "ladder", "tasks", "batch_size", "strata", "compare",
+               "finetune"}
+_FINETUNE_KEYS = {"task", "ks", "steps", "lr", "batch_size", "block_size", "holdout", "n", "shots", "axis", "metric",
+                  "d0", "alpha", "n_boot", "confidence", "tolerance"}
 _COMPARE_KEYS = {"a", "b", "task", "metric", "level"}
 _SERVER_KEYS = ("timeout_s", "max_batch", "concurrency")
 # tokens_per_step: training tokens per optimizer step, so a checkpoint ladder's tokens follow from its step (Pythia:
@@ -107,6 +114,9 @@ class Study:
     source: str = "<study>"
     strata: str | None = None  # example metadata key (e.g. "digits") whose values split verdicts by difficulty
     compares: tuple[CompareSpec, ...] = ()
+    # the [finetune] table: FinetuneConfig fields (names checked here, values when the experiment's config is built),
+    # its `task` resolved to the generator the named [[tasks]] entry draws from
+    finetune: dict[str, Any] | None = None
 
     @property
     def store_path(self) -> Path:
@@ -290,8 +300,20 @@ def parse_study(data: dict[str, Any], src: str, base: Path) -> Study:
         name=str(data.get("name") or Path(src).stem), seed=seed, out=out if out.is_absolute() else base / out,
         ladder=tuple(ladder), tasks=tuple(tasks), metrics=tuple(metrics) if metrics is not None else None,
         batch_size=_int(data.get("batch_size", 64), src, "batch_size", lo=1), source=src, strata=_strata(data, src),
-        compares=tuple(compares),
+        compares=tuple(compares), finetune=_finetune(data["finetune"], tasks, src) if "finetune" in data else None,
     )
+
+
+def _finetune(t: Any, tasks: list[TaskSpec], src: str) -> dict[str, Any]:
+    if not isinstance(t, dict):
+        raise UserError("must be a table", source=src, field="finetune")
+    _unknown(t, _FINETUNE_KEYS, src, "finetune")
+    task = next((x for x in tasks if x.name == t.get("task")), None)
+    if task is None or task.source != "generator":
+        raise UserError(f"must name a generator [[tasks]] entry (its train split gives the fine-tuning examples): "
+                        f"{', '.join(x.name for x in tasks if x.source == 'generator') or 'none'}", source=src,
+                        field="finetune.task")
+    return {"n": task.n, **t, "task": task.ref}
 
 
 def _strata(data: dict[str, Any], src: str) -> str | None:

@@ -1,4 +1,5 @@
-"""One command per experiment kind: grok, induction, cot, tokenization, icl, bursty, passuntil, quantize, sae."""
+"""One command per experiment kind: grok, induction, cot, tokenization, icl, bursty, passuntil, quantize, sae,
+finetune."""
 
 from __future__ import annotations
 
@@ -163,3 +164,24 @@ def sae(small: Annotated[str, typer.Option(help="the smaller rung's folder name"
         d = pipeline.sae_diff(out, small, large, ladder, task, n, seed, update)
     base.output([("features new in the larger rung", d.table)], [], as_json, {"features": d.table},
          {"report": d.report.path})
+
+
+@command()
+def finetune(out: OUT = Path("runs/finetune"),
+             ladder: Annotated[Path | None, typer.Option(help="folder of tiny checkpoints (default: OUT/ladder, "
+                                                              "trained from --spec first when it holds none)")] = None,
+             spec: Annotated[Path | None, typer.Option(help="ladder TOML to train (default: the built-in "
+                                                            "mixture where the task is a small share)")] = None,
+             task: str = "add2", ks: Annotated[str, typer.Option(help="fine-tuning example counts, 0 = none")]
+             = "0,32,128,512", steps: int = 100, lr: float = 1e-3,
+             holdout: Annotated[int, typer.Option(help="largest rungs held out and predicted")] = 2, n: int = 200,
+             seed: int = 0, as_json: JSON = False) -> None:
+    """Predict emergence by fine-tuning (Snell et al. 2024): the emergence law on the smaller rungs vs the held-out."""
+    cfg: dict[str, Any] = {"task": task, "ks": pipeline.numbers(ks, int, "--ks"), "steps": steps, "lr": lr,
+                           "holdout": holdout, "n": n, "seed": seed, **_ladder(ladder)}
+    if spec is not None:
+        cfg["spec"] = str(spec)
+    with progress(base.err) as update:
+        d = pipeline.finetune(cfg, out, update)
+    base.output([("emergence prediction vs held-out rungs (axis units; error in nats or decades)", d.table)], [],
+                as_json, {"backtest": d.table}, {"report": d.report.path})

@@ -7,14 +7,26 @@ collect the sections of whatever a store holds.
 
 from __future__ import annotations
 
-from emergentlab.experiments import bursty, cot, grokking, icl, induction, passuntil, quantization, sae, tokenization
+from emergentlab.experiments import (
+    bursty,
+    cot,
+    finetune,
+    grokking,
+    icl,
+    induction,
+    passuntil,
+    quantization,
+    sae,
+    tokenization,
+)
 from emergentlab.experiments.base import Experiment
 from emergentlab.sections import Section
 from emergentlab.store import Store
 
 EXPERIMENTS: dict[str, Experiment] = {grokking.NAME: grokking, induction.NAME: induction, cot.NAME: cot,
                                       icl.NAME: icl, bursty.NAME: bursty, quantization.NAME: quantization,
-                                      sae.NAME: sae, passuntil.NAME: passuntil, tokenization.NAME: tokenization}
+                                      sae.NAME: sae, passuntil.NAME: passuntil, tokenization.NAME: tokenization,
+                                      finetune.NAME: finetune}
 
 
 def experiment_sections(store: Store, study: str | None) -> list[Section]:

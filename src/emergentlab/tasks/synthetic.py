@@ -8,6 +8,7 @@ split or the train split for good, so a ladder trained on `train_examples(...)` 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -251,8 +252,10 @@ def near_misses(target: str) -> list[str]:
     return sorted(out)
 
 
-def train_lines(names: list[str], n: int, seed: int, traces: float = 0.0, group: int = 1) -> list[str]:
-    """`n` training lines ("input=target"), drawn from the train split of the named tasks in turn.
+def train_lines(names: list[str], n: int, seed: int, traces: float = 0.0, group: int = 1,
+                weights: list[float] | None = None) -> list[str]:
+    """`n` training lines ("input=target"), drawn from the train split of the named tasks: equal shares, or shares
+    proportional to `weights` (one per name; a mixture in which a target task is rare, so that it emerges late).
 
     A mixture (`traces` > 0 or `group` > 1) returns documents instead: the same `n` items in the same order, cut
     into runs of `group` consecutive items joined by "\\n", and exactly round(`traces` · documents) documents
@@ -265,8 +268,13 @@ def train_lines(names: list[str], n: int, seed: int, traces: float = 0.0, group:
     """
     if not 0.0 <= traces <= 1.0 or group < 1:
         raise ValueError(f"need 0 ≤ traces ≤ 1 and group ≥ 1, got traces = {traces}, group = {group}")
-    per = -(-n // len(names))
-    items = [it for name in names for it in _draw(name, "train", per, seed, unique=False)]
+    if weights is None:
+        per = [-(-n // len(names))] * len(names)
+    else:
+        if len(weights) != len(names) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"need one non-negative weight per task and a positive sum, got {weights}")
+        per = [math.ceil(n * w / sum(weights)) for w in weights]
+    items = [it for name, k in zip(names, per, strict=True) for it in _draw(name, "train", k, seed, unique=False)]
     lines = [f"{it.input}={it.target}" for it in items]
     if traces == 0.0 and group == 1:  # the plain corpus, drawn exactly as before mixtures existed
         random.Random(seed).shuffle(lines)

@@ -20,7 +20,8 @@ from emergentlab.train.loop import TrainConfig, train
 # (rung name, step, total steps, info) after every optimizer step of the rung being trained.
 LadderProgress = Callable[[str, int, int, dict[str, float]], None]
 
-_SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "traces", "group", "tokenizer", "model", "train")
+_SPEC_FIELDS = ("sizes", "budgets", "tasks", "lines", "seed", "traces", "group", "tokenizer", "model", "train",
+                "weights")
 # what the corpus and its reading depend on, with the value a rung trained before the field existed had
 _CORPUS_DEFAULTS: dict[str, Any] = {"traces": 0.0, "group": 1, "tokenizer": {"kind": "char"}}
 
@@ -38,7 +39,9 @@ class LadderSpec:
     `lines`: how many "input=target" items to draw; `traces`, `group`: the mixture (`tasks.train_lines`: the share
     of items written as worked traces, and how many consecutive items of one style make a document);
     `tokenizer`: `models.tiny.make_tokenizer`'s spec (characters by default); `train`: TrainConfig fields (not
-    `tokens`, not `seed`). A model's vocab_size, unless given, is the tokenizer's.
+    `tokens`, not `seed`); `weights`: each task's share of the lines, one per task (None: equal shares), e.g. a
+    mixture in which the task under study is rare so that it emerges late. A model's vocab_size, unless given, is
+    the tokenizer's.
     """
 
     sizes: list[dict[str, Any]]
@@ -51,6 +54,7 @@ class LadderSpec:
     tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "char"})
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    weights: list[float] | None = None
 
     def make_tokenizer(self, corpus: list[str] | None = None) -> Tokenizer:
         """The tokenizer; a BPE given as a merge count is learned on `corpus` (the ladder's training lines)."""
@@ -133,6 +137,13 @@ def ladder_spec_from_dict(d: dict[str, Any], source: str | None = None) -> Ladde
         if not isinstance(t, str) or t not in TASKS:
             raise UserError(f"unknown task {t!r} (known: {', '.join(sorted(TASKS))})", source=source,
                             field=f"tasks[{i}]")
+    if "weights" in d:
+        w = d["weights"]
+        if (not isinstance(w, list) or len(w) != len(d["tasks"])
+                or not all(isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in w)
+                or sum(w) <= 0):
+            raise UserError(f"must be a list of {len(d['tasks'])} non-negative numbers (one per task) with a positive "
+                            f"sum, got {w!r}", source=source, field="weights")
     for i, b in enumerate(d["budgets"]):
         if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_BUDGET:
             raise UserError(f"token budget must be an integer from 1 to {MAX_BUDGET:.0e} (a tiny GPT on a CPU "
@@ -182,8 +193,9 @@ def _differs(meta: dict[str, Any], spec: LadderSpec, mcfg: GPTConfig, tcfg: Trai
     want_train = {k: v for k, v in asdict(tcfg).items() if not (k == "bf16" and v is None)}
     stored_train = {k: v for k, v in (meta.get("train") or {}).items() if k in want_train}
     ladder = meta.get("ladder") or {}
-    corpus = {**{k: ladder.get(k) for k in ("tasks", "lines", "seed")},
-              **{k: ladder.get(k, v) for k, v in _CORPUS_DEFAULTS.items()}}
+    # weights only when set, so rungs trained before weighted mixtures existed still match a spec without them
+    drawn = ("tasks", "lines", "seed", *(("weights",) if spec.weights is not None else ()))
+    corpus = {**{k: ladder.get(k) for k in drawn}, **{k: ladder.get(k, v) for k, v in _CORPUS_DEFAULTS.items()}}
     pairs = [("model", meta.get("model"), asdict(mcfg)), ("train", stored_train, want_train),
              ("corpus", corpus, {k: getattr(spec, k) for k in corpus})]
     for what, old, new in pairs:
@@ -227,7 +239,7 @@ def train_ladder(spec: LadderSpec, out: Path, progress: LadderProgress | None = 
             results.append({"name": name, "path": str(path), "skipped": True, **stored[name]})
             continue
         if corpus is None:  # drawn once, and only when some rung needs training
-            corpus = train_lines(spec.tasks, spec.lines, spec.seed, spec.traces, spec.group)
+            corpus = train_lines(spec.tasks, spec.lines, spec.seed, spec.traces, spec.group, spec.weights)
             tokenizer = spec.make_tokenizer(corpus)  # one for every rung (a BPE is learned once, on this corpus)
         cb = (lambda s, t, i, _n=name: progress(_n, s, t, i)) if progress is not None else None
         meta = train(mcfg, tcfg, corpus, path, progress=cb,
