@@ -105,7 +105,8 @@ survives = the format's mean lies within the reference's (fp32's) 95 % bootstrap
 {speed}
 
 bits/weight: RTN counts one fp16 scale per group; the GGUF level counts every byte of the file's tensors (its
-Q8_0 token embedding included), so it reads above 4.5.
+Q8_0 token embedding included), so it reads above 4.5. Every format runs the same fp32 matmuls (RTN and GGUF
+weights are dequantized at load), so the tokens/s spread is the shared machine's load changing during the run.
 """
     print(put_section("quantization", "smollm2", body))
 

@@ -211,7 +211,6 @@ def survives(sweep: Sweep, metric: str = "exact_match", partner: str = "token_ac
         return pd.DataFrame()
     ref_fmt = next(r.format for r in sweep.runs if r.format in sweep.top_scores)
     ref = _values(sweep.top_scores[ref_fmt], metric)
-    rng = np.random.default_rng(seed)
     ref_ci = {}
     for key, v in ref.items():
         _, _, reps = bootstrap_means(v.to_numpy()[None, None, :], n_boot, seed)
@@ -226,7 +225,8 @@ def survives(sweep: Sweep, metric: str = "exact_match", partner: str = "token_ac
             lo, hi = np.nanquantile(reps[:, 0, 0], [0.025, 0.975])
             base, d = ref.get(key), None
             if base is not None and len(both := v.index.intersection(base.index)):
-                d = paired_bootstrap(base[both].to_numpy(), v[both].to_numpy(), rng, n_boot)
+                # a generator per row: a row's interval does not depend on which other formats were run
+                d = paired_bootstrap(base[both].to_numpy(), v[both].to_numpy(), np.random.default_rng(seed), n_boot)
             rows.append({"format": r.format, "bits/weight": round(r.bits_per_weight, 3), "task": key[0],
                          "variant": key[1], "largest rung": sweep.top[r.format], metric: float(v.mean()),
                          "lo": float(lo), "hi": float(hi),
