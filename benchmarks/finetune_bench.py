@@ -1,6 +1,6 @@
 """Fine-tuning speed against a plain PyTorch loop, and the scientific result of the default `emergentlab finetune`.
 
-1. Steps per second of `train.loop.run_steps` (what `finetune` and `finetune_hf` run: warmup + cosine learning
+1. Steps per second of `train.loop._steps` (`optimize` as `finetune` and `finetune_hf` run it: warmup + cosine learning
    rate, gradient clipping, fused AdamW, the loss read every step) against a plain loop (AdamW at a constant learning
    rate, nothing else) on the same model, the same batches, in the same process, alternating the two so that both see
    the same machine load; fp32, one torch thread (the experiment's setting). Models: two tiny GPTs of the default
@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from _machine import write_result  # noqa: E402
 
 from emergentlab.models.tiny import GPT, CharTokenizer, GPTConfig  # noqa: E402
 from emergentlab.tasks import make_task  # noqa: E402
-from emergentlab.train.loop import TrainConfig, _batches, run_steps  # noqa: E402
+from emergentlab.train.loop import TrainConfig, _batches, _steps  # noqa: E402
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -53,7 +54,7 @@ def _plain(model: torch.nn.Module, forward: Forward, batches: list[torch.Tensor]
 
 def _ours(model: torch.nn.Module, forward: Forward, batches: list[torch.Tensor], cfg: TrainConfig) -> float:
     t = time.perf_counter()
-    run_steps(model, cfg, iter(batches), forward, bf16=False)
+    _steps(model, replace(cfg, bf16=False), iter(batches), forward, None)
     return time.perf_counter() - t
 
 
@@ -134,7 +135,7 @@ def main() -> None:
     torch.set_num_threads(1)
     load = os.getloadavg()
     body = (f"torch {torch.__version__}, 1 torch thread, fp32. Load average at the start: {load[0]:.1f} (1 min), "
-            f"{load[1]:.1f} (5 min) on {os.cpu_count()} cores.\n\n## Fine-tuning speed: `run_steps` vs a plain "
+            f"{load[1]:.1f} (5 min) on {os.cpu_count()} cores.\n\n## Fine-tuning speed: `_steps` vs a plain "
             f"PyTorch loop\n\n{a.steps} steps of 16 rows × 64 tokens (add2 lines, the same batches for both), best "
             f"of {a.repeats} alternating runs per loop; a fresh model each run.\n\n{speed(a.steps, a.repeats)}\n")
     if not a.skip_run:
