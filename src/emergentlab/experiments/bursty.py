@@ -159,7 +159,9 @@ def onset_table(onsets: list[Onset]) -> pd.DataFrame:
         last = h.iloc[-1]
         rows.append({"run": o.run.label, "layers": cfg.get("n_layer"), "width": cfg.get("n_embd"),
                      "icl_appeared": o.appeared, "icl_onset_step": steps_or_nan(j.step if j else None),
-                     "onset_lo": o.interval.lo, "onset_hi": o.interval.hi, "onset_found": o.interval.found,
+                     # no onset, no interval: the few replicates that find a rise in noise place it anywhere
+                     "onset_lo": o.interval.lo if j else math.nan, "onset_hi": o.interval.hi if j else math.nan,
+                     "onset_found": o.interval.found,
                      "rise_start": steps_or_nan(j.start if j else None), "rise_end": steps_or_nan(j.end if j else None),
                      "final_icl_acc": float(last["icl_acc"]), "final_control_acc": float(last["control_acc"]),
                      "final_iwl_acc": float(last["iwl_acc"]), "final_induction_score": float(last["induction_score"]),
