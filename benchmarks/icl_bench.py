@@ -83,8 +83,10 @@ def child(kind: str, out: Path) -> dict[str, float]:
 
 def spawn(kind: str, out: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": SRC}
-    done = subprocess.run([sys.executable, __file__, "--child", kind, "--out", str(out)], env=env, check=True,
+    done = subprocess.run([sys.executable, __file__, "--child", kind, "--out", str(out)], env=env,
                           capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -123,6 +123,8 @@ class Onset:
 def onset(r: StoredRun, n_boot: int = 1000) -> Onset:
     """Locate the ICL onset of one stored run (module docstring) and its induction events."""
     h, cfg = r.history, r.config
+    if "icl_score" not in h:  # NaN throughout (query-only loss), so never stored
+        h = h.assign(icl_score=math.nan)
     n = int(cfg.get("eval_episodes", 256))
     ji = jump_interval(h["step"], h["icl_acc"], n, ICL_MIN_RISE, n_boot=n_boot, seed=int(cfg.get("seed", 0)))
     chance = 1 / int(cfg.get("ways", 2))
