@@ -201,6 +201,10 @@ def _onset_section(onsets: list[Onset]) -> Section:
         "The control gives every shot a symbol drawn at random from the episode's: a model that reads the map "
         "falls to chance on it. The induction-head measures of the same models are beside each onset: ICL here "
         "needs a head that finds the query's earlier occurrence and copies the label after it."]
+    copiers = [o.run.label for o in onsets if not o.appeared and o.icl_drop is not None]
+    if copiers:
+        paras.append(f"{', '.join(copiers)}: the ICL score fell (later labels cheaper than the first) with no onset: "
+                     "the model learned to answer with a label from its context, not which one.")
     figure = Figure((
         Panel("in-context (held-out classes)", "step", "2-way accuracy", tuple(
             line(o.run.history, "icl_acc", o.run.label) for o in onsets) + (_chance(onsets),),
