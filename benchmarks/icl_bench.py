@@ -9,7 +9,11 @@
 2. The scientific results, read back from the two run folders: ICL onset per size (step, interval), the
    induction-head events beside it, and the verdict on each n-shot gain curve (does ICL itself emerge?).
 
-Writes benchmarks/results/icl.md.    python benchmarks/icl_bench.py [--keep DIR]
+3. With --ablations: the size where ICL appeared (L2-d64) trained without each of the two choices the default
+   recipe adds to Chan et al.'s: no per-sequence symbol maps (fixed labels only), and the loss on the query's
+   label only.
+
+Writes benchmarks/results/icl.md.    python benchmarks/icl_bench.py [--keep DIR] [--ablations]
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from emergentlab.experiments.base import stored_runs  # noqa: E402
 from emergentlab.store import Store  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+JOBS = ("icl-zero-shot", "icl", "bursty-train-only", "bursty")
+# the default recipe less one of the two choices it adds to Chan et al.'s, on the size where ICL appeared (L2-d64)
+ABLATIONS = {"ablation-fixed-labels": {"p_symbols": 0.0}, "ablation-query-loss": {"interim_weight": 0.0}}
 
 
 def child(kind: str, out: Path) -> dict[str, float]:
@@ -61,6 +68,8 @@ def child(kind: str, out: Path) -> dict[str, float]:
                 evaluate(load_backend(f"tiny:{path}", path.name), task, task.examples, 0, "b", path.name, 0)
     elif kind == "bursty":
         pipeline.bursty("", {}, out)
+    elif kind in ABLATIONS:
+        pipeline.bursty("2x64", ABLATIONS[kind], out)
     elif kind == "bursty-train-only":
         layers, width = bursty.BurstyExperimentConfig().sizes[-1]
         with torch_threads(bursty.THREADS):
@@ -74,8 +83,10 @@ def child(kind: str, out: Path) -> dict[str, float]:
 
 def spawn(kind: str, out: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": SRC}
-    done = subprocess.run([sys.executable, __file__, "--child", kind, "--out", str(out)], env=env, check=True,
+    done = subprocess.run([sys.executable, __file__, "--child", kind, "--out", str(out)], env=env,
                           capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -87,7 +98,7 @@ def md(frame: pd.DataFrame, floatfmt: str = ".3g") -> str:
     return frame.to_markdown(index=False, floatfmt=floatfmt)
 
 
-def science(icl_dir: Path, bursty_dir: Path) -> tuple[str, dict[str, Any]]:
+def science(icl_dir: Path, bursty_dir: Path, ablations: list[Path]) -> tuple[str, dict[str, Any]]:
     """The results sections of the file, and the numbers they quote."""
     with Store(icl_dir / "records.sqlite") as store:
         icl_secs = icl.sections(store, None)
@@ -98,6 +109,7 @@ def science(icl_dir: Path, bursty_dir: Path) -> tuple[str, dict[str, Any]]:
         histories = {r.label: r.history for r in runs}
     table = bursty.onset_table(onsets)
     gain_icl = next(s for s in icl_secs if s.title.startswith("Does in-context"))
+    shifts = [s.summary[0] for s in icl_secs if s.title.startswith("Compare") and s.summary]
     gain_bursty = next((s for s in b_secs if s.title.startswith("Does in-context")), None)
     cols = ["run", "layers", "width", "icl_appeared", "icl_onset_step", "onset_lo", "onset_hi", "onset_found",
             "final_icl_acc", "final_control_acc", "final_iwl_acc", "final_induction_score", "phase_change_step",
@@ -108,15 +120,33 @@ def science(icl_dir: Path, bursty_dir: Path) -> tuple[str, dict[str, Any]]:
         curves.append(f"**{label}**\n\n" + md(keep.iloc[:: max(1, len(keep) // 8)].round(3)))
     vcols = ["shots", "verdict", "confidence", "change", "change_lo", "change_hi", "partner", "partner_shape"]
     body = ["## 2. Does in-context learning appear? Bursty training (`emergentlab bursty`, defaults)",
-            bursty._onset_section(onsets).summary[0], md(table[cols]),
+            b_secs[0].summary[0], md(table[cols]),
             "Logged curves (2-way accuracies, chance 0.5; icl_score in nats), every few logged steps:",
             *curves,
-            "## 3. Does ICL itself emerge? Verdicts on the n-shot gain curves",
+            "## 3. Does ICL itself emerge? Verdicts on the n-shot gain curves, and the threshold shifts",
             "Demo ladder (`emergentlab icl`, add3, exact match): " + gain_icl.summary[0], md(
-                gain_icl.tables[0].frame[vcols])]
+                gain_icl.tables[0].frame[vcols]),
+            "Threshold shift of each n-shot variant against zero-shot on the demo ladder (exact match 0.1, log10 "
+            "parameters, paired bootstrap intervals; `variants.compare_section`):",
+            "\n".join(f"- {line}" for line in shifts)]
     if gain_bursty is not None and gain_bursty.tables:
         body += ["Bursty-trained sizes (final evaluation, 500 held-out episodes): " + gain_bursty.summary[0],
                  md(gain_bursty.tables[0].frame[vcols])]
+    if ablations:
+        rows = []
+        for folder in ablations:
+            with Store(folder / "records.sqlite") as store:
+                for r in stored_runs(store, bursty.NAME, bursty.NAME):
+                    row = bursty.onset_table([bursty.onset(r)]).iloc[0]
+                    rows.append({"recipe": folder.name, "p_symbols": r.config["p_symbols"],
+                                 "interim_weight": r.config["interim_weight"], **row[cols[3:]].to_dict()})
+        base = table[table["run"] == "L2-d64-seed0"].iloc[0]
+        rows.insert(0, {"recipe": "default", "p_symbols": 0.5, "interim_weight": 1.0, **base[cols[3:]].to_dict()})
+        body += ["## 4. What the default recipe needs (L2-d64, 1500 steps, one seed)",
+                 "The default adds two things to Chan et al.'s recipe: half of the bursty sequences carry a symbol "
+                 "map of their own (their \"unfixed\" labels: only the context can fit them), and the loss covers "
+                 "every label, not the query's alone (their w_interim_predictions). Without either:",
+                 md(pd.DataFrame(rows))]
     return "\n\n".join(body), {"onsets": table}
 
 
@@ -125,21 +155,29 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the run folders here instead of a temporary folder")
+    ap.add_argument("--ablations", action="store_true", help="also train L2-d64 without each of the two choices "
+                    "the default recipe adds to Chan et al.'s (per-sequence symbols; the loss on every label)")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.out)))
         return
-    start = time.perf_counter()
-    loads = [load()]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        cost = {}
-        for kind in ("icl-zero-shot", "icl", "bursty-train-only", "bursty"):
+        # a --keep folder remembers the jobs it has run (costs.json): a rerun runs only the missing ones
+        saved = json.loads((root / "costs.json").read_text()) if (root / "costs.json").is_file() else {}
+        cost, loads = saved.get("cost", {}), saved.get("loads", [])
+        for kind in (*JOBS, *(ABLATIONS if args.ablations else ())):
+            if kind in cost:
+                continue
+            loads.append(load())
             cost[kind] = spawn(kind, root / kind)
             loads.append(load())
             print(kind, cost[kind], flush=True)
-        results, _ = science(root / "icl", root / "bursty")
+            (root / "costs.json").write_text(json.dumps({"cost": cost, "loads": loads}))
+        results, _ = science(root / "icl", root / "bursty",
+                             [root / k for k in ABLATIONS if k in cost and (root / k).is_dir()])
+    whole = sum(c["wall_s"] for c in cost.values())
     rows = []
     for kind, base in (("icl", "icl-zero-shot"), ("bursty", "bursty-train-only")):
         for k in (base, kind):
@@ -148,9 +186,9 @@ def main() -> None:
                          "wall × baseline": c["wall_s"] / cost[base]["wall_s"],
                          "CPU × baseline": c["cpu_s"] / cost[base]["cpu_s"]})
     head = (f"torch threads: icl {icl.THREADS}, bursty {bursty.THREADS}. The machine is shared with other jobs: load "
-            f"average (1 min) {' → '.join(loads)} over the script, on {os.cpu_count()} cores, so wall times are "
-            "pessimistic; CPU time is what the job itself used (about its wall time on an idle machine, one thread "
-            f"each). Whole script: {time.perf_counter() - start:.0f} s.")
+            f"average (1 min) {' → '.join(loads)} sampled between jobs, on {os.cpu_count()} cores, so wall "
+            "times are pessimistic; CPU time is what the job itself used (about its wall time on an idle machine, "
+            f"one thread each). All jobs: {whole:.0f} s of wall time.")
     cost_md = ("## 1. Cost of each experiment with its defaults (goal: ≤ 10 min on 2 cores)\n\n"
                + md(pd.DataFrame(rows)) + "\n\nBaselines (ratio 1): `icl-zero-shot` scores the default ladder and "
                "items zero-shot only; `bursty-train-only` trains the largest default size with no logged measures.")

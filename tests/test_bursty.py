@@ -98,3 +98,12 @@ def test_cli_bad_sizes_exit_2_with_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["bursty", "--sizes", "2x", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--sizes" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_pipeline_reports_a_single_size(tmp_path: Path) -> None:
+    """One size is too few rungs for a curve: the report holds the experiment's own sections, no error; with
+    Chan et al.'s query-only loss the ICL score is NaN throughout (so never stored) and the onset still reads."""
+    d = pipeline.bursty("1x16", {**TINY, "interim_weight": 0.0}, tmp_path / "out")
+    assert d.table["run"].tolist() == ["L1-d16-seed0"] and d.report.path.is_file()
+    html = d.report.path.read_text()
+    assert "onset by size" in html and "No gain curve" in html

@@ -19,7 +19,7 @@ import pandas as pd
 from emergentlab import metrics
 from emergentlab.analysis.analyze import Analysis
 from emergentlab.analysis.policy import PolicyCheck
-from emergentlab.analysis.scores_csv import read_scores_csv, scores_to_sets
+from emergentlab.analysis.scores_csv import MIN_RUNGS, read_scores_csv, scores_to_sets
 from emergentlab.analysis.select import Selection
 from emergentlab.errors import UserError
 from emergentlab.experiments import experiment_sections, upgrade, variants
@@ -188,9 +188,11 @@ def build_report(run_dir: Path, seed: int = 0, extra: Sequence[Section] = (), th
     with Store(store_path) as store:
         dynamics = experiment_sections(store, name)
         has_records = store.count() > 0
+        # an experiment's records on fewer rungs than a curve needs (one or two bursty sizes) leave it its sections
+        curves = has_records and len(store.rungs(name)) >= MIN_RUNGS
         fitted = (study_exp.fit(store, name, seed, str(store_path), threshold, at,
                                 saved.strata if saved is not None else None)
-                  if has_records or not dynamics else None)
+                  if curves or not dynamics else None)
         skips = store.skips(name)
     sections = [*dynamics, *extra]
     if fitted is None:

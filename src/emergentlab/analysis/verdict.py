@@ -64,6 +64,7 @@ from emergentlab.analysis.curves import (
     interval_ranks,
     percentile_interval,
     rung_se,
+    usable_axes,
 )
 from emergentlab.analysis.emergence import JUMP_SHARE
 
@@ -455,6 +456,8 @@ def gain_verdicts(scores: pd.DataFrame, rungs: pd.DataFrame, base: str, axis: st
     so a gain that jumps under exact match but rises smoothly in per-token terms is a mirage. Intervals are
     bootstraps over examples, paired across rungs and across the two variants (the gain is per example).
     `scores`: `metrics.compute`'s frame with `base` among its variants; `rungs`: `Store.rungs`' frame."""
+    if axis not in usable_axes(rungs):
+        raise ValueError(f"a gain curve needs rungs at two or more {axis} values, known for every rung")
     sets = curves_by_axis(gain_scores(scores, base), rungs, [axis], n_boot=n_boot, seed=seed)
     if axis not in sets:
         raise ValueError(f"no gain curve along {axis}: no example scored under {base} and another variant")

@@ -123,6 +123,8 @@ class Onset:
 def onset(r: StoredRun, n_boot: int = 1000) -> Onset:
     """Locate the ICL onset of one stored run (module docstring) and its induction events."""
     h, cfg = r.history, r.config
+    if "icl_score" not in h:  # NaN throughout (query-only loss), so never stored
+        h = h.assign(icl_score=math.nan)
     n = int(cfg.get("eval_episodes", 256))
     ji = jump_interval(h["step"], h["icl_acc"], n, ICL_MIN_RISE, n_boot=n_boot, seed=int(cfg.get("seed", 0)))
     chance = 1 / int(cfg.get("ways", 2))
@@ -159,7 +161,9 @@ def onset_table(onsets: list[Onset]) -> pd.DataFrame:
         last = h.iloc[-1]
         rows.append({"run": o.run.label, "layers": cfg.get("n_layer"), "width": cfg.get("n_embd"),
                      "icl_appeared": o.appeared, "icl_onset_step": steps_or_nan(j.step if j else None),
-                     "onset_lo": o.interval.lo, "onset_hi": o.interval.hi, "onset_found": o.interval.found,
+                     # no onset, no interval: the few replicates that find a rise in noise place it anywhere
+                     "onset_lo": o.interval.lo if j else math.nan, "onset_hi": o.interval.hi if j else math.nan,
+                     "onset_found": o.interval.found,
                      "rise_start": steps_or_nan(j.start if j else None), "rise_end": steps_or_nan(j.end if j else None),
                      "final_icl_acc": float(last["icl_acc"]), "final_control_acc": float(last["control_acc"]),
                      "final_iwl_acc": float(last["iwl_acc"]), "final_induction_score": float(last["induction_score"]),
@@ -197,6 +201,10 @@ def _onset_section(onsets: list[Onset]) -> Section:
         "The control gives every shot a symbol drawn at random from the episode's: a model that reads the map "
         "falls to chance on it. The induction-head measures of the same models are beside each onset: ICL here "
         "needs a head that finds the query's earlier occurrence and copies the label after it."]
+    copiers = [o.run.label for o in onsets if not o.appeared and o.icl_drop is not None]
+    if copiers:
+        paras.append(f"{', '.join(copiers)}: the ICL score fell (later labels cheaper than the first) with no onset: "
+                     "the model learned to answer with a label from its context, not which one.")
     figure = Figure((
         Panel("in-context (held-out classes)", "step", "2-way accuracy", tuple(
             line(o.run.history, "icl_acc", o.run.label) for o in onsets) + (_chance(onsets),),

@@ -4,8 +4,9 @@ sequences of `emergentlab.tasks.symbols` and measure, as it trains, whether it l
 The model reads x₁ y₁ … x_C y_C x_q and predicts labels with the unembedding restricted to the label tokens (Chan
 et al.'s classifier). Chan et al. train on the query's label y_q alone; `interim_weight` (their
 ``w_interim_predictions``; 1 by default here) also trains on every context label, which gives a repeated class's
-later labels, predictable from the context, a gradient of their own: with the query alone no run of ours learned
-the map within 1000 steps. Training goes through `train.loop.optimize`, the package's one loop.
+later labels, predictable from the context, a gradient of their own: with the query alone the default L2-d64 run
+did not learn the map within 1500 steps (benchmarks/results/icl.md, section 4). Training goes through
+`train.loop.optimize`, the package's one loop.
 
 At log-spaced steps, and every `eval_every` steps (`train.loop.log_steps`), it logs
 
@@ -75,8 +76,8 @@ class BurstyConfig:
 
     Defaults: a 2-layer GPT (d 64) on 1024 Zipfian training classes (2-token items over 64 letters), 8 context
     pairs, 90 % bursty sequences with 2 classes × 3 shots, half of them with per-sequence symbols, the loss on
-    every label, 1500 steps of 128 sequences. With these, held-out 2-way ICL went from chance to 0.95 between
-    steps ~460 and 1000; with the query-only loss or no per-sequence symbols it did not appear in 1000–1500 steps
+    every label, 1500 steps of 128 sequences. With these, held-out 2-way ICL rose from chance to 0.98 around step
+    500; with the query-only loss, or with fixed labels only, it did not appear within 1500 steps
     (benchmarks/results/icl.md)."""
 
     n_layer: int = 2
