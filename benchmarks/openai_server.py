@@ -40,10 +40,10 @@ from typing import Any
 import httpx
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
 from _machine import write_result  # noqa: E402
 
-from conftest import smollm2_gguf  # noqa: E402
+from _real import smollm2_gguf  # noqa: E402
 from emergentlab.errors import UserError  # noqa: E402
 from emergentlab.models import load_backend  # noqa: E402
 from emergentlab.models.hf import HFBackend  # noqa: E402
