@@ -18,6 +18,30 @@ def smollm2_gguf() -> Path | None:
     return path if path.is_file() else None
 
 
+def tiny_ladder_spec(head: str, block_size: int) -> str:
+    """A ladder spec (TOML) of three 1-layer rungs (d 8, 12, 16) that trains in seconds: `head` holds the data and
+    budget keys."""
+    return f"""{head.strip()}
+[model]
+block_size = {block_size}
+[train]
+batch_size = 4
+block_size = {block_size}
+warmup_steps = 1
+[[sizes]]
+n_layer = 1
+n_embd = 8
+n_head = 2
+[[sizes]]
+n_layer = 1
+n_embd = 12
+n_head = 2
+[[sizes]]
+n_layer = 1
+n_embd = 16
+n_head = 2
+"""
+
 def make_tiny_checkpoint(path: Path, seed: int = 0, **cfg: int) -> Path:
     """An untrained tiny GPT saved as a checkpoint: enough to exercise every code path that runs a model."""
     model = GPT(GPTConfig(**{"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, **cfg}),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_ladder_spec
 from emergentlab import metrics, pipeline
 from emergentlab.errors import UserError
 from emergentlab.experiments import cot
@@ -48,30 +49,11 @@ def test_bad_config_is_a_user_error(tmp_path: Path) -> None:
         pipeline.cot({"task": "mul2", "ladder": str(_ladder(tmp_path)), "n": 3}, tmp_path / "out")
 
 
-TRACE_SPEC = """tasks = ["add2"]
+TRACE_SPEC = tiny_ladder_spec("""tasks = ["add2"]
 lines = 400
 traces = 0.5
 group = 2
-budgets = [2048]
-[model]
-block_size = 96
-[train]
-batch_size = 4
-block_size = 96
-warmup_steps = 1
-[[sizes]]
-n_layer = 1
-n_embd = 8
-n_head = 2
-[[sizes]]
-n_layer = 1
-n_embd = 12
-n_head = 2
-[[sizes]]
-n_layer = 1
-n_embd = 16
-n_head = 2
-"""
+budgets = [2048]""", 96)
 
 
 def test_without_a_ladder_cot_trains_the_trace_ladder_then_resumes_it(tmp_path: Path) -> None:

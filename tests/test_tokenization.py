@@ -9,34 +9,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import tiny_ladder_spec
 from emergentlab import pipeline
 from emergentlab.cli import app
 from emergentlab.errors import UserError
 from emergentlab.experiments import tokenization as tok
 from emergentlab.store import Store
 
-SPEC = """tasks = ["add2"]
+SPEC = tiny_ladder_spec("""tasks = ["add2"]
 lines = 400
-budgets = [1536]
-[model]
-block_size = 64
-[train]
-batch_size = 4
-block_size = 64
-warmup_steps = 1
-[[sizes]]
-n_layer = 1
-n_embd = 8
-n_head = 2
-[[sizes]]
-n_layer = 1
-n_embd = 12
-n_head = 2
-[[sizes]]
-n_layer = 1
-n_embd = 16
-n_head = 2
-"""
+budgets = [1536]""", 64)
 
 
 def test_conditions_parse_and_refuse_other_names() -> None:
