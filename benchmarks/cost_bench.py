@@ -94,9 +94,8 @@ def main() -> None:
     first, *others = tables.items()
     table = [CostPoint(r["length"], r["items"] / r["score_s"], r["maxrss_mb"]) for r in first[1]]
     params = first[1][0]["params"]
-    lines += ["", f"`emergentlab.models.cost.MEASURED` = ({', '.join(f'CostPoint({p.prompt_tokens:g}, '
-                                                          f'{p.items_per_s:.3g}, {p.peak_rss_mb:.0f})' for p in table)},)"
-              f" at MEASURED_PARAMS = {params:.4g} ({first[0]})."]
+    points = ", ".join(f"CostPoint({p.prompt_tokens:g}, {p.items_per_s:.3g}, {p.peak_rss_mb:.0f})" for p in table)
+    lines += ["", f"`emergentlab.models.cost.MEASURED` = ({points},) at MEASURED_PARAMS = {params:.4g} ({first[0]})."]
     for model, rows in others:
         lines += ["", f"{model} predicted from the {first[0]} rows by `estimate_cost` (scaled by parameters) against "
                       "measured:", "", "| prompt tokens | predicted s/item | measured s/item | measured / predicted | "

@@ -42,7 +42,8 @@ class Behaviour:
     """What the fake server does: fail the first `fail_first` requests with `fail_status` (0 = hang past the
     client's timeout), inject a fault (each kind of FAULTS in turn) into a `fault_rate` share of requests (never
     more than twice in a row for the same request), refuse batches with HTTP 500 and shift the echo
-    (llama-cpp-python), leave out log-probs, or refuse /completions (a chat-only server)."""
+    (llama-cpp-python), refuse top_k -1 with a 500 naming the field (llama-cpp-python's validation), leave out
+    log-probs, or refuse /completions (a chat-only server)."""
 
     fail_first: int = 0
     fail_status: int = 429
@@ -52,6 +53,8 @@ class Behaviour:
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     one_prompt: bool = False
     shifted: bool = False
+    strict_top_k: bool = False
+    standard_only: bool = False
     no_logprobs: bool = False
     chat_only: bool = False
     delay_s: float = 0.0
@@ -139,6 +142,15 @@ def make_handler(tiny: TinyBackend, b: Behaviour) -> type[BaseHTTPRequestHandler
                 if route == "/v1/completions":
                     if b.chat_only:
                         return self._send(404, {"error": {"message": "no such route"}})
+                    unknown = sorted(set(body) & set(oa.NEUTRAL_EXTRA)) if b.standard_only else []
+                    if unknown:  # as hosted OpenAI words it
+                        return self._send(400, {"error": {"message": "Unrecognized request arguments supplied: "
+                                                          + ", ".join(unknown), "type": "invalid_request_error"}})
+                    if b.strict_top_k and body.get("top_k", 0) < 0:  # as llama-cpp-python 0.3.36 words it
+                        return self._send(500, {"error": {"message": "1 validation error: {'type': "
+                                                          "'greater_than_equal', 'loc': ('body', 'top_k'), 'msg': "
+                                                          "'Input should be greater than or equal to 0', 'input': -1}",
+                                                          "type": "internal_server_error"}})
                     if b.one_prompt and isinstance(body["prompt"], list) and len(body["prompt"]) > 1:
                         return self._send(500, {"error": {"message": "", "type": "internal_server_error"}})
                     return self._completions(body, drop_logprobs=b.no_logprobs or fault == "no_logprobs",
@@ -442,12 +454,15 @@ def test_a_run_through_30_percent_faults_stores_the_same_records(tiny: TinyBacke
 
 
 def _replay_handler(recorded: list[dict[str, Any]], seen: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
-    """Answers a request with the recorded response whose request has the same prompt, echo and max_tokens."""
+    """Answers a request with the recorded response whose request has the same prompt, echo and max_tokens; where
+    several have, with each in the order recorded (the last one again once they are used up)."""
 
     def key(body: dict[str, Any]) -> str:
         return json.dumps([body.get("prompt"), bool(body.get("echo")), body.get("max_tokens")])
 
-    table = {key(r["request"]): r for r in recorded}
+    table: dict[str, list[dict[str, Any]]] = {}
+    for r in recorded:
+        table.setdefault(key(r["request"]), []).append(r)
 
     class Replay(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -456,7 +471,8 @@ def _replay_handler(recorded: list[dict[str, Any]], seen: list[dict[str, Any]]) 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body)
-            hit = table.get(key(body)) if len(seen) <= MAX_REQUESTS else None
+            answers = table.get(key(body)) if len(seen) <= MAX_REQUESTS else None
+            hit = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else None
             status, obj = (hit["status"], hit["response"]) if hit else (418, {"error": "not recorded"})
             raw = json.dumps(obj).encode()
             self.send_response(status)
@@ -476,13 +492,16 @@ def _fixture(name: str) -> dict[str, Any]:
 def test_a_llama_cpp_python_style_server_is_refused_by_the_self_check(server: tuple[str, Behaviour],
                                                                       tiny: TinyBackend, fast_backoff: None) -> None:
     url, b = server
-    b.one_prompt, b.shifted = True, True  # llama-cpp-python 0.3.36: 500 on a list of prompts, echo shifted (#1983)
+    # llama-cpp-python 0.3.36: 500 naming top_k for -1, 500 on a list of prompts, echo shifted (#1983)
+    b.one_prompt, b.shifted, b.strict_top_k = True, True, True
     with pytest.raises(UserError, match=r"self-check failed.*#1983") as e:
         OpenAIBackend.from_spec(f"smol@{url}", "smol")
     assert str(e.value).startswith(url) and "\n" not in str(e.value)
-    # one batch refused with HTTP 500 and never retried; everything after goes one prompt per request
-    assert [isinstance(s["prompt"], list) for s in b.seen] == [True] + [False] * (len(b.seen) - 1)
-    assert all(s["repeat_penalty"] == 1.0 and s["temperature"] == 0 for s in b.seen)
+    # the batch is refused for top_k -1, resent once with llama.cpp's "off" (0), refused as a batch and never
+    # retried; everything after goes one prompt per request with top_k 0 and the other neutral fields kept
+    assert [(isinstance(s["prompt"], list), s["top_k"]) for s in b.seen] == \
+        [(True, -1), (True, 0)] + [(False, 0)] * (len(b.seen) - 2)
+    assert all(s["repeat_penalty"] == 1.0 and s["min_p"] == 0 and s["temperature"] == 0 for s in b.seen)
     # generation still works there, one prompt per request
     gens = backend(url).generate(list(PROBES), 3)
     assert [g.text for g in gens] == [g.text for g in tiny.generate(list(PROBES), 3)]
@@ -501,3 +520,47 @@ def test_replayed_vllm_format_passes_the_self_check_and_scores(fast_backoff: Non
         keep = [i for i, off in enumerate(ex["text_offset"]) if len(prompt) <= off < len(prompt + cont)]
         assert got.tokens == tuple(ex["tokens"][i] for i in keep) and "".join(got.tokens) == cont
         assert got.logprobs == tuple(ex["token_logprobs"][i] for i in keep)
+
+
+def test_replayed_llama_cpp_python_server_is_refused_by_the_self_check(fast_backoff: None) -> None:
+    """The exchanges recorded from a real llama-cpp-python 0.3.36 server (benchmarks/openai_server.py --record):
+    the batch is refused with HTTP 500 and never retried, and the shifted echo fails the self-check in one line."""
+    rec = _fixture("llama_cpp_python.json")
+    refused = [x for x in rec["exchanges"] if isinstance(x["request"]["prompt"], list)]
+    assert refused and all(x["status"] == 500 for x in refused)  # what the server did, as recorded
+    seen: list[dict[str, Any]] = []
+    for url in _serve(_replay_handler(rec["exchanges"], seen)):
+        with pytest.raises(UserError, match=r"self-check failed.*#1983") as e:
+            OpenAIBackend.from_spec(f"{rec['model']}@{url}", "llama-cpp-python")
+        assert str(e.value).startswith(url) and "\n" not in str(e.value)
+    # refused for top_k -1 (a 500 naming it), then as a batch; then one prompt per request with top_k 0
+    assert [(isinstance(s["prompt"], list), s["top_k"]) for s in seen] == \
+        [(True, -1), (True, 0)] + [(False, 0)] * (len(seen) - 2)
+    # the requests the real server saw (singles go out concurrently: their order may differ)
+    assert sorted(json.dumps(s["prompt"]) for s in seen) == sorted(json.dumps(x["request"]["prompt"])
+                                                                   for x in rec["exchanges"])
+
+
+def test_an_api_that_rejects_unknown_fields_gets_the_standard_ones(server: tuple[str, Behaviour],
+                                                                    tiny: TinyBackend, fast_backoff: None) -> None:
+    url, b = server
+    b.standard_only = True
+    be = backend(url)
+    assert [g.text for g in be.generate(list(PROBES), 3)] == [g.text for g in tiny.generate(list(PROBES), 3)]
+    # refused; resent with top_k's other "off" (0) and without the rest; refused again; resent with none of them
+    assert [s.get("top_k") for s in b.seen] == [-1, 0, None] and not set(b.seen[2]) & set(oa.NEUTRAL_EXTRA)
+    assert b.seen[2]["temperature"] == 0 and b.seen[2]["top_p"] == 1
+    be.generate(list(PROBES), 3)
+    assert len(b.seen) == 4  # learnt once per backend
+
+
+def test_a_field_refused_on_several_threads_at_once_gets_its_fallback(server: tuple[str, Behaviour],
+                                                                      tiny: TinyBackend, fast_backoff: None) -> None:
+    url, b = server
+    b.strict_top_k, b.delay_s = True, 0.05  # four single-prompt requests with top_k -1 in flight together
+    prompts = [f"{p} {i}" for i in range(4) for p in PROBES]
+    got = backend(url, max_batch=1, concurrency=4).generate(prompts, 3)
+    assert [g.text for g in got] == [g.text for g in tiny.generate(prompts, 3)]
+    refused = [s for s in b.seen if s["top_k"] == -1]
+    assert 1 <= len(refused) <= 4 and len(b.seen) == len(refused) + len(prompts)  # each refused once, none retried
+    assert all(s["top_k"] == 0 and s["min_p"] == 0 for s in b.seen if s not in refused)

@@ -14,7 +14,8 @@ What known servers do (from their docs, source and issue trackers, checked 2026-
   entry is null, `top_logprobs` holds the chosen token besides the top k); `prompt` may be a list (batched).
   Docs: docs.vllm.ai "OpenAI-compatible server", vllm/entrypoints/openai/serving_completion.py.
 - llama-cpp-python (`python -m llama_cpp.server`): one prompt per request (a list of more than one fails an
-  assert: HTTP 500 with an empty message, llama_cpp/server/app.py); echoed log-probs are shifted by one position
+  assert: HTTP 500 with an empty message, llama_cpp/server/app.py); `top_k` -1 is refused with HTTP 500 (a
+  validation error naming the field; 0 turns top-k off there); echoed log-probs are shifted by one position
   (entry i is log p(token i | tokens <= i): abetlen/llama-cpp-python#1983, open), so its scores are wrong and the
   self-check below refuses it.
 - llama.cpp's own `llama-server`: no prompt log-probs; `echo` is rejected ("Only no echo is supported") or the
@@ -31,8 +32,10 @@ Trust, faults and secrets:
   with that token, and compares the echoed log-prob of the token with the one reported when generating it. A
   server whose echo is shifted, missing or nonsensical fails with one line naming it.
 - Transient faults (timeouts, dropped connections, 408, 429 with its Retry-After honoured, 502/503/504, a 500 on
-  a one-prompt request, a 200 whose JSON is truncated or lacks what was asked for) are retried, `max_attempts`
-  (5) tries in all, with random exponential backoff. A permanent refusal (any other 4xx) fails at once; a batch
+  a one-prompt request that names none of the fields we send, a 200 whose JSON is truncated or lacks what was asked
+  for) are retried, `max_attempts` (5) tries in all, with random exponential backoff. A refusal (400, 422 or 500)
+  that names a non-standard field we send is resent with that field's fallback or without it, never retried as it
+  was. A permanent refusal (any other 4xx) fails at once; a batch
   the server refuses (a 4xx other than 401/403/404, a 500, or the wrong number of choices) is not retried but
   resent one prompt per request, and every later request is sent that way too, `concurrency` in flight.
 - The API key is read from an environment variable and sent only in the Authorization header. A password or
@@ -76,10 +79,12 @@ _URL = re.compile(r"https?://[^\s'\"<>]+")
 _REDACTED = "***"
 # The neutral settings sent with every request; `repeat_penalty` is llama.cpp's name, `repetition_penalty`
 # vLLM's and TGI's; top_k -1 and min_p 0 turn off the truncations that vLLM (from generation_config) and llama.cpp
-# (top_k 40, min_p 0.05 by default) apply when sampling. APIs that reject unknown fields get only the standard ones
-# (see `_post`).
+# (top_k 40, min_p 0.05 by default) apply when sampling. A server that refuses one of them by name gets its other
+# spelling of "off" (`EXTRA_FALLBACK`: vLLM wants top_k -1 and refuses 0, llama-cpp-python refuses -1 and reads 0 as
+# off) or, failing that, goes without it (hosted OpenAI and TGI reject unknown fields; see `_post`).
 NEUTRAL = {"temperature": 0, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "n": 1}
 NEUTRAL_EXTRA = {"repeat_penalty": 1.0, "repetition_penalty": 1.0, "top_k": -1, "min_p": 0.0}
+EXTRA_FALLBACK = {"top_k": 0}
 # Texts whose greedy next token the self-check scores back; tokenizers that merge it with the text are skipped.
 PROBES = ("The capital of France is Paris. The capital of Italy is", "Monday, Tuesday, Wednesday, Thursday,")
 # nats: a prompt pass and an incremental decoding step of the same model agree to ~1e-3; a shifted echo is off
@@ -248,7 +253,9 @@ class OpenAIBackend:
             raise _Transient(f"{type(e).__name__}: {e}") from e
         if r.status_code >= 400:
             msg = _server_message(r)
-            if r.status_code in (408, 429) or r.status_code >= 502 or (r.status_code == 500 and not batched):
+            # llama-cpp-python answers a field it refuses with HTTP 500 (a validation error naming it): not transient
+            single_500 = r.status_code == 500 and not batched and not _named_extras(msg, body)
+            if r.status_code in (408, 429) or r.status_code >= 502 or single_500:
                 raise _Transient(f"HTTP {r.status_code}: {msg}", _retry_after(r))
             raise _Refused(r.status_code, msg)
         try:
@@ -272,13 +279,23 @@ class OpenAIBackend:
         """
         retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
                             retry=retry_if_exception_type(_Transient), reraise=False)
+        sent = {**body, **self._extra}
         try:
-            return retrying(self._post_once, path, {**body, **self._extra}, parse)
+            return retrying(self._post_once, path, sent, parse)
         except _Refused as e:
-            if self._extra and e.status in (400, 422) and any(k in str(e) for k in self._extra):
-                self._extra = {}  # an API that rejects unknown fields (hosted OpenAI, TGI): standard ones only
-                return self._post(path, body, parse)
-            raise
+            named = _named_extras(str(e), sent) if e.status in (400, 422, 500) else []
+            # decided from what this request sent, so that requests refused together on other threads agree;
+            # replaced whole, so that requests in flight keep the fields they were built with
+            extra = dict(self._extra)
+            for k in named:
+                if k in EXTRA_FALLBACK and sent[k] != EXTRA_FALLBACK[k]:
+                    extra[k] = EXTRA_FALLBACK[k]
+                else:
+                    extra.pop(k, None)
+            if not named or {**body, **extra} == sent:
+                raise
+            self._extra = extra
+            return self._post(path, body, parse)
         except RetryError as e:
             last = e.last_attempt.exception()
             raise self._error(f"{path} failed {self.max_attempts} times (timeout {self.timeout_s:g} s per try, "
@@ -413,6 +430,11 @@ class OpenAIBackend:
             return [chat(p) for p in prompts]
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(chat, prompts))
+
+
+def _named_extras(message: str, sent: dict[str, Any]) -> list[str]:
+    """The non-standard fields of the request `sent` that a server's error message names."""
+    return [k for k in NEUTRAL_EXTRA if k in sent and re.search(rf"\b{k}\b", message)]
 
 
 def _choices(data: dict[str, Any], n: int) -> list[dict[str, Any]]:
