@@ -33,7 +33,7 @@ from lmeval_compare import smollm2_gguf  # noqa: E402
 
 from emergentlab.models import load_backend  # noqa: E402
 from emergentlab.models.base import cut_at_stop, pack_batches  # noqa: E402
-from emergentlab.models.hf import HFBackend, flops_per_token  # noqa: E402
+from emergentlab.models.hf import HFBackend, flops_per_token, native_bf16  # noqa: E402
 from emergentlab.tasks import make_task  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def kernel_path() -> str:
     except OSError:
         pass
     bf16 = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
-    onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    onednn = native_bf16()
     return (f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
             f"oneDNN bf16 matmul {'yes' if onednn else 'no'}, CPU bf16 flags: {', '.join(bf16) or 'none'}")
 

@@ -19,7 +19,7 @@ import torch
 
 from conftest import smollm2_gguf
 from emergentlab.errors import UserError
-from emergentlab.models import load_backend
+from emergentlab.models import hf, load_backend
 from emergentlab.models.hf import HFBackend, HFSpec, flops_per_token, parse_hf_spec
 
 GGUF = smollm2_gguf()
@@ -308,3 +308,13 @@ def test_sampling_draws_the_models_distribution_per_prompt_and_seed(smol: HFBack
     top, want = smol._piece(int(probs.argmax())), float(probs.max())
     got = np.mean([g.text == top for g in smol.sample([p] * 300, 1, (), 1.0, list(range(300)))])
     assert abs(got - want) < 4 * np.sqrt(want * (1 - want) / 300) + 1e-9, (got, want)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_without_native_matmuls_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(hf, "native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(UserError):  # the empty folder fails to load
+        warnings.simplefilter("always")
+        HFBackend.from_spec(HFSpec(str(tmp_path)), precision="bf16")
+    slow = [w for w in seen if issubclass(w.category, RuntimeWarning) and "slower than fp32" in str(w.message)]
+    assert len(slow) == (0 if native else 1)

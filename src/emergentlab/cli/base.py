@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -31,13 +32,20 @@ OUT = Annotated[Path, typer.Option(help="run folder: records.sqlite, figures, re
 LADDER = Annotated[Path | None, typer.Option(help="folder of tiny checkpoints (default: the shipped demo ladder)")]
 
 
+def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    """A warning as one line on stderr, without the file and source line Python adds."""
+    print_line(err, f"warning: {message}")
+
+
 def _guard(fn: F) -> F:
     """User errors → one line on stderr, exit 2; anything else → one line, exit 1 (EMERGENTLAB_DEBUG=1 re-raises)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except UserError as e:  # StoreError is one: a file that is not a usable store
             print_line(err, f"error: {e}")
             raise typer.Exit(2) from None

@@ -67,7 +67,7 @@ def _spec(spec: Path | None) -> dict[str, Any]:
 def cot(out: OUT = Path("runs/cot"),
         ladder: Annotated[Path | None, typer.Option(help="folder of tiny checkpoints (default: train the trace-"
                                                          "mixture ladder --spec into OUT/ladder; a rerun resumes)")]
-        = None, spec: SPEC = None, task: str = "add3", n: int = 200, seed: int = 0, model: MODELS = None,
+        = None, spec: SPEC = None, task: str = "add2", n: int = 200, seed: int = 0, model: MODELS = None,
         as_json: JSON = False) -> None:
     """Chain of thought vs direct on a ladder: per-rung paired differences and where their sign flips."""
     with progress(base.err) as update:
@@ -79,7 +79,7 @@ def cot(out: OUT = Path("runs/cot"),
 def tokenization(out: OUT = Path("runs/tokenization"), spec: SPEC = None,
                  conditions: Annotated[str, typer.Option(help="comma-separated, the first the baseline: digit or "
                                                               "chunk2-4, optionally +scratchpad")]
-                 = "digit,chunk3,digit+scratchpad", task: str = "add3", n: int = 200, seed: int = 0,
+                 = "digit,chunk3,digit+scratchpad", task: str = "add2", n: int = 200, seed: int = 0,
                  as_json: JSON = False) -> None:
     """Tokenization and scratchpads: the arithmetic ladder per condition (trained into OUT/ladders; a rerun resumes),
     each condition's threshold shift against the baseline with a paired-bootstrap interval."""

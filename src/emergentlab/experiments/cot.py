@@ -57,7 +57,7 @@ class CotConfig:
     ladder: str = ""
     spec: str = str(COT_LADDER)
     cache: str = "runs/cot/ladder"
-    task: str = "add3"
+    task: str = "add2"  # the generator the default ladder trains on (its disjoint test split)
     n: int = 200
     shots: int = 1
     seed: int = 0

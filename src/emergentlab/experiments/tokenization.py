@@ -76,7 +76,7 @@ class TokConfig:
     spec: str = str(TOKENIZATION_LADDER)
     cache: str = "runs/tokenization/ladders"
     conditions: tuple[str, ...] = field(default=("digit", "chunk3", "digit+scratchpad"))
-    task: str = "add3"
+    task: str = "add2"  # the generator the default ladder trains on (its disjoint test split)
     n: int = 200
     seed: int = 0
     n_boot: int = 1000

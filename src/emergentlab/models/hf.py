@@ -8,8 +8,9 @@ batch (few-shot context, the stem of multiple-choice items) is run once and its 
 vocabulary projection is applied only at the positions that predict a continuation token.
 
 Weights load from safetensors or GGUF only (`use_safetensors=True`); a folder with only pickled weights is refused.
-`precision` picks the dtype the weights run in ("fp32", the default, or "bf16": about 2x faster on a CPU with native
-bf16 matmuls, at ~1e-2 nats per item); the log-softmax is taken in fp32 either way.
+`precision` picks the dtype the weights run in ("fp32", the default, or "bf16": 1.5x faster on a CPU with native
+bf16 matmuls, at ~5e-2 nats per item, and about 6x *slower* on one without them, which `from_spec` warns of; see
+benchmarks/results/hf_speed.md); the log-softmax is taken in fp32 either way.
 
 Generation is our own batched loop over transformers' KV cache, greedy (`generate`) or sampled at a temperature
 (`sample`, reproducible per prompt and seed): rows leave the batch as soon as they emit EOS or a stop string, and the
@@ -25,6 +26,7 @@ import os
 import re
 import shutil
 import struct
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +145,11 @@ def gguf_format(path: Path) -> GgufFormat:
     return GgufFormat(name, bits, weights)
 
 
+def native_bf16() -> bool:
+    """Whether torch has native bf16 matmuls on this CPU (oneDNN with AVX512-BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def gguf_cache_dir(gguf: Path) -> Path:
     """Where the fp32 dequantization of `gguf` is kept: keyed by the SHA-256 of the file's bytes.
 
@@ -252,6 +259,10 @@ class HFBackend:
                   precision: str = "fp32", **kw: Any) -> HFBackend:
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})", field="precision")
+        if precision == "bf16" and not native_bf16():
+            warnings.warn("bf16 on this CPU (no native bf16 matmuls: AVX512-BF16 or AMX) runs several times slower "
+                          "than fp32 (0.17x measured on AVX2); fp32 is the faster choice here", RuntimeWarning,
+                          stacklevel=2)
         tok, model = _load(spec, trust_remote_code, PRECISIONS[precision])
         return cls(model, tok, name or spec.label, spec, **kw)
 
