@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from scipy.special import logsumexp
 from emergentlab.records import KEY_FIELDS
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _INF = math.inf
@@ -101,12 +102,35 @@ def _span(text: str, stop: str | None, regex: str | None) -> tuple[int, int]:
     return (s, e) if s >= 0 else (0, 0)
 
 
+class _Record(dict[str, Any]):
+    """A record's fields as `compute` hands them to the metrics, with room for pieces they share."""
+
+
+def _per_record(fn: Callable[[Row], T]) -> Callable[[Row], T]:
+    """`fn(r)` kept in `r` when `r` is one of the rows `compute` makes (a `_Record`, never a caller's mapping, which
+    may be copied or changed): the several metrics of one record that need the same piece (its response, its
+    targets, their numbers) then work it out once."""
+    key = f"_{fn.__name__}"
+
+    @functools.wraps(fn)
+    def cached(r: Row) -> T:
+        if not isinstance(r, _Record):
+            return fn(r)
+        if key not in r:
+            r[key] = fn(r)
+        return r[key]  # type: ignore[no-any-return]
+
+    return cached
+
+
+@_per_record
 def response(r: Row) -> str:
     """The part of the generation that generative metrics compare (`response_span`)."""
     s, e = response_span(r)
     return str(r["generation"][s:e])
 
 
+@_per_record
 def _refs(r: Row) -> list[str]:
     """Every accepted answer: `targets` when the task gives several, else `target`."""
     t = r.get("targets")
@@ -218,6 +242,7 @@ def uniform_guess_brier(r: Row) -> float:
     return float(np.sum((1.0 / len(truth) - truth) ** 2))
 
 
+@_per_record
 def _numbers(r: Row) -> tuple[float | None, list[float]]:
     """The first number of the response, and that of each target holding one."""
     return parse_number(response(r)), [x for t in _refs(r) if (x := parse_number(t)) is not None]
@@ -481,7 +506,7 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
     cols = list(records.columns)
     # rows as plain dicts without DataFrame.to_dict's per-cell boxing; which metrics apply depends only on the
     # record's kind and declared metrics, so it is worked out once per distinct pair
-    rows = (dict(zip(cols, vals, strict=True)) for vals in zip(*(records[c].tolist() for c in cols), strict=True))
+    rows = (_Record(zip(cols, vals, strict=True)) for vals in zip(*(records[c].tolist() for c in cols), strict=True))
     applies: dict[tuple[str, tuple[str, ...]], list[tuple[str, Callable[[Row], float]]]] = {}
     idx: list[int] = []
     metric: list[str] = []
