@@ -41,7 +41,9 @@ def child(model: str, length: int, items: int, threads: int) -> dict[str, float]
     b = load_backend(real_models()[model])
     assert isinstance(b, HFBackend)
     rng = torch.Generator().manual_seed(length)
-    digits = [b._encode(str(d))[0] for d in range(10)] + [b._encode("+")[0], b._encode("=")[0]]
+    # the last id: a tokenizer that adds BOS (Gemma's) puts it first, and prompts of BOS only would all share
+    # one prefix
+    digits = [b._encode(str(d))[-1] for d in range(10)] + [b._encode("+")[-1], b._encode("=")[-1]]
     prompts = []
     for _ in range(items):  # exactly `length` tokens, each a digit or operator, decoded back to text
         ids = [digits[int(i)] for i in torch.randint(len(digits), (length,), generator=rng)]
