@@ -56,6 +56,12 @@ class Report:
     means: pd.DataFrame | None = None  # as `StudyRun.means`, read off the analysis' curves (no second scoring)
 
 
+def _open_run(out: Path | str) -> Store:
+    """The store of the run folder `out`, the folder made first."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return Store(Path(out) / STORE_NAME)
+
+
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -344,8 +350,7 @@ def grok(base: dict[str, Any], sweep_wd: str, sweep_frac: str, out: Path,
                                          numbers(sweep_frac, float, "--sweep-frac") or (cfg.train_frac,))
     except (ValueError, TypeError) as e:
         raise UserError(str(e), source="emergentlab grok") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(grokking.THREADS):
+    with _open_run(out) as store, torch_threads(grokking.THREADS):
         results = [grokking.run(c, store, _stage(progress, c.run_name), study="grok") for c in configs]
     return Dynamics(grokking.sweep_table(results), build_report(Path(out)))
 
@@ -358,8 +363,7 @@ def _ladder_experiment(exp: Any, make: Callable[[], Any], out: Path, progress: P
         raise UserError(str(e), source=f"emergentlab {exp.NAME}") from None
     from emergentlab.experiments.base import torch_threads
 
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(exp.THREADS):
+    with _open_run(out) as store, torch_threads(exp.THREADS):
         exp.run(cfg, store, progress)
     return build_report(Path(out), cfg.seed)
 
@@ -389,8 +393,7 @@ def tokenization(config: dict[str, Any], out: Path, progress: Progress = no_prog
         cfg = tok_exp.TokConfig(**{"cache": str(Path(out) / "ladders"), **config, **conds})
     except (ValueError, TypeError) as e:
         raise UserError(str(e), source="emergentlab tokenization") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(tok_exp.THREADS):
+    with _open_run(out) as store, torch_threads(tok_exp.THREADS):
         tok_exp.run(cfg, store, progress)
         table = tok_exp.shift_table(store, tok_exp.NAME, asdict(cfg))
     return Dynamics(table, build_report(Path(out), cfg.seed))
@@ -436,8 +439,7 @@ def finetune(config: dict[str, Any], out: Path, progress: Progress = no_progress
     from emergentlab.experiments.base import torch_threads
 
     cfg = _finetune_config({"ladder": str(Path(out) / "ladder"), **config}, "emergentlab finetune", "options")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store:
+    with _open_run(out) as store:
         with torch_threads(ft.THREADS):
             ft.run(cfg, store, _stage(progress, "finetune"))
         table = ft.backtest_table(ft.fit(store, ft.NAME))
@@ -458,8 +460,7 @@ def induction(layers: str, steps: int, seed: int, out: Path, progress: Progress 
         configs = [ind.InductionConfig(n_layer=n, steps=steps, seed=seed) for n in counts]
     except ValueError as e:
         raise UserError(str(e), source="emergentlab induction") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(ind.THREADS):
+    with _open_run(out) as store, torch_threads(ind.THREADS):
         results = [ind.run(c, store, _stage(progress, c.run_name), study="induction") for c in configs]
     rows = []
     for r in results:
@@ -491,8 +492,7 @@ def bursty(sizes: str, train: dict[str, Any], out: Path, progress: Progress = no
                else exp.BurstyExperimentConfig(train=run_cfg))
     except (ValueError, TypeError) as e:
         raise UserError(str(e), source="emergentlab bursty") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(exp.THREADS):
+    with _open_run(out) as store, torch_threads(exp.THREADS):
         exp.run(cfg, store, _stage(progress, exp.NAME), study=exp.NAME)
         table = exp.onset_table([exp.onset(r, cfg.n_boot) for r in stored_runs(store, exp.NAME, exp.NAME)])
     return Dynamics(table, build_report(Path(out), cfg.seed))
@@ -524,8 +524,7 @@ def quantize(out: Path, ladder: Path | None = None, task: str = "add3", n: int =
     except ValueError as e:
         raise UserError(str(e), source=None if models else str(ladder or ""), field="--model" if models
                         else "--ladder") from None
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store:
+    with _open_run(out) as store:
         q.run(cfg, store, _stage(progress, "quantize"))
         sections = q.sections(store, q.NAME)
         table = q.survives(q.fit(store, q.NAME)[0])
@@ -547,8 +546,7 @@ def sae_diff(out: Path, small: str, large: str, ladder: Path | None = None, task
     for fld, rung in (("small", small), ("large", large)):
         if not (Path(cfg.ladder) / rung / "config.json").is_file():
             raise UserError(f"no tiny checkpoint {rung!r} in the ladder folder", source=cfg.ladder, field=f"--{fld}")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with Store(Path(out) / STORE_NAME) as store, torch_threads(sae.THREADS):
+    with _open_run(out) as store, torch_threads(sae.THREADS):
         rec = sae.run(cfg, store, _stage(progress, "sae"))
         sections = sae.sections(store, sae.NAME)
     table = pd.DataFrame([{k: v for k, v in f.items() if k != "examples"} for f in rec["features"]])
