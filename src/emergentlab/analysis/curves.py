@@ -262,6 +262,25 @@ def primary_axis(rungs: pd.DataFrame, prefer: str | None = None) -> str:
     return axes[0]
 
 
+def _cells(sc: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The curves of per-example scores `sc`: their keys (sorted by `CURVE_KEYS`), each score's curve index, and
+    its example slot (one per (task, variant, example_id), numbered in example-id order within its task and
+    variant, shared by the curve's metrics). Each key column is factorized once: a million-record study has
+    millions of scores, and grouping by text columns again and again was most of the analysis' time."""
+    codes, uniques = zip(*(pd.factorize(sc[c], sort=True) for c in (*CURVE_KEYS, "example_id")), strict=True)
+    t, m, v, e = (np.asarray(c, dtype=np.int64) for c in codes)
+    nt, nm, nv, ne = (max(len(u), 1) for u in uniques)
+    curve = (t * nm + m) * nv + v
+    curves, cidx = np.unique(curve, return_inverse=True)
+    keys = pd.DataFrame({"task": uniques[0].take(curves // (nm * nv)), "metric": uniques[1].take(curves // nv % nm),
+                         "variant": uniques[2].take(curves % nv)})
+    group = t * nv + v
+    pairs = group * ne + e
+    seen = np.unique(pairs)
+    slot = np.searchsorted(seen, pairs) - np.searchsorted(seen, group * ne)
+    return keys, cidx.reshape(-1), slot
+
+
 def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str] | None = None, *,
                    n_boot: int = 1000, seed: int = 0, records: pd.DataFrame | None = None) -> dict[str, CurveSet]:
     """Per-example scores (`metrics.compute` output) + rungs (`Store.rungs`) → a `CurveSet` per scale axis
@@ -281,14 +300,11 @@ def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str
     base = orders[axes[0]]
     models = [str(m) for m in rg_all["model"].iloc[base]]
     sc = scores[scores["model"].astype(str).isin(models)]
-    keys = sc[CURVE_KEYS].drop_duplicates().sort_values(CURVE_KEYS).reset_index(drop=True)
-    # one example slot per (task, variant, example_id), shared by the curve's metrics
-    slot = sc.groupby(["task", "variant"])["example_id"].transform(lambda s: pd.factorize(s, sort=True)[0])
+    keys, cidx, slot = _cells(sc)
     n_slots = int(slot.max()) + 1 if len(sc) else 0
-    cidx = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_frame(sc[CURVE_KEYS]))
     ridx = pd.Index(models).get_indexer(sc["model"].astype(str))
     values = np.full((len(keys), len(models), max(n_slots, 1)), np.nan)
-    values[cidx, ridx, slot.to_numpy()] = sc["value"].to_numpy(dtype=float)
+    values[cidx, ridx, slot] = sc["value"].to_numpy(dtype=float)
     mean, n, boot = bootstrap_means(values, n_boot, seed)
     lengths = _target_lengths(records) if records is not None else {}
     keys = curve_keys(keys)
