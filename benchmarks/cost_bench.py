@@ -53,7 +53,7 @@ def child(model: str, length: int, items: int, threads: int) -> dict[str, float]
     t2 = time.perf_counter()
     assert all(len(s.logprobs) == 3 for s in scores)
     return {"load_s": t1 - t0, "score_s": t2 - t1, "items": items, "length": length,
-            "params": float(b.facts().params or 0),
+            "params": float(b.facts().params or 0), "non_emb": float(b.facts().non_embedding_params or 0),
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -95,15 +95,19 @@ def main() -> None:
                          f"{r['wall_s']:.1f} ({r['load_s']:.1f}) |")
     first, *others = tables.items()
     table = [CostPoint(r["length"], r["items"] / r["score_s"], r["maxrss_mb"]) for r in first[1]]
-    params = first[1][0]["params"]
+    params, non_emb = first[1][0]["params"], first[1][0]["non_emb"]
     points = ", ".join(f"CostPoint({p.prompt_tokens:g}, {p.items_per_s:.3g}, {p.peak_rss_mb:.0f})" for p in table)
-    lines += ["", f"`emergentlab.models.cost.MEASURED` = ({points},) at MEASURED_PARAMS = {params:.4g} ({first[0]})."]
+    lines += ["", f"`emergentlab.models.cost.MEASURED` = ({points},) at MEASURED_PARAMS = {params:.4g}, "
+                  f"MEASURED_NON_EMBEDDING_PARAMS = {non_emb:.4g} ({first[0]})."]
     for model, rows in others:
-        lines += ["", f"{model} predicted from the {first[0]} rows by `estimate_cost` (scaled by parameters) against "
-                      "measured:", "", "| prompt tokens | predicted s/item | measured s/item | measured / predicted | "
-                      "predicted peak RSS MB | measured |", "|---|---|---|---|---|---|"]
+        lines += ["", f"{model} ({rows[0]['non_emb']:.4g} non-embedding parameters of {rows[0]['params']:.4g}) "
+                      f"predicted from the {first[0]} rows by `estimate_cost` (time scaled by non-embedding "
+                      "parameters) against measured:", "",
+                  "| prompt tokens | predicted s/item | measured s/item | measured / predicted | predicted peak RSS MB "
+                  "| measured |", "|---|---|---|---|---|---|"]
         for r in rows:
-            est = estimate_cost([int(r["length"])], r["params"], table, params)
+            est = estimate_cost([int(r["length"])], r["params"], table, params, non_embedding_params=r["non_emb"],
+                                table_non_embedding_params=non_emb)
             got = r["score_s"] / r["items"]
             lines.append(f"| {r['length']} | {est.seconds:.3g} | {got:.3g} | {got / est.seconds:.2f}× | "
                          f"{est.peak_rss_mb:.0f} | {r['maxrss_mb']:.0f} |")

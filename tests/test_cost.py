@@ -45,3 +45,16 @@ def test_bad_arguments() -> None:
         estimate_cost([10], 100e6, TABLE[:1])
     with pytest.raises(ValueError):
         estimate_cost([10], 0, TABLE)
+
+
+def test_time_scales_with_non_embedding_parameters_when_known() -> None:
+    # an embedding row is looked up, not multiplied: a model with 2x the parameters, all of them extra embedding
+    # rows, costs the same time and 4 bytes more memory per extra parameter
+    base = estimate_cost([100], 100e6, TABLE, 100e6, non_embedding_params=80e6, table_non_embedding_params=80e6)
+    wide = estimate_cost([100], 200e6, TABLE, 100e6, non_embedding_params=80e6, table_non_embedding_params=80e6)
+    assert wide.seconds == pytest.approx(base.seconds) == pytest.approx(1 / 8.0)
+    assert wide.peak_rss_mb - base.peak_rss_mb == pytest.approx(4 * 100e6 / 2**20)
+    deep = estimate_cost([100], 100e6, TABLE, 100e6, non_embedding_params=160e6, table_non_embedding_params=80e6)
+    assert deep.seconds == pytest.approx(2 * base.seconds)
+    with pytest.raises(ValueError):
+        estimate_cost([10], 100e6, TABLE, non_embedding_params=0)

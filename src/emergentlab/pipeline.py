@@ -139,7 +139,8 @@ def dry_run(study_file: Path, precision: str | None = None) -> pd.DataFrame:
     """`emergentlab run --dry-run`: per rung, what the study asks (items to score, prompt tokens) and the scoring
     cost `models.cost.estimate_cost` predicts (seconds, peak RSS in MB), without loading any model but tiny ones.
 
-    Parameters come from the rung's `params` fact, or a tiny checkpoint; a rung with neither gets no estimate.
+    Parameters come from the rung's `params` (and `non_embedding_params`) facts, or a tiny checkpoint; a rung with
+    neither gets no estimate.
     Multiple choice scores each option; generation (greedy decoding for exact match) comes on top."""
     from emergentlab.models import load_backend
     from emergentlab.models.cost import estimate_cost
@@ -148,11 +149,13 @@ def dry_run(study_file: Path, precision: str | None = None) -> pd.DataFrame:
     rows = []
     for rung in plan.study.ladder:
         tiny = rung.spec.startswith("tiny:")
-        params = rung.facts.get("params") or (load_backend(rung.spec, rung.name).facts().params if tiny else None)
+        facts = load_backend(rung.spec, rung.name).facts() if tiny else None
+        params = rung.facts.get("params") or (facts.params if facts else None)
+        non_emb = rung.facts.get("non_embedding_params") or (facts.non_embedding_params if facts else None)
         per_char = 1.0 if tiny else 1.0 / CHARS_PER_TOKEN
         tokens = [round(len(prompt) * per_char) for c in plan.cells if c.rung is rung
                   for prompt, ex in zip(c.prompts, c.task, strict=True) for _ in (ex.choices or [ex.target])]
-        est = estimate_cost(tokens, params) if params else None
+        est = estimate_cost(tokens, params, non_embedding_params=non_emb) if params else None
         rows.append({"rung": rung.name, "params": params, "items scored": len(tokens),
                      "mean prompt tokens": sum(tokens) / max(len(tokens), 1),
                      "scoring s (est.)": est.seconds if est else None,

@@ -3,11 +3,12 @@
 A pure function of the items' prompt lengths and the model's parameter count, read off a table measured by
 `benchmarks/cost_bench.py` (SmolLM2-135M, fp32, one CPU thread, items scored one 3-token continuation each; see
 benchmarks/results/cost.md). Between measured prompt lengths the time per item is interpolated on log-log axes,
-beyond them extrapolated from the nearest segment; time scales with parameters (forward FLOPs are ~2 per parameter
-per token), memory with 4 bytes per parameter (fp32 weights) on top of what the measured run held besides its
-weights. A ladder's estimate is the sum over its rungs. It is a first-order guess for `run --dry-run`, good to a
-factor of ~2 on another machine: it ignores the shared-prefix saving (an upper bound for few-shot prompts) and how
-many threads and cores there are.
+beyond them extrapolated from the nearest segment; time scales with non-embedding parameters where they are known
+(forward FLOPs are ~2 per such parameter per token; an embedding row is looked up, not multiplied: Gemma-3-270M
+has 2.0x SmolLM2-135M's parameters and scores at its speed), else with all parameters; memory with 4 bytes per
+parameter (fp32 weights) on top of what the measured run held besides its weights. A ladder's estimate is the sum
+over its rungs. It is a first-order guess for `run --dry-run`, good to a factor of ~2 on another machine: it
+ignores the shared-prefix saving (an upper bound for few-shot prompts) and how many threads and cores there are.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ class CostEstimate:
     peak_rss_mb: float
 
 
-# SmolLM2-135M-Instruct, fp32. Growth with prompt length and peak RSS from benchmarks/results/cost.md (items/s at 100
-# and 1000 tokens = 0.0976× and 0.00627× that at 10 tokens); the machine was heavily shared then, so the 10-token
-# rate is the quiet-machine one of benchmarks/results/lmeval.md (49.2 items/s scoring, 2 threads, 2026-11-23)
+# SmolLM2-135M-Instruct, fp32, one thread, quiet machine: benchmarks/results/cost.md (2026-12-02)
 MEASURED_PARAMS = 134.5e6
-MEASURED = (CostPoint(10, 49.2, 1116), CostPoint(100, 4.80, 1341), CostPoint(1000, 0.308, 1765))
+MEASURED_NON_EMBEDDING_PARAMS = 106.2e6
+MEASURED = (CostPoint(10, 25.9, 1089), CostPoint(100, 3.10, 1395), CostPoint(1000, 0.244, 1764))
 
 
 def _seconds_per_item(length: float, table: Sequence[CostPoint]) -> float:
@@ -50,14 +50,17 @@ def _seconds_per_item(length: float, table: Sequence[CostPoint]) -> float:
 
 
 def estimate_cost(prompt_tokens: Sequence[int], params: float, table: Sequence[CostPoint] = MEASURED,
-                  table_params: float = MEASURED_PARAMS) -> CostEstimate:
+                  table_params: float = MEASURED_PARAMS, *, non_embedding_params: float | None = None,
+                  table_non_embedding_params: float = MEASURED_NON_EMBEDDING_PARAMS) -> CostEstimate:
     """Seconds and peak RSS (MB) to score items whose prompts have these lengths (tokens) on a model of `params`
-    parameters, scaled from `table` (measured at `table_params` parameters; at least two rows)."""
+    parameters (`non_embedding_params` of them outside the embeddings, when known), scaled from `table` (measured
+    at `table_params` and `table_non_embedding_params` parameters; at least two rows)."""
     if len(table) < 2:
         raise ValueError("the cost table needs at least two prompt lengths")
-    if params <= 0 or table_params <= 0:
+    if params <= 0 or table_params <= 0 or (non_embedding_params is not None and non_embedding_params <= 0):
         raise ValueError("parameter counts must be positive")
-    scale = params / table_params
+    scale = (non_embedding_params / table_non_embedding_params if non_embedding_params is not None
+             else params / table_params)
     seconds = sum(_seconds_per_item(n, table) for n in prompt_tokens) * scale
     longest = max(prompt_tokens, default=0)
     # memory at the longest prompt: the measured run's memory besides its fp32 weights, plus this model's weights
