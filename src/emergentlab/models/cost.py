@@ -5,7 +5,9 @@ A pure function of the items' prompt lengths and the model's parameter count, re
 benchmarks/results/cost.md). Between measured prompt lengths the time per item is interpolated on log-log axes,
 beyond them extrapolated from the nearest segment; time scales with non-embedding parameters where they are known
 (forward FLOPs are ~2 per such parameter per token; an embedding row is looked up, not multiplied: Gemma-3-270M
-has 2.0x SmolLM2-135M's parameters and scores at its speed), else with all parameters; memory with 4 bytes per
+has 2.7x SmolLM2-135M's parameters and scores 100-1000-token prompts at 1.2-1.3x the time this predicts; at 10
+tokens 2.4x, where its 262 k-word output head at the scored tokens outweighs the body), else with all parameters;
+memory with 4 bytes per
 parameter (fp32 weights) on top of what the measured run held besides its weights. A ladder's estimate is the sum
 over its rungs. It is a first-order guess for `run --dry-run`, good to a factor of ~2 on another machine: it
 ignores the shared-prefix saving (an upper bound for few-shot prompts) and how many threads and cores there are.
@@ -38,7 +40,7 @@ class CostEstimate:
 # SmolLM2-135M-Instruct, fp32, one thread, quiet machine: benchmarks/results/cost.md (2026-12-02)
 MEASURED_PARAMS = 134.5e6
 MEASURED_NON_EMBEDDING_PARAMS = 106.2e6
-MEASURED = (CostPoint(10, 25.9, 1089), CostPoint(100, 3.10, 1395), CostPoint(1000, 0.244, 1764))
+MEASURED = (CostPoint(10, 27.2, 1112), CostPoint(100, 3.06, 1409), CostPoint(1000, 0.246, 1777))
 
 
 def _seconds_per_item(length: float, table: Sequence[CostPoint]) -> float:
