@@ -8,8 +8,9 @@ beyond them extrapolated from the nearest segment; time scales with non-embeddin
 has 2.0x SmolLM2-135M's parameters and scores 100-1000-token prompts at 1.2-1.3x the time this predicts; at 10
 tokens 2.4x, where its 262 k-word output head at the scored tokens outweighs the body), else with all parameters;
 memory with 4 bytes per parameter (fp32 weights) on top of what the measured run held besides its weights. A
-ladder's estimate is the sum over its rungs. It is a first-order guess for `run --dry-run`, good to a factor of ~2 on another machine: it
-ignores the shared-prefix saving (an upper bound for few-shot prompts) and how many threads and cores there are.
+ladder's estimate is the sum over its rungs. It is a first-order guess for `run --dry-run`, good to a factor of ~2
+on another machine: it ignores the shared-prefix saving (an upper bound for few-shot prompts) and how many threads
+and cores there are.
 """
 
 from __future__ import annotations
