@@ -70,3 +70,12 @@ def test_bad_tokenization_input_is_a_user_error(tmp_path: Path) -> None:
         pipeline.tokenization({"conditions": ["digit"]}, tmp_path / "o")
     r = CliRunner().invoke(app, ["tokenization", "--out", str(tmp_path / "o"), "--task", "mul2"])
     assert r.exit_code == 2 and "addition" in r.output
+
+
+def test_a_crossing_past_the_largest_rung_is_called_extrapolated() -> None:
+    row = {"shift": -1.0, "lo": -1.8, "hi": -0.7, "share crossed": 0.24, "level": 0.2, "point": 4.4,
+           "baseline point": 5.4, "flip": "no flip within the ladder"}
+    text = tok._shift_sentence(row, top=5.0)
+    assert "baseline at 5.40 (past the largest rung, 5.00: extrapolated)" in text and "24 %" in text
+    assert "4.40 (" not in text  # inside the ladder: a plain number
+    assert "never" in tok._shift_sentence({**row, "shift": float("nan"), "point": float("nan")}, top=5.0)

@@ -169,6 +169,7 @@ def sections(store: Store, study: str | None) -> list[Section]:
         side = pd.DataFrame({"model": rungs["model"], AXIS: x, **{f"EM {c}": means[c] for c in conds}})
         fact_rows = [{"condition": c, **r} for c in conds for r in cfg["facts"].get(c, [])]
         shifts = shift_table(store, st, cfg)
+        top = math.log10(max(x)) if x else math.nan
         styles: tuple[LineStyle, ...] = ("line", "dashed", "dotted", "points")
         fig = Figure((Panel(f"{cfg['task']}: exact match by condition", "non-embedding params", "exact match",
                             tuple(Line(x, means[c], c, style=styles[i % 4]) for i, c in enumerate(conds)),
@@ -180,7 +181,7 @@ def sections(store: Store, study: str | None) -> list[Section]:
                 f"condition; evaluated zero-shot on {len(records['example_id'].unique())} items of the "
                 f"{cfg['task']} test split. Baseline: {base}. Scale: log10 non-embedding params (same transformer "
                 "per rung in every condition).",
-                *(f"{r['condition']}: {_shift_sentence(r)}" for r in shifts.to_dict("records"))]
+                *(f"{r['condition']}: {_shift_sentence(r, top)}" for r in shifts.to_dict("records"))]
         tables = [Table(side, "Exact match (fraction) of each condition per rung; non_embedding_params in params.",
                         key=f"tokenization-{cfg['task']}"),
                   Table(shifts, f"Threshold shift of each condition against {base} at exact match {cfg['level']}: "
@@ -193,7 +194,7 @@ def sections(store: Store, study: str | None) -> list[Section]:
                                                  "training wall time (s).", key=f"tokenization-facts-{cfg['task']}")]
         out.append(Section(f"Tokenization and scratchpads — {cfg['task']} · exact_match", text, tables, [fig],
                            summary=[f"Tokenization ({cfg['task']}): {r['condition']} vs {base}: "
-                                    f"{_shift_sentence(r)}" for r in shifts.to_dict("records")]))
+                                    f"{_shift_sentence(r, top)}" for r in shifts.to_dict("records")]))
         for name in conds[1:]:
             s = compare_section(CompareSpec(name, base, cfg["task"], "exact_match", cfg["level"]), records, rungs,
                                 AXIS, cfg["seed"], cfg["n_boot"])
@@ -203,15 +204,20 @@ def sections(store: Store, study: str | None) -> list[Section]:
     return out
 
 
-def _shift_sentence(r: dict[str, Any]) -> str:
+def _shift_sentence(r: dict[str, Any], top: float) -> str:
+    """One condition's shift in words; `top`: log10 non-embedding params of the largest rung, past which a
+    crossing is an extrapolation of the fitted curve."""
     if not np.isfinite(r["shift"]):
-        return (f"no shift can be given at exact match {r['level']:g} (it crosses at {_t(r['point'])}, the "
-                f"baseline at {_t(r['baseline point'])}, log10 non-embedding params); sign flip: {r['flip']}.")
+        return (f"no shift can be given at exact match {r['level']:g} (it crosses at {_t(r['point'], top)}, the "
+                f"baseline at {_t(r['baseline point'], top)}, log10 non-embedding params); sign flip: {r['flip']}.")
     return (f"shift {r['shift']:+.2f} decades of non-embedding params (95 % interval {r['lo']:+.2f} to "
-            f"{r['hi']:+.2f}; crosses {r['level']:g} at {_t(r['point'])}, baseline at {_t(r['baseline point'])}); "
-            f"sign flip: {r['flip']}.")
+            f"{r['hi']:+.2f}, from the {100 * r['share crossed']:.0f} % of replicates where both cross; crosses "
+            f"{r['level']:g} at {_t(r['point'], top)}, baseline at {_t(r['baseline point'], top)}); sign flip: "
+            f"{r['flip']}.")
 
 
-def _t(x: float) -> str:
-    return f"{x:.2f}" if np.isfinite(x) else "never"
+def _t(x: float, top: float) -> str:
+    if not np.isfinite(x):
+        return "never"
+    return f"{x:.2f}" + (f" (past the largest rung, {top:.2f}: extrapolated)" if x > top else "")
 
