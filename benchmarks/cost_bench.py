@@ -6,7 +6,7 @@ Each length runs in its own process (peak RSS is per process): `--items` distinc
 the shared-prefix path saves nothing: the worst case), each scored on a 3-token continuation with `score` in fp32.
 The process is timed from start to exit (imports and load included) and for scoring alone; items/s is of scoring.
 The SmolLM2 rows are what `emergentlab.models.cost` reads (copy the printed `MEASURED` into it after a re-run); the
-Gemma rows check its scaling by parameter count (predicted against measured seconds per item).
+Gemma rows check its scaling by non-embedding parameters (predicted against measured seconds per item).
 
     python benchmarks/cost_bench.py [--threads 1]
 """

@@ -242,8 +242,8 @@ def skip(why: str) -> None:
 
 
 def write(r: dict[str, Any]) -> None:
-    lines = ["The openai backend against a real llama-cpp-python server.", ""]
-    lines += [
+    lines = [
+        "The openai backend against a real llama-cpp-python server.", "",
         "llama-cpp-python 0.3.36 (`python -m llama_cpp.server`, built from the PyPI sdist), SmolLM2-135M-Instruct "
         "Q4_1 GGUF, against `gguf:` (HFBackend, the same file dequantized to fp32).", "",
         "| measure | value |", "|---|---|",

@@ -42,6 +42,7 @@ n_embd = 16
 n_head = 2
 """
 
+
 def make_tiny_checkpoint(path: Path, seed: int = 0, **cfg: int) -> Path:
     """An untrained tiny GPT saved as a checkpoint: enough to exercise every code path that runs a model."""
     model = GPT(GPTConfig(**{"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, **cfg}),

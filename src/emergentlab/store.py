@@ -382,8 +382,8 @@ class Store:
                                                                         if where else "")
         order = ", ".join(f"c.{f}" if f in _CELL_FIELDS else f"r.{f}" for f in KEY_FIELDS)
         df = pd.read_sql_query(q + f" ORDER BY {order}", self.db, params=args)
-        # one parse of one JSON array: a million json.loads calls cost twice as much; rows written before a field
-        # existed are shorter and get its default
+        # one parse of one JSON array: one json.loads call per row took 1.4x as long (3.9 vs 2.7 s per 300 k rows);
+        # rows written before a field existed are shorter and get its default
         payload = json.loads(f"[{','.join(df.pop('payload'))}]")
         n = len(_JSON_FIELDS)
         defaults = [_JSON_DEFAULTS[f] for f in _JSON_FIELDS]
