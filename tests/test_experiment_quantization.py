@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import smollm2_gguf
 from emergentlab import pipeline
 from emergentlab.errors import UserError
 from emergentlab.experiments import EXPERIMENTS, quantization
+from emergentlab.models.shipped import smollm2_gguf
 from emergentlab.store import Store
 from emergentlab.train import checkpoint_dirs
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import smollm2_gguf
 from emergentlab import metrics
 from emergentlab.errors import UserError
 from emergentlab.importers import lmeval_facts, load_lmeval_samples, read_lmeval, write_lmeval
+from emergentlab.models.shipped import smollm2_gguf
 from emergentlab.store import Store
 
 DATA = Path(__file__).parent / "data" / "lmeval"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import smollm2_gguf
 from emergentlab import metrics
+from emergentlab.models.shipped import smollm2_gguf
 from emergentlab.runner import run_study
 from emergentlab.store import Store
 from emergentlab.study import load_study

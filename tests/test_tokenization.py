@@ -78,4 +78,5 @@ def test_a_crossing_past_the_largest_rung_is_called_extrapolated() -> None:
     text = tok._shift_sentence(row, top=5.0)
     assert "baseline at 5.40 (past the largest rung, 5.00: extrapolated)" in text and "24 %" in text
     assert "4.40 (" not in text  # inside the ladder: a plain number
-    assert "never" in tok._shift_sentence({**row, "shift": float("nan"), "point": float("nan")}, top=5.0)
+    none = tok._shift_sentence({**row, "shift": float("nan"), "point": float("nan")}, top=5.0)
+    assert "crosses at never, the baseline at 5.40 (past the largest rung, 5.00: extrapolated)" in none

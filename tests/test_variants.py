@@ -11,7 +11,7 @@ import pytest
 from emergentlab.analysis import synthetic
 from emergentlab.analysis.simulator import records_frame
 from emergentlab.errors import UserError
-from emergentlab.experiments.variants import compare_section
+from emergentlab.experiments.variants import compare_section, crossing_text
 from emergentlab.study import CompareSpec, load_saved_study, load_study, save_study
 
 
@@ -40,6 +40,23 @@ def test_section_recovers_a_planted_shift() -> None:
     assert list(frame["model"]) == list(rungs["model"]) and frame["significant"].any()
     assert (frame["difference"] >= -0.1).all()  # 3shot never worse: no flip
     assert "no flip within the ladder" in s.paragraphs[2] and s.summary
+    assert "extrapolated" not in s.paragraphs[1]  # both cross inside the ladder
+
+
+def test_a_crossing_past_the_largest_rung_is_called_extrapolated() -> None:
+    rungs = synthetic.rungs_frame().iloc[:6]  # largest rung at log10 params 8.86; 0shot crosses 0.5 past it
+    s = compare_section(CompareSpec("3shot", "0shot", "t", "exact_match"), records_frame(_records(7.5, 9.2)), rungs,
+                        "params", n_boot=300)
+    text = s.paragraphs[1]
+    assert "0shot at " in text and "(past the largest rung, 8.86: extrapolated)" in text and text in s.summary[0]
+    assert text.count("extrapolated") == 1  # 3shot's crossing lies inside the ladder
+
+
+def test_crossing_text() -> None:
+    assert crossing_text(4.404, top=5.0) == "4.40"
+    assert crossing_text(5.0, top=5.0) == "5.00"  # at the largest rung: measured, not extrapolated
+    assert crossing_text(5.4, top=5.0) == "5.40 (past the largest rung, 5.00: extrapolated)"
+    assert crossing_text(float("nan"), top=5.0) == "never"
 
 
 def test_too_few_paired_examples_says_so() -> None:

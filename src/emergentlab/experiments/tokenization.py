@@ -32,7 +32,7 @@ import pandas as pd
 
 from emergentlab import metrics
 from emergentlab.experiments.base import LineStyle, trained_rungs
-from emergentlab.experiments.variants import compare_section, compare_stats
+from emergentlab.experiments.variants import compare_section, compare_stats, crossing_text
 from emergentlab.models import load_backend
 from emergentlab.models.tiny import TinyBackend
 from emergentlab.records import Progress, ScaleFacts, no_progress
@@ -207,17 +207,10 @@ def sections(store: Store, study: str | None) -> list[Section]:
 def _shift_sentence(r: dict[str, Any], top: float) -> str:
     """One condition's shift in words; `top`: log10 non-embedding params of the largest rung, past which a
     crossing is an extrapolation of the fitted curve."""
+    point, base = crossing_text(r["point"], top), crossing_text(r["baseline point"], top)
     if not np.isfinite(r["shift"]):
-        return (f"no shift can be given at exact match {r['level']:g} (it crosses at {_t(r['point'], top)}, the "
-                f"baseline at {_t(r['baseline point'], top)}, log10 non-embedding params); sign flip: {r['flip']}.")
+        return (f"no shift can be given at exact match {r['level']:g} (it crosses at {point}, the baseline at "
+                f"{base}, log10 non-embedding params); sign flip: {r['flip']}.")
     return (f"shift {r['shift']:+.2f} decades of non-embedding params (95 % interval {r['lo']:+.2f} to "
             f"{r['hi']:+.2f}, from the {100 * r['share crossed']:.0f} % of replicates where both cross; crosses "
-            f"{r['level']:g} at {_t(r['point'], top)}, baseline at {_t(r['baseline point'], top)}); sign flip: "
-            f"{r['flip']}.")
-
-
-def _t(x: float, top: float) -> str:
-    if not np.isfinite(x):
-        return "never"
-    return f"{x:.2f}" + (f" (past the largest rung, {top:.2f}: extrapolated)" if x > top else "")
-
+            f"{r['level']:g} at {point}, baseline at {base}); sign flip: {r['flip']}.")

@@ -69,9 +69,10 @@ def compare_section(spec: CompareSpec, records: pd.DataFrame, rungs: pd.DataFram
                                "rungs: too few to compare (at least 2 examples and 2 rungs)."])
     unit = AXIS_UNIT.get(axis, axis)
     where = "−loss (nats)" if axis == "loss" else f"log10 {unit}"
+    top = float(axis_position(axis, rungs[axis].to_numpy(dtype=float)).max())
     paragraphs = [f"{a.shape[0]} examples scored in both variants at every one of {len(models)} rungs; intervals "
                   f"are paired bootstraps over examples; scale positions are {where}.",
-                  _shift_text(spec, shift, axis), f"Sign flip of {spec.a} − {spec.b}: {flip.text(where)}."]
+                  _shift_text(spec, shift, axis, top), f"Sign flip of {spec.a} − {spec.b}: {flip.text(where)}."]
     frame = pd.DataFrame({"model": models, axis: rungs[axis].to_numpy(dtype=float), f"mean {spec.a}": a.mean(0),
                           f"mean {spec.b}": b.mean(0), "difference": flip.mean, "lo": flip.lo, "hi": flip.hi,
                           "significant": [lo > 0 or hi < 0 for lo, hi in zip(flip.lo, flip.hi, strict=True)]})
@@ -80,23 +81,30 @@ def compare_section(spec: CompareSpec, records: pd.DataFrame, rungs: pd.DataFram
                          f"{100 * (1 - alpha / len(models)):.2f} %, Bonferroni over rungs); {axis} in {unit}.",
                   key=f"compare-{spec.task}-{spec.a}-{spec.b}-{spec.metric}")
     return Section(title, paragraphs, [table], [_figure(spec, axis, rungs, a, b, shift, flip)],
-                   summary=[f"{spec.task} ({spec.metric}): {_shift_text(spec, shift, axis)} Sign flip: "
+                   summary=[f"{spec.task} ({spec.metric}): {_shift_text(spec, shift, axis, top)} Sign flip: "
                             f"{flip.text(where)}."])
 
 
-def _shift_text(spec: CompareSpec, s: Shift | None, axis: str) -> str:
+def _shift_text(spec: CompareSpec, s: Shift | None, axis: str, top: float) -> str:
+    """The threshold shift in words; `top`: the largest rung's scale position (see `crossing_text`)."""
     if s is None:
         return "No threshold shift: the metric's range is open and no level was stated."
     where = "−loss (nats)" if axis == "loss" else f"log10 {AXIS_UNIT.get(axis, axis)}"
-    pts = f"{spec.a} crosses {s.level:g} at {_t(s.point_a)}, {spec.b} at {_t(s.point_b)} ({where})"
+    pts = (f"{spec.a} crosses {s.level:g} at {crossing_text(s.point_a, top)}, {spec.b} at "
+           f"{crossing_text(s.point_b, top)} ({where})")
     if not math.isfinite(s.shift):
         return f"{pts}: no shift can be given (a trend does not cross the level)."
     return (f"{pts}: shift {s.shift:+.2f} ({100 * s.confidence:.0f} % interval {s.lo:+.2f} to "
             f"{s.hi:+.2f}, from the {100 * s.share_crossed:.0f} % of replicates where both cross).")
 
 
-def _t(x: float) -> str:
-    return f"{x:.2f}" if math.isfinite(x) else "never"
+def crossing_text(x: float, top: float) -> str:
+    """A crossing's scale position `x` in words: "never" when the trend does not cross; past `top`, the largest
+    rung's position, it is marked extrapolated, since no model was measured there and only the fitted curve's tail
+    puts it there."""
+    if not math.isfinite(x):
+        return "never"
+    return f"{x:.2f}" + (f" (past the largest rung, {top:.2f}: extrapolated)" if x > top else "")
 
 
 def _figure(spec: CompareSpec, axis: str, rungs: pd.DataFrame, a: np.ndarray, b: np.ndarray, s: Shift | None,

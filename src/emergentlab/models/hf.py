@@ -8,11 +8,13 @@ batch (few-shot context, the stem of multiple-choice items) is run once and its 
 vocabulary projection is applied only at the positions that predict a continuation token.
 
 Weights load from safetensors or GGUF only (`use_safetensors=True`); a folder with only pickled weights is refused.
+A local folder holding a plain Llama (the GGUF cache of SmolLM2, say) loads without transformers (`models.llama`:
+the same logits, a few tenths of a second instead of seconds of imports); everything else loads through transformers.
 `precision` picks the dtype the weights run in ("fp32", the default, or "bf16": 1.5x faster on a CPU with native
 bf16 matmuls, at ~5e-2 nats per item, and about 6x *slower* on one without them, which `from_spec` warns of; see
 benchmarks/results/hf_speed.md); the log-softmax is taken in fp32 either way.
 
-Generation is our own batched loop over transformers' KV cache, greedy (`generate`) or sampled at a temperature
+Generation is our own batched loop over a KV cache, greedy (`generate`) or sampled at a temperature
 (`sample`, reproducible per prompt and seed): rows leave the batch as soon as they emit EOS or a stop string, and the
 vocabulary projection runs at the last position only.
 """
@@ -194,6 +196,11 @@ def _load(spec: HFSpec, trust_remote_code: bool, dtype: torch.dtype) -> tuple[An
 
 
 def _load_uncached(spec: HFSpec, trust_remote_code: bool, dtype: torch.dtype) -> tuple[Any, Any]:
+    if spec.local and not spec.gguf_file and not trust_remote_code:
+        from emergentlab.models import llama
+
+        if (native := llama.load(Path(spec.source).expanduser(), dtype)) is not None:
+            return native
     from huggingface_hub import constants as hub_constants
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -440,6 +447,13 @@ class HFBackend:
                 out[i] = Generation(text, tuple(pieces))
         return [o for o in out if o is not None]
 
+    def _new_cache(self) -> Any:
+        if (new := getattr(self.model, "new_cache", None)) is not None:  # the native Llama (`models.llama`)
+            return new()
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
     def _decode(self, rows: list[list[int]], max_new_tokens: int, stop: Sequence[str], temperature: float = 0.0,
                 u: torch.Tensor | None = None) -> list[list[int]]:
         """Token ids after each row (EOS excluded), up to `max_new_tokens` or the first stop string: greedy, or drawn
@@ -449,9 +463,7 @@ class HFBackend:
         it (the padding masked out), so every row's next token is predicted at the last column. A row that is done
         is dropped from the batch (and its KV cache) at once, so a batch costs what its live rows cost.
         """
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
+        cache = self._new_cache()
         # every row keeps at least its last token out of the prefix, to predict from
         prefix = min(_common_prefix_len(rows), min(len(r) for r in rows) - 1) if len(rows) > 1 else 0
         if prefix:
