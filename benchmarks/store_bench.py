@@ -190,8 +190,9 @@ def main() -> None:
         f"Baseline in the same process: reading only the records' keys with pandas and counting them per cell, "
         f"{res['floor']:.1f} s; the whole path costs {res['report'] / res['floor']:.1f}× that floor.", "",
         f"Where the time goes (the same path run again in its parts): reading and decoding the records "
-        f"{res['part_read']:.1f} s; every metric of every record ({res['scores']:,} values) "
-        f"{res['part_metrics']:.1f} s; curves, bootstrap, verdicts and forecasts {res['part_analysis']:.1f} s.",
+        f"{res['part_read']:.1f} s; every metric of every record ({res['scores']:,} values, in "
+        f"{metrics.scoring_processes(n)} process(es)) {res['part_metrics']:.1f} s; curves, bootstrap, verdicts and "
+        f"forecasts {res['part_analysis']:.1f} s.",
     ]
     args.out.write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -61,6 +61,47 @@ def test_compute_applies_metrics_by_task_kind() -> None:
         M.compute(df, ["bogus"])
 
 
+def _mixed_records(n: int) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        kind = [GEN, MC, {**GEN, "kind": "generative", "generation": f"{i % 7}"}][i % 3]
+        rows.append({"study": "s", "model": f"m{i % 4}", "task": f"t{i % 3}", "example_id": f"e{i:04d}",
+                     "variant": f"{i % 2}shot", **kind})
+    return pd.DataFrame(rows)
+
+
+def test_forked_scoring_gives_the_serial_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    df = _mixed_records(600)
+    monkeypatch.setattr(M, "PARALLEL_MIN_RECORDS", 10**9)
+    serial = M.compute(df)
+    monkeypatch.setattr(M, "PARALLEL_MIN_RECORDS", 100)
+    if M.scoring_processes(len(df)) == 1:
+        pytest.skip("one core or no fork here: scoring never forks")
+    pd.testing.assert_frame_equal(M.compute(df), serial)
+    # key columns are categoricals that sort as their text does
+    assert list(serial.sort_values(["model", "example_id"]).model) == sorted(serial.model.astype(str))
+    assert len(serial) == 600 // 3 * (8 + 3 + 5)
+
+
+def test_an_error_in_the_forked_half_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    df = _mixed_records(300)
+    monkeypatch.setattr(M, "PARALLEL_MIN_RECORDS", 100)
+    if M.scoring_processes(len(df)) == 1:
+        pytest.skip("one core or no fork here: scoring never forks")
+
+    df.loc[299, "generation"] = "boom"  # a generative record in the second half, which the forked process scores
+
+    def fails_late(r: M.Row) -> float:
+        if r["generation"] == "boom":
+            raise ZeroDivisionError("planted")
+        return 0.0
+
+    monkeypatch.setitem(M.METRICS, "exact_match", M.Metric("discontinuous", "fraction", True, (0.0, 1.0), 0.0,
+                                                          fn=fails_late, applies=frozenset({"generative"})))
+    with pytest.raises(ZeroDivisionError, match="planted"):
+        M.compute(df)
+
+
 def test_imported_records_use_their_typed_fields() -> None:
     # lm-eval loglikelihood request: only the summed log-prob, no generation
     only_sum = {**GEN, "generation": "", "generation_tokens": [], "target_tokens": [], "target_logprobs": [],

@@ -20,7 +20,7 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 from scipy.special import logsumexp
 
-from emergentlab.records import KEY_FIELDS
+from emergentlab.records import KEY_FIELDS, gc_paused
 
 Row = Mapping[str, Any]
 T = TypeVar("T")
@@ -85,6 +85,8 @@ def response_span(r: Row) -> tuple[int, int]:
     Records without either rule respond with the whole generation."""
     # a frame mixing records with and without a rule holds NaN, not None, where there is none
     stop, regex = r.get("stop_string"), r.get("output_regex")
+    if stop is None and regex is None:  # most records: no rule, the whole generation
+        return 0, len(r["generation"])
     return _span(r["generation"], stop if isinstance(stop, str) else None, regex if isinstance(regex, str) else None)
 
 
@@ -102,6 +104,9 @@ def _span(text: str, stop: str | None, regex: str | None) -> tuple[int, int]:
     return (s, e) if s >= 0 else (0, 0)
 
 
+_MISSING = object()
+
+
 class _Record(dict[str, Any]):
     """A record's fields as `compute` hands them to the metrics, with room for pieces they share."""
 
@@ -114,11 +119,12 @@ def _per_record(fn: Callable[[Row], T]) -> Callable[[Row], T]:
 
     @functools.wraps(fn)
     def cached(r: Row) -> T:
-        if not isinstance(r, _Record):
+        if type(r) is not _Record:
             return fn(r)
-        if key not in r:
-            r[key] = fn(r)
-        return r[key]  # type: ignore[no-any-return]
+        v = r.get(key, _MISSING)
+        if v is _MISSING:
+            v = r[key] = fn(r)
+        return v  # type: ignore[no-any-return]
 
     return cached
 
@@ -143,7 +149,10 @@ def exact_match(r: Row) -> float:
     if not r["generated"]:
         return math.nan
     got = normalize(response(r))
-    return float(any(got == normalize(t) for t in _refs(r)))
+    for t in _refs(r):
+        if got == normalize(t):
+            return 1.0
+    return 0.0
 
 
 def token_accuracy(r: Row) -> float:
@@ -156,8 +165,8 @@ def token_edit_distance(r: Row) -> float:
     """Levenshtein distance, in tokens, between the response's tokens (the generated tokens that overlap
     `response_span`) and the target's tokens; NaN when either text is there without its tokens (imported
     records)."""
-    if not r["generated"] or any(r[text] and not len(r[toks]) for text, toks in
-                                (("generation", "generation_tokens"), ("target", "target_tokens"))):
+    if not r["generated"] or (r["generation"] and not len(r["generation_tokens"])) or \
+            (r["target"] and not len(r["target_tokens"])):
         return math.nan
     toks = list(r["generation_tokens"])
     if r.get("stop_string") or r.get("output_regex"):
@@ -496,33 +505,127 @@ def check_names(names: Sequence[str]) -> None:
         raise KeyError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
 
 
+# The record fields metrics read; the rows `compute` hands them carry only these (a third fewer entries to build).
+READS = frozenset({"kind", "metrics", "generated", "generation", "generation_tokens", "stop_string", "output_regex",
+                   "target", "targets", "target_tokens", "target_logprobs", "target_greedy", "target_loglikelihood",
+                   "targets_loglikelihood", "choice_logprobs", "choice_scores", "correct"})
+
+# Below this many records a second process costs more (its start, sending the values back) than it saves.
+PARALLEL_MIN_RECORDS = 100_000
+
+PlanKey = tuple[str, tuple[str, ...]]
+
+
 def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.DataFrame:
     """Long table (study, model, task, example_id, variant, metric, value): every asked metric that applies.
 
-    `records` is a frame as returned by `Store.records()`; `names=None` means every metric.
+    `records` is a frame as returned by `Store.records()`; `names=None` means every metric. The key columns are
+    categoricals (categories sorted, so they sort as the text does): a million records give millions of scores whose
+    keys repeat, and grouping by them as text was most of the time of the analysis that follows.
+
+    From `PARALLEL_MIN_RECORDS` records on, and where processes fork (Linux), the second half of the records is
+    scored in a forked process on another core while this one scores the first: the values are the same, as
+    each depends on its record alone.
     """
     names = list(names) if names is not None else list(METRICS)
     check_names(names)
-    cols = list(records.columns)
-    # rows as plain dicts without DataFrame.to_dict's per-cell boxing; which metrics apply depends only on the
-    # record's kind and declared metrics, so it is worked out once per distinct pair
-    rows = (_Record(zip(cols, vals, strict=True)) for vals in zip(*(records[c].tolist() for c in cols), strict=True))
-    applies: dict[tuple[str, tuple[str, ...]], list[tuple[str, Callable[[Row], float]]]] = {}
-    idx: list[int] = []
-    metric: list[str] = []
-    value: list[float] = []
-    for i, r in enumerate(rows):
-        declared_ = tuple(r.get("metrics") or ())
-        fns = applies.get((r["kind"], declared_))
-        if fns is None:
-            fns = applies[(r["kind"], declared_)] = [
-                (n, METRICS[n].fn) for n in names
-                if n in declared_ or (r["kind"] in METRICS[n].applies and n not in DECLARED_ONLY)]
-        for n, fn in fns:
-            idx.append(i)
-            metric.append(n)
-            value.append(fn(r))
-    out = records[list(KEY_FIELDS)].iloc[idx].reset_index(drop=True)
-    out["metric"] = metric
-    out["value"] = np.asarray(value, dtype=float)
+    halves = _scored_in_halves(records, names)
+    keys = list(dict.fromkeys(k for ks, _, _ in halves for k in ks))
+    plan = np.concatenate([np.asarray([keys.index(k) for k in ks] + [0], dtype=np.intp)[p] for ks, p, _ in halves])
+    plan_names = [_applying(k, names) for k in keys]
+    counts = np.array([len(ns) for ns in plan_names], dtype=np.intp)[plan]
+    idx = np.repeat(np.arange(len(plan)), counts)
+    # the j-th value of a record is the j-th metric of its plan
+    first = np.cumsum(counts) - counts
+    metric_names = sorted({n for ns in plan_names for n in ns})
+    metric = np.empty(len(idx), dtype=np.intp)
+    for p, ns in enumerate(plan_names):
+        at = first[plan == p]
+        for j, n in enumerate(ns):
+            metric[at + j] = metric_names.index(n)
+    out = pd.DataFrame({k: _repeated(records[k], idx) for k in KEY_FIELDS})
+    out["metric"] = pd.Categorical.from_codes(metric, categories=metric_names)
+    out["value"] = np.concatenate([v for _, _, v in halves]) if halves else np.empty(0)
     return out
+
+
+def _applying(key: PlanKey, names: Sequence[str]) -> list[str]:
+    """The metrics of `names` computed for records of this (kind, declared metrics)."""
+    kind, declared_ = key
+    return [n for n in names if n in declared_ or (kind in METRICS[n].applies and n not in DECLARED_ONLY)]
+
+
+def _scored(records: pd.DataFrame, names: Sequence[str]) -> tuple[list[PlanKey], np.ndarray, np.ndarray]:
+    """The records' plans (which metrics apply depends only on the (kind, declared metrics) pair, so it is worked
+    out once per pair), each record's plan as an index into them, and every value, record after record."""
+    cols = [c for c in records.columns if c in READS]
+    # rows as plain dicts, without DataFrame.to_dict's per-cell boxing
+    rows = (_Record(zip(cols, vals, strict=True)) for vals in zip(*(records[c].tolist() for c in cols), strict=True))
+    plans: dict[PlanKey, int] = {}
+    plan_fns: list[list[Callable[[Row], float]]] = []
+    plan_of: list[int] = []
+    value: list[float] = []
+    with gc_paused():
+        for r in rows:
+            key = (r["kind"], tuple(r.get("metrics") or ()))
+            p = plans.get(key)
+            if p is None:
+                p = plans[key] = len(plan_fns)
+                plan_fns.append([METRICS[n].fn for n in _applying(key, names)])
+            plan_of.append(p)
+            value += [fn(r) for fn in plan_fns[p]]
+    return list(plans), np.asarray(plan_of, dtype=np.intp), np.asarray(value, dtype=float)
+
+
+def _scored_in_halves(records: pd.DataFrame, names: Sequence[str]) -> list[tuple[list[PlanKey], np.ndarray,
+                                                                              np.ndarray]]:
+    """`_scored` of the records, the second half in a forked process when `scoring_processes` says so."""
+    import multiprocessing as mp
+
+    if scoring_processes(len(records)) == 1:
+        return [_scored(records, names)]
+    half = len(records) // 2
+    ctx = mp.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    # forked, the child sees the records as they are in memory: nothing is copied or pickled on the way in
+    child = ctx.Process(target=_score_and_send, args=(records.iloc[half:], names, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        first = _scored(records.iloc[:half], names)
+        second = receive.recv()
+    except EOFError:
+        raise RuntimeError(f"the process scoring records {half}…{len(records)} died (exit code "
+                           f"{child.exitcode}); out of memory?") from None
+    finally:
+        receive.close()
+        child.join()
+    if isinstance(second, BaseException):
+        raise second
+    return [first, second]
+
+
+def scoring_processes(n_records: int) -> int:
+    """How many processes `compute` scores `n_records` records in: 2 from `PARALLEL_MIN_RECORDS` on where this
+    process may run on two cores and can fork, else 1."""
+    import multiprocessing as mp
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ok = n_records >= PARALLEL_MIN_RECORDS and cores >= 2 and "fork" in mp.get_all_start_methods()
+    return 2 if ok else 1
+
+
+def _score_and_send(records: pd.DataFrame, names: Sequence[str], conn: Any) -> None:
+    try:
+        conn.send(_scored(records, names))
+    except BaseException as e:  # the parent raises it
+        conn.send(e)
+    finally:
+        conn.close()
+
+
+def _repeated(col: pd.Series, idx: np.ndarray) -> pd.Categorical:
+    """`col` taken at `idx`, as a categorical (factorized over the records, not over their many scores)."""
+    codes, uniques = pd.factorize(col, sort=True)
+    return pd.Categorical.from_codes(codes[idx], categories=uniques)

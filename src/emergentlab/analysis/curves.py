@@ -248,7 +248,8 @@ def _target_lengths(records: pd.DataFrame) -> dict[str, float]:
     """task → mean target length in tokens over its records (the k of the mirage test's p^k)."""
     if "target_tokens" not in records or records.empty:
         return {}
-    lens = records["target_tokens"].map(lambda t: len(t) if isinstance(t, list | tuple) else np.nan)
+    lens = pd.Series([len(t) if isinstance(t, list | tuple) else np.nan for t in records["target_tokens"]],
+                     index=records.index, dtype=float)
     return {str(k): float(v) for k, v in lens.groupby(records["task"]).mean().items()}
 
 
@@ -262,21 +263,40 @@ def primary_axis(rungs: pd.DataFrame, prefer: str | None = None) -> str:
     return axes[0]
 
 
+def _factorized(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize(col, sort=True)`, read off a categorical with sorted categories (`metrics.compute` makes its
+    key columns so) instead of hashing millions of strings; unused categories stay in the uniques."""
+    if isinstance(col.dtype, pd.CategoricalDtype) and col.cat.categories.is_monotonic_increasing:
+        return col.cat.codes.to_numpy(), col.cat.categories
+    return pd.factorize(col, sort=True)  # type: ignore[return-value]
+
+
+def _text_codes(col: pd.Series, names: Sequence[str]) -> np.ndarray:
+    """Position in `names` of each value of `col` read as text (−1 where absent), per category when it is one."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        at = np.append(pd.Index(names).get_indexer(col.cat.categories.astype(str)), -1)
+        return at[col.cat.codes.to_numpy()]  # code −1 (missing) picks the appended −1
+    return pd.Index(names).get_indexer(col.astype(str))
+
+
 def _cells(sc: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The curves of per-example scores `sc`: their keys (sorted by `CURVE_KEYS`), each score's curve index, and
     its example slot (one per (task, variant, example_id), numbered in example-id order within its task and
     variant, shared by the curve's metrics). Each key column is factorized once: a million-record study has
     millions of scores, and grouping by text columns again and again was most of the analysis' time."""
-    codes, uniques = zip(*(pd.factorize(sc[c], sort=True) for c in (*CURVE_KEYS, "example_id")), strict=True)
+    codes, uniques = zip(*(_factorized(sc[c]) for c in (*CURVE_KEYS, "example_id")), strict=True)
     t, m, v, e = (np.asarray(c, dtype=np.int64) for c in codes)
     nt, nm, nv, ne = (max(len(u), 1) for u in uniques)
     curve = (t * nm + m) * nv + v
-    curves, cidx = np.unique(curve, return_inverse=True)
+    # few possible curves: marking them beats sorting millions of scores (np.unique)
+    present = np.zeros(nt * nm * nv, dtype=bool)
+    present[curve] = True
+    curves, cidx = np.flatnonzero(present), (np.cumsum(present) - 1)[curve]
     keys = pd.DataFrame({"task": uniques[0].take(curves // (nm * nv)), "metric": uniques[1].take(curves // nv % nm),
                          "variant": uniques[2].take(curves % nv)})
     group = t * nv + v
     pairs = group * ne + e
-    seen = np.unique(pairs)
+    seen = np.sort(pd.unique(pairs))  # hashing, then sorting the far fewer distinct pairs
     slot = np.searchsorted(seen, pairs) - np.searchsorted(seen, group * ne)
     return keys, cidx.reshape(-1), slot
 
@@ -299,10 +319,11 @@ def curves_by_axis(scores: pd.DataFrame, rungs: pd.DataFrame, axes: Sequence[str
     orders = {ax: np.argsort(axis_position(ax, rg_all[ax].to_numpy()), kind="stable") for ax in axes}
     base = orders[axes[0]]
     models = [str(m) for m in rg_all["model"].iloc[base]]
-    sc = scores[scores["model"].astype(str).isin(models)]
+    ridx = _text_codes(scores["model"], models)
+    sc = scores[ridx >= 0]
+    ridx = ridx[ridx >= 0]
     keys, cidx, slot = _cells(sc)
     n_slots = int(slot.max()) + 1 if len(sc) else 0
-    ridx = pd.Index(models).get_indexer(sc["model"].astype(str))
     values = np.full((len(keys), len(models), max(n_slots, 1)), np.nan)
     values[cidx, ridx, slot] = sc["value"].to_numpy(dtype=float)
     mean, n, boot = bootstrap_means(values, n_boot, seed)
