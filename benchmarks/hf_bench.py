@@ -33,7 +33,7 @@ from lmeval_compare import smollm2_gguf  # noqa: E402
 
 from emergentlab.models import load_backend  # noqa: E402
 from emergentlab.models.base import cut_at_stop, pack_batches  # noqa: E402
-from emergentlab.models.hf import HFBackend, flops_per_token, native_bf16  # noqa: E402
+from emergentlab.models.hf import HFBackend, flops_per_token, gguf_cache_dir, native_bf16  # noqa: E402
 from emergentlab.tasks import make_task  # noqa: E402
 
 
@@ -90,8 +90,9 @@ def best_of(reps: int, sides: dict[str, Callable[[], Any]]) -> tuple[dict[str, f
     return best, out, per_rep
 
 
-def hf_generate(b: HFBackend, prompts: Sequence[str], max_new: int, stop: Sequence[str]) -> list[str]:
-    """transformers' `generate` on our batches: the baseline (this is what our backend called before)."""
+def hf_generate(b: HFBackend, ref: Any, prompts: Sequence[str], max_new: int, stop: Sequence[str]) -> list[str]:
+    """transformers' `generate` of `ref` (transformers' own model of the same weights) on our batches: the baseline
+    (this is what our backend called before)."""
     enc = [b._encode(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
     pad = b.tok.pad_token_id if b.tok.pad_token_id is not None else b.tok.eos_token_id
@@ -104,7 +105,7 @@ def hf_generate(b: HFBackend, prompts: Sequence[str], max_new: int, stop: Sequen
             ids[r, T - len(enc[i]):] = torch.tensor(enc[i])
             mask[r, T - len(enc[i]):] = 1
         with torch.inference_mode():
-            gen = b.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+            gen = ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
                                    pad_token_id=pad, stop_strings=list(stop), tokenizer=b.tok)
         for r, i in enumerate(batch):
             out[i] = cut_at_stop(str(b.tok.decode(gen[r, T:], skip_special_tokens=True)), stop)[0]
@@ -174,14 +175,19 @@ def main() -> None:
     shots = "".join(f"{task.format(e)}{e.target}\n" for e in task.shots_pool[:3])
     gp = [shots + task.format(e) for e in task.examples]
     stop, max_new = ["\n"], 8
-    t, res, per_rep = best_of(a.reps, {"transformers": lambda: hf_generate(fp32, gp, max_new, stop),
+    from transformers import AutoModelForCausalLM
+
+    # our backend runs the native Llama (models.llama); the baseline, transformers' own model of the same folder
+    ref = AutoModelForCausalLM.from_pretrained(gguf_cache_dir(gguf), dtype=torch.float32).eval()
+    t, res, per_rep = best_of(a.reps, {"transformers": lambda: hf_generate(fp32, ref, gp, max_new, stop),
                                        "ours": lambda: fp32.generate(gp, max_new, stop)})
     ntok = sum(len(g.tokens) for g in res["ours"])
     agree = sum(g.text == x for g, x in zip(res["ours"], res["transformers"], strict=True))
     lines += [
         "## Generation: our greedy loop against transformers' `generate`", "",
         f"{len(gp)} 3-shot add3 prompts, stop \"\\n\", at most {max_new} new tokens, fp32, batch size "
-        f"{fp32.batch_size}, the same batches on both sides.", "",
+        f"{fp32.batch_size}, the same batches on both sides; ours on the native Llama (`models.llama`), "
+        "transformers' `generate` on its own LlamaForCausalLM of the same weights.", "",
         "| | transformers `generate` | ours | ours / transformers |", "|---|---|---|---|",
         f"| generated tokens/s | {ntok / t['transformers']:.1f} | {ntok / t['ours']:.1f} | "
         f"{t['transformers'] / t['ours']:.2f}× (per rep: {', '.join(per_rep)}) |", "",
