@@ -90,9 +90,11 @@ def best_of(reps: int, sides: dict[str, Callable[[], Any]]) -> tuple[dict[str, f
     return best, out, per_rep
 
 
-def hf_generate(b: HFBackend, ref: Any, prompts: Sequence[str], max_new: int, stop: Sequence[str]) -> list[str]:
-    """transformers' `generate` of `ref` (transformers' own model of the same weights) on our batches: the baseline
-    (this is what our backend called before)."""
+def hf_generate(b: HFBackend, ref: tuple[Any, Any], prompts: Sequence[str], max_new: int,
+                stop: Sequence[str]) -> list[str]:
+    """transformers' `generate` of `ref` (transformers' own tokenizer and model of the same folder) on our batches:
+    the baseline (this is what our backend called before)."""
+    ref_tok, ref_model = ref
     enc = [b._encode(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
     pad = b.tok.pad_token_id if b.tok.pad_token_id is not None else b.tok.eos_token_id
@@ -105,10 +107,10 @@ def hf_generate(b: HFBackend, ref: Any, prompts: Sequence[str], max_new: int, st
             ids[r, T - len(enc[i]):] = torch.tensor(enc[i])
             mask[r, T - len(enc[i]):] = 1
         with torch.inference_mode():
-            gen = ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
-                                   pad_token_id=pad, stop_strings=list(stop), tokenizer=b.tok)
+            gen = ref_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                                   pad_token_id=pad, stop_strings=list(stop), tokenizer=ref_tok)
         for r, i in enumerate(batch):
-            out[i] = cut_at_stop(str(b.tok.decode(gen[r, T:], skip_special_tokens=True)), stop)[0]
+            out[i] = cut_at_stop(str(ref_tok.decode(gen[r, T:], skip_special_tokens=True)), stop)[0]
     return out
 
 
@@ -175,10 +177,12 @@ def main() -> None:
     shots = "".join(f"{task.format(e)}{e.target}\n" for e in task.shots_pool[:3])
     gp = [shots + task.format(e) for e in task.examples]
     stop, max_new = ["\n"], 8
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # our backend runs the native Llama (models.llama); the baseline, transformers' own model of the same folder
-    ref = AutoModelForCausalLM.from_pretrained(gguf_cache_dir(gguf), dtype=torch.float32).eval()
+    folder = gguf_cache_dir(gguf)
+    ref = (AutoTokenizer.from_pretrained(folder),
+           AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval())
     t, res, per_rep = best_of(a.reps, {"transformers": lambda: hf_generate(fp32, ref, gp, max_new, stop),
                                        "ours": lambda: fp32.generate(gp, max_new, stop)})
     ntok = sum(len(g.tokens) for g in res["ours"])
