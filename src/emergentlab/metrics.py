@@ -10,9 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import multiprocessing as mp
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import numpy as np
@@ -531,7 +534,7 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
     check_names(names)
     halves = _scored_in_halves(records, names)
     keys = list(dict.fromkeys(k for ks, _, _ in halves for k in ks))
-    plan = np.concatenate([np.asarray([keys.index(k) for k in ks] + [0], dtype=np.intp)[p] for ks, p, _ in halves])
+    plan = np.concatenate([np.asarray([keys.index(k) for k in ks], dtype=np.intp)[p] for ks, p, _ in halves])
     plan_names = [_applying(k, names) for k in keys]
     counts = np.array([len(ns) for ns in plan_names], dtype=np.intp)[plan]
     idx = np.repeat(np.arange(len(plan)), counts)
@@ -545,7 +548,7 @@ def compute(records: pd.DataFrame, names: Sequence[str] | None = None) -> pd.Dat
             metric[at + j] = metric_names.index(n)
     out = pd.DataFrame({k: _repeated(records[k], idx) for k in KEY_FIELDS})
     out["metric"] = pd.Categorical.from_codes(metric, categories=metric_names)
-    out["value"] = np.concatenate([v for _, _, v in halves]) if halves else np.empty(0)
+    out["value"] = np.concatenate([v for _, _, v in halves])
     return out
 
 
@@ -580,8 +583,6 @@ def _scored(records: pd.DataFrame, names: Sequence[str]) -> tuple[list[PlanKey],
 def _scored_in_halves(records: pd.DataFrame, names: Sequence[str]) -> list[tuple[list[PlanKey], np.ndarray,
                                                                               np.ndarray]]:
     """`_scored` of the records, the second half in a forked process when `scoring_processes` says so."""
-    import multiprocessing as mp
-
     if scoring_processes(len(records)) == 1:
         return [_scored(records, names)]
     half = len(records) // 2
@@ -608,15 +609,12 @@ def _scored_in_halves(records: pd.DataFrame, names: Sequence[str]) -> list[tuple
 def scoring_processes(n_records: int) -> int:
     """How many processes `compute` scores `n_records` records in: 2 from `PARALLEL_MIN_RECORDS` on where this
     process may run on two cores and can fork, else 1."""
-    import multiprocessing as mp
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     ok = n_records >= PARALLEL_MIN_RECORDS and cores >= 2 and "fork" in mp.get_all_start_methods()
     return 2 if ok else 1
 
 
-def _score_and_send(records: pd.DataFrame, names: Sequence[str], conn: Any) -> None:
+def _score_and_send(records: pd.DataFrame, names: Sequence[str], conn: Connection) -> None:
     try:
         conn.send(_scored(records, names))
     except BaseException as e:  # the parent raises it
