@@ -231,7 +231,8 @@ def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
 
 
 class HFBackend:
-    """Scores, generates and samples with a transformers causal LM.
+    """Scores, generates and samples with a transformers causal LM, or with the native Llama of `models.llama`,
+    which offers the same interface.
 
     `batch_size` caps rows per forward pass and `batch_tokens` caps rows × padded length, so memory stays bounded
     for long prompts; neither changes the log-probs beyond float noise. Short rows go 128 at a time: the matmuls of a
