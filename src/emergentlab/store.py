@@ -382,9 +382,12 @@ class Store:
         q = f"SELECT {cols} FROM records r JOIN cells c USING (cell)" + (f" WHERE {' AND '.join(where)}"
                                                                         if where else "")
         order = ", ".join(f"c.{f}" if f in _CELL_FIELDS else f"r.{f}" for f in KEY_FIELDS)
-        cells = pd.read_sql_query(f"SELECT cell, {', '.join(_CELL_FIELDS)} FROM cells", self.db, index_col="cell")
         with gc_paused():
             df = pd.read_sql_query(q + f" ORDER BY {order}", self.db, params=args)
+            # read after the records: cells are never deleted or renamed, so each one a record names is there
+            # even if another run adds cells meanwhile
+            cells = pd.read_sql_query(f"SELECT cell, {', '.join(_CELL_FIELDS)} FROM cells", self.db,
+                                      index_col="cell")
             at = cells.index.get_indexer(df.pop("cell"))
             for f in _CELL_FIELDS:
                 df[f] = cells[f].to_numpy(dtype=object)[at]
