@@ -84,7 +84,8 @@ def test_the_backend_generates_and_scores_like_transformers(tmp_path: Path) -> N
     folder = random_llama(tmp_path)
     ours = load_backend(f"hf:{folder}")
     assert isinstance(ours, HFBackend) and isinstance(ours.model, llama.LlamaForCausalLM)
-    theirs = HFBackend(*reversed(transformers_pair(folder)), "transformers")
+    ref_tok, ref = transformers_pair(folder)
+    theirs = HFBackend(ref, ref_tok, "transformers")
     prompts = ["1+2=", "Q:a", "bb+cc=", ""]
     assert ours.generate(prompts, 5, ["="]) == theirs.generate(prompts, 5, ["="])
     for a, b in zip(ours.score(prompts, ["3", "A:", "c", "1"]), theirs.score(prompts, ["3", "A:", "c", "1"]),

@@ -149,9 +149,10 @@ def dry_run(study_file: Path, precision: str | None = None) -> pd.DataFrame:
     rows = []
     for rung in plan.study.ladder:
         tiny = rung.spec.startswith("tiny:")
-        facts = load_backend(rung.spec, rung.name).facts() if tiny else None
-        params = rung.facts.get("params") or (facts.params if facts else None)
-        non_emb = rung.facts.get("non_embedding_params") or (facts.non_embedding_params if facts else None)
+        params, non_emb = rung.facts.get("params"), rung.facts.get("non_embedding_params")
+        if tiny and not (params and non_emb):  # a tiny checkpoint says what the rung does not
+            facts = load_backend(rung.spec, rung.name).facts()
+            params, non_emb = params or facts.params, non_emb or facts.non_embedding_params
         per_char = 1.0 if tiny else 1.0 / CHARS_PER_TOKEN
         tokens = [round(len(prompt) * per_char) for c in plan.cells if c.rung is rung
                   for prompt, ex in zip(c.prompts, c.task, strict=True) for _ in (ex.choices or [ex.target])]

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from emergentlab import metrics
+from emergentlab.analysis.curves import axis_position
 from emergentlab.experiments.base import LineStyle, trained_rungs
 from emergentlab.experiments.variants import compare_section, compare_stats, crossing_text
 from emergentlab.models import load_backend
@@ -169,7 +170,7 @@ def sections(store: Store, study: str | None) -> list[Section]:
         side = pd.DataFrame({"model": rungs["model"], AXIS: x, **{f"EM {c}": means[c] for c in conds}})
         fact_rows = [{"condition": c, **r} for c in conds for r in cfg["facts"].get(c, [])]
         shifts = shift_table(store, st, cfg)
-        top = math.log10(max(x)) if x else math.nan
+        top = float(axis_position(AXIS, np.asarray(x)).max()) if x else math.nan
         styles: tuple[LineStyle, ...] = ("line", "dashed", "dotted", "points")
         fig = Figure((Panel(f"{cfg['task']}: exact match by condition", "non-embedding params", "exact match",
                             tuple(Line(x, means[c], c, style=styles[i % 4]) for i, c in enumerate(conds)),
